@@ -1,0 +1,80 @@
+"""kos: a plugin host for Python.
+
+Clients connect to a kernel and call services directly in the processes that serve
+them::
+
+    import kos_core
+
+    with kos_core.connect() as kos:
+        bb = kos.lookup("bitbucket")
+        bb.Set("greeting", b"hello")
+
+Plugin authors use :mod:`kos_core.pluginlib`, :mod:`kos_core.interface` and the hooks
+in :mod:`kos_core.hookspecs`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AuthenticationFailed,
+    InterfaceError,
+    InterfaceNotFound,
+    KernelUnreachable,
+    KosError,
+    NameAlreadyBound,
+    NameNotFound,
+    NamespaceError,
+    NotAContext,
+    ProtocolMismatch,
+    RegistrationRefused,
+    RemoteError,
+    ServiceUnavailable,
+    SetupFileError,
+    UsageError,
+)
+from .hookspecs import PluginSpec, hookimpl
+from .interface import Interface, raises
+
+if TYPE_CHECKING:
+    from ._client import Context, Kos, connect
+
+_LAZY = {"Context", "Kos", "connect"}
+
+
+def __getattr__(name: str) -> Any:
+    # The client pulls in rpyc; import it on first use so `kos --help` stays fast.
+    if name in _LAZY:
+        from . import _client
+
+        return getattr(_client, name)
+    raise AttributeError(f"module 'kos_core' has no attribute {name!r}")
+
+__all__ = [
+    "AuthenticationFailed",
+    "Context",
+    "Interface",
+    "InterfaceError",
+    "InterfaceNotFound",
+    "KernelUnreachable",
+    "Kos",
+    "KosError",
+    "NameAlreadyBound",
+    "NameNotFound",
+    "NamespaceError",
+    "NotAContext",
+    "PluginSpec",
+    "ProtocolMismatch",
+    "RegistrationRefused",
+    "RemoteError",
+    "ServiceUnavailable",
+    "SetupFileError",
+    "UsageError",
+    "__version__",
+    "connect",
+    "hookimpl",
+    "raises",
+]

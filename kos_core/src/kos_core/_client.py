@@ -1,0 +1,179 @@
+"""The client API: connect to a kernel, look up services, call them directly."""
+
+from __future__ import annotations
+
+import json
+import threading
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from . import _paths, _rpc, _wire
+from .errors import KernelUnreachable, ServiceUnavailable, UsageError
+from .interface import Interface, find_interface
+from .kernel_api import Kernel as KernelInterface
+from .kernel_api import PluginRow
+
+_T = TypeVar("_T")
+
+__all__ = ["Context", "Kos", "connect"]
+
+
+def read_connection_file(kernel: str) -> dict[str, str] | None:
+    """The kernel's connection file as a dict, or ``None`` if there is none."""
+    path = _paths.connection_file(kernel)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise KernelUnreachable(f"cannot read the connection file {path}: {exc}") from exc
+    if not isinstance(data, dict) or "address" not in data or "secret" not in data:
+        raise KernelUnreachable(f"the connection file {path} is damaged")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def kernel_link(kernel: str) -> _rpc.Link:
+    """An open, authenticated link to the kernel named ``kernel``."""
+    info = read_connection_file(kernel)
+    if info is None:
+        raise KernelUnreachable(
+            f"no kernel named {kernel!r} is running (no {_paths.connection_file(kernel)});"
+            f" start one with: kos run -n {kernel}"
+        )
+    address = _wire.Address.parse(info["address"])
+    link = _rpc.Link(address, info["secret"], f"kernel {kernel!r}")
+    try:
+        link.connect()
+    except ServiceUnavailable as exc:
+        raise KernelUnreachable(
+            f"kernel {kernel!r} does not answer at {address} (pid {info.get('pid', '?')}"
+            f" may have died; stale connection file {_paths.connection_file(kernel)})"
+        ) from exc
+    return link
+
+
+class Kos:
+    """A connection to one kernel. Use :func:`connect` to make one.
+
+    Services found through it are called directly in the processes that serve
+    them; closing it closes those connections too.
+    """
+
+    def __init__(self, name: str, link: _rpc.Link) -> None:
+        self.name = name
+        self._link = link
+        self._kernel: Any = _rpc.make_proxy(KernelInterface, link)
+        self._links: list[_rpc.Link] = []
+        self._lock = threading.Lock()
+
+    @property
+    def kernel(self) -> Any:
+        """The kernel's own ``KernelAPI.Kernel`` proxy."""
+        return self._kernel
+
+    @overload
+    def lookup(self, path: str) -> Any: ...
+
+    @overload
+    def lookup(self, path: str, interface: type[_T]) -> _T: ...
+
+    def lookup(self, path: str, interface: type[Any] | None = None) -> Any:
+        """The object bound at ``path``: a typed proxy for a service, a :class:`Context`
+        for a context. With ``interface``, check the service has that type.
+
+        Raises :class:`~kos_core.errors.NameNotFound` if nothing is bound there.
+        """
+        kind, typename, detail = self._kernel.Lookup(path)
+        if kind == "context":
+            return Context(self, detail)
+        iface: type[Interface] = interface if interface is not None else find_interface(typename)
+        if iface.wire_name != typename:
+            raise UsageError(f"{path} is a {typename}, not a {iface.wire_name}")
+        proxy = _rpc.object_of_sbh(detail, iface)
+        link = _rpc.link_of(proxy)
+        assert link is not None
+        link.what = f"{typename} {path!r}"
+        link.connect()
+        with self._lock:
+            self._links.append(link)
+        return proxy
+
+    def list(self, path: str = "") -> list[str]:
+        """Names in the context at ``path``."""
+        return [name for name, _, _ in self._kernel.List(path)]
+
+    def entries(self, path: str = "") -> list[tuple[str, str, str]]:
+        """``(name, kind, detail)`` for the context at ``path``: kind is service
+        (detail: interface name), context, or link (detail: target)."""
+        return [tuple(e) for e in self._kernel.List(path)]  # type: ignore[misc]
+
+    def bind(self, path: str, typename: str, sbh: str) -> str:
+        """Bind an SBH under ``path``; unbound when this connection closes."""
+        return str(self._kernel.Bind(path, typename, sbh))
+
+    def unbind(self, path: str) -> None:
+        """Unbind something this connection bound."""
+        self._kernel.Unbind(path)
+
+    def plugins(self) -> list[PluginRow]:
+        """The kernel's plugin table (name, state, pid, services, uptime, last exit)."""
+        return list(self._kernel.Plugins())
+
+    def get_namespace(self) -> Context:
+        """The kernel's top context."""
+        return Context(self, "")
+
+    def close(self) -> None:
+        """Close the connection to the kernel and every service connection made through it."""
+        with self._lock:
+            links, self._links = self._links, []
+        for link in links:
+            link.close()
+        self._link.close()
+
+    def __enter__(self) -> Kos:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Context:
+    """A context of a kernel's namespace; names are relative to it."""
+
+    def __init__(self, kos: Kos, path: str) -> None:
+        self._kos = kos
+        self.path = path.strip("/")
+
+    def _join(self, name: str) -> str:
+        if name.startswith("/"):
+            return name
+        return f"{self.path}/{name}" if self.path else name
+
+    def lookup(self, name: str, interface: type[Any] | None = None) -> Any:
+        """Like :meth:`Kos.lookup`, relative to this context."""
+        return self._kos.lookup(self._join(name), interface) if interface else self._kos.lookup(
+            self._join(name)
+        )
+
+    def list(self) -> list[str]:
+        """Names in this context."""
+        return self._kos.list(self.path)
+
+    def __repr__(self) -> str:
+        return f"<kos context /{self.path} of kernel {self._kos.name!r}>"
+
+
+def connect(kernel: str | None = None) -> Kos:
+    """Connect to a running kernel.
+
+    ``kernel`` defaults to ``$KOS_KERNEL``, else the short host name. Raises
+    :class:`~kos_core.errors.KernelUnreachable` if it is not running.
+    """
+    name = _paths.kernel_name(kernel)
+    return Kos(name, kernel_link(name))

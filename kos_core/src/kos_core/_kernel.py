@@ -1,0 +1,373 @@
+"""The kernel: namespace, receiver (plugin registration) and supervisor in one process."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, _namespace, _paths, _proc, _rpc, _wire
+from ._client import kernel_link, read_connection_file
+from ._discovery import InstalledPlugin
+from ._namespace import Namespace
+from ._setup import PluginSettings, SetupConfig
+from .errors import KernelUnreachable, KosError, RegistrationRefused, UsageError
+from .kernel_api import Kernel as KernelInterface
+from .kernel_api import PluginRow
+
+log = logging.getLogger("kos.kernel")
+
+STOP_GRACE = 3.0
+PLUGIN_SETTINGS_ENV = "KOS_PLUGIN_OPTIONS"
+
+
+@dataclass
+class PluginRecord:
+    """What the kernel knows of one plugin."""
+
+    name: str
+    command: list[str] | None = None
+    run_at_boot: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    state: str = "stopped"
+    process: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+    started: float = 0.0
+    last_exit: str = ""
+    session: KernelSession | None = None
+
+    @property
+    def owner(self) -> str:
+        """The namespace owner tag of everything this plugin binds."""
+        return f"plugin:{self.name}"
+
+
+def plugin_command(
+    name: str, kernel: str, installed: InstalledPlugin | None, settings: PluginSettings
+) -> list[str] | None:
+    """The command line that runs a plugin: its setup-file ``file``, else its module."""
+    if settings.file is not None:
+        target = [str(settings.file)]
+    elif installed is not None:
+        target = ["-m", installed.spec.main]
+    else:
+        return None
+    return [sys.executable, *target, "-n", kernel, *settings.args]
+
+
+class KernelSession:
+    """The kernel as one connection sees it (implements ``KernelAPI.Kernel``)."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, kernel: KernelCore) -> None:
+        self._kernel = kernel
+        self.owner = f"conn:{next(self._ids)}"
+        self.plugin: str | None = None
+
+    def Lookup(self, path: str) -> tuple[str, str, str]:
+        node = self._kernel.namespace.lookup(path)
+        if isinstance(node, _namespace.Service):
+            return ("service", node.typename, node.sbh)
+        return ("context", "", _namespace.join(_namespace.split_path(path)))
+
+    def List(self, path: str) -> list[tuple[str, str, str]]:
+        return self._kernel.namespace.list(path)
+
+    def Bind(self, path: str, typename: str, sbh: str) -> str:
+        _wire.parse_sbh(sbh)
+        return self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
+
+    def Unbind(self, path: str) -> None:
+        self._kernel.namespace.unbind(path, owner=self.owner)
+
+    def RegisterPlugin(self, name: str, pid: int) -> PluginEntry:
+        return self._kernel.register_plugin(self, name, pid)
+
+    def Plugins(self) -> list[PluginRow]:
+        return self._kernel.plugin_rows()
+
+    def Info(self) -> tuple[str, int, str]:
+        return (self._kernel.name, os.getpid(), __version__)
+
+    def closed(self) -> None:
+        """The connection ended: forget what it bound and its registration."""
+        self._kernel.session_closed(self)
+
+
+class PluginEntry:
+    """A registered plugin (implements ``KernelAPI.PluginEntry``)."""
+
+    def __init__(self, kernel: KernelCore, name: str) -> None:
+        self._kernel = kernel
+        self._name = name
+
+    def Name(self) -> str:
+        return self._name
+
+    def Context(self) -> str:
+        return f"plugins/{self._name}"
+
+    def Services(self) -> list[str]:
+        return self._kernel.namespace.services_of(f"plugin:{self._name}")
+
+
+class KernelCore:
+    """The kernel's state and its supervisor; :func:`run_kernel` drives it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        installed: dict[str, InstalledPlugin],
+        setup: SetupConfig,
+        listen: _wire.Address | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.name = _paths.check_name(name, "kernel")
+        self.namespace = Namespace()
+        self.namespace.make_context("plugins")
+        self._installed = installed
+        self._setup = setup
+        self._listen = listen or _wire.Address(path=str(_paths.runtime_dir() / f"{name}.sock"))
+        self._state_dir = state_dir or _paths.state_dir(name)
+        self._secret = secrets.token_urlsafe(32)
+        self._lock = threading.RLock()
+        self._server: _rpc.Server | None = None
+        self._conn_file = _paths.connection_file(name)
+        self.records: dict[str, PluginRecord] = {}
+        self._load_records()
+
+    def _load_records(self) -> None:
+        names = set(self._installed) | set(self._setup.sections)
+        for name in sorted(names):
+            installed = self._installed.get(name)
+            default = installed.spec.run_at_boot if installed else True
+            settings = self._setup.settings_for(name, default)
+            command = plugin_command(name, self.name, installed, settings)
+            if command is None:  # named in a setup file but broken: discovery reported it
+                continue
+            self.records[name] = PluginRecord(
+                name, command, settings.run_at_boot, dict(settings.options)
+            )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
+        self._claim_name()
+        _proc.sweep_stale_sockets(_paths.runtime_dir())
+        self._server = _rpc.Server(self._listen, self._authorize, name=f"kernel-{self.name}")
+        self._write_connection_file(self._server.address)
+        self._server.start()
+        log.info("kernel %s listening on %s", self.name, self._server.address)
+        for record in self.records.values():
+            if record.run_at_boot:
+                self.launch(record)
+
+    @property
+    def address(self) -> _wire.Address:
+        """Where the kernel listens."""
+        assert self._server is not None
+        return self._server.address
+
+    def _claim_name(self) -> None:
+        try:
+            info = read_connection_file(self.name)
+        except KernelUnreachable:
+            info = None
+        if info is not None:
+            try:
+                kernel_link(self.name).close()
+                alive = True
+            except KosError:
+                alive = False
+            if alive:
+                raise UsageError(
+                    f"a kernel named {self.name!r} is already running (pid {info.get('pid')});"
+                    " choose another name with -n"
+                )
+            self._conn_file.unlink(missing_ok=True)
+        if self._listen.path is not None and os.path.exists(self._listen.path):
+            os.unlink(self._listen.path)
+
+    def _write_connection_file(self, address: _wire.Address) -> None:
+        data = {
+            "kernel": self.name,
+            "address": str(address),
+            "pid": os.getpid(),
+            "protocol": _wire.PROTOCOL_VERSION,
+            "version": __version__,
+            "secret": self._secret,
+        }
+        tmp = self._conn_file.with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, self._conn_file)
+
+    def _authorize(self, token: str) -> _rpc.Session | None:
+        if not _wire.tokens_equal(token, self._secret):
+            return None
+        session = KernelSession(self)
+        return _rpc.Session(session, KernelInterface, on_close=session.closed)
+
+    def run(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
+        """Watch plugin processes until ``stop`` is set."""
+        while not stop.wait(poll_interval):
+            self.reap()
+
+    def shutdown(self) -> None:
+        """Stop every plugin (SIGTERM, then SIGKILL after a grace period) and stop serving."""
+        with self._lock:
+            running = [r for r in self.records.values() if r.process and r.process.poll() is None]
+        for record in running:
+            assert record.process is not None
+            record.state = "stopping"
+            try:
+                record.process.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE
+        for record in running:
+            assert record.process is not None
+            try:
+                record.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("plugin %s did not stop in %.0f s; killing it", record.name, STOP_GRACE)
+                record.process.kill()
+                record.process.wait()
+        self.reap()
+        if self._server is not None:
+            self._server.close()
+        try:
+            info = read_connection_file(self.name)
+        except KernelUnreachable:
+            info = None
+        if info is not None and info.get("secret") == self._secret:
+            self._conn_file.unlink(missing_ok=True)
+        _proc.sweep_stale_sockets(_paths.runtime_dir())
+
+    # -- plugins --------------------------------------------------------------------
+
+    def launch(self, record: PluginRecord) -> None:
+        """Start a plugin's process (does not wait for it to register)."""
+        assert record.command is not None
+        cwd = self._state_dir / "plugins" / record.name
+        env = dict(os.environ)
+        env.update(
+            {
+                "KOS_KERNEL": self.name,
+                "KOS_RUNTIME_DIR": str(_paths.runtime_dir()),
+                _proc.PARENT_ENV: str(os.getpid()),
+                PLUGIN_SETTINGS_ENV: json.dumps(record.options),
+            }
+        )
+        try:
+            cwd.mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen(record.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+        except OSError as exc:
+            record.state, record.last_exit = "failed", f"cannot start: {exc}"
+            log.error("plugin %s: cannot start: %s", record.name, exc)
+            return
+        with self._lock:
+            record.process, record.pid = process, process.pid
+            record.state, record.started = "starting", time.time()
+        log.info("plugin %s started (pid %d)", record.name, process.pid)
+
+    def reap(self) -> None:
+        """Notice plugin processes that have exited; unbind what they bound."""
+        with self._lock:
+            for record in self.records.values():
+                process = record.process
+                if process is None or process.poll() is None:
+                    continue
+                record.process = None
+                record.last_exit = _proc.describe_exit(process.returncode)
+                record.state = "exited" if process.returncode == 0 else "failed"
+                if record.session is None or record.session.plugin != record.name:
+                    record.pid = 0
+                removed = self.namespace.remove_owner(record.owner)
+                log.info("plugin %s %s; unbound %s", record.name, record.last_exit, removed or "nothing")
+
+    def register_plugin(self, session: KernelSession, name: str, pid: int) -> PluginEntry:
+        """Handle ``RegisterPlugin`` from ``session``."""
+        _paths.check_name(name, "plugin")
+        with self._lock:
+            if session.plugin is not None:
+                raise RegistrationRefused(f"this connection is already plugin {session.plugin!r}")
+            record = self.records.get(name)
+            if record is not None and record.session is not None:
+                raise RegistrationRefused(
+                    f"a plugin named {name!r} is already registered (pid {record.pid})"
+                )
+            alive = record is not None and record.process is not None and record.process.poll() is None
+            if record is not None and alive and record.pid != pid:
+                raise RegistrationRefused(
+                    f"the kernel is running plugin {name!r} itself (pid {record.pid})"
+                )
+            if record is None:
+                record = self.records[name] = PluginRecord(name)
+            if record.process is None:
+                record.started = time.time()
+            record.session, record.pid, record.state = session, pid, "running"
+            session.plugin, session.owner = name, record.owner
+            context = f"plugins/{name}"
+            self.namespace.make_context(context, owner=record.owner)
+            for link in ("kos", "world"):
+                try:
+                    self.namespace.bind(f"{context}/{link}", _namespace.Link("", record.owner))
+                except KosError:
+                    pass
+        log.info("plugin %s registered (pid %d)", name, pid)
+        return PluginEntry(self, name)
+
+    def session_closed(self, session: KernelSession) -> None:
+        """A connection ended: unbind what it bound; end its plugin registration."""
+        with self._lock:
+            self.namespace.remove_owner(session.owner)
+            name = session.plugin
+            record = self.records.get(name) if name else None
+            if record is None or record.session is not session:
+                return
+            record.session = None
+            if record.command is None:
+                del self.records[record.name]
+            elif record.process is None:
+                record.state, record.pid = "stopped", 0
+        log.info("plugin %s disconnected", name)
+
+    def plugin_rows(self) -> list[PluginRow]:
+        """The plugin table for ``KernelAPI.Kernel.Plugins``."""
+        now = time.time()
+        with self._lock:
+            return [
+                (
+                    r.name,
+                    r.state,
+                    r.pid,
+                    self.namespace.services_of(r.owner),
+                    now - r.started if r.state in ("starting", "running") else 0.0,
+                    r.last_exit,
+                )
+                for r in self.records.values()
+            ]
+
+
+def install_stop_signals(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set ``stop`` (the kernel then stops its plugins and exits 0)."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)

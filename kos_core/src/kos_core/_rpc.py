@@ -1,0 +1,527 @@
+"""kos over rpyc: the one module that knows rpyc.
+
+rpyc gives us framing, request/reply matching, threading and brine serialisation.
+We use it through a connection class whose request table holds only what kos
+needs — ping, close, *call a declared method*, *release a reference* — so rpyc's
+attribute access, netrefs, pickling and code execution are not reachable from the
+wire at all. Every call is one round trip: ``(handle, method, args)`` out,
+``(status, payload)`` back. Frame compression is off (it costs more than it saves
+on local sockets) and every TCP socket has ``TCP_NODELAY``.
+
+Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, args)``,
+``2`` an undeclared failure ``(kind, message)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from rpyc.core import consts
+from rpyc.core.async_ import AsyncResultTimeout
+from rpyc.core.channel import Channel
+from rpyc.core.protocol import Connection
+from rpyc.core.stream import SocketStream
+
+from . import _wire
+from .errors import (
+    KosError,
+    RemoteError,
+    ServiceUnavailable,
+)
+from .interface import (
+    Interface,
+    MethodSpec,
+    check_value,
+    contains_interface,
+    find_interface,
+    from_wire,
+    is_interface,
+)
+
+log = logging.getLogger("kos.rpc")
+
+HANDLE_KOS_CALL = 64
+HANDLE_KOS_RELEASE = 65
+OK, DECLARED, FAULT = 0, 1, 2
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class RpcConfig:
+    """Tuning of kos connections (rpyc's configuration dict, typed and closed)."""
+
+    call_timeout: float = float(os.environ.get("KOS_CALL_TIMEOUT", "30"))
+    connect_timeout: float = 5.0
+
+    def rpyc(self) -> dict[str, Any]:
+        """The rpyc protocol configuration this stands for."""
+        return {
+            "allow_pickle": False,
+            "allow_public_attrs": False,
+            "allow_all_attrs": False,
+            "allow_setattr": False,
+            "allow_delattr": False,
+            "import_custom_exceptions": False,
+            "instantiate_custom_exceptions": False,
+            "include_local_traceback": False,
+            "include_local_version": False,
+            "log_exceptions": False,
+            "close_catchall": True,
+            "logger": None,
+            "sync_request_timeout": self.call_timeout,
+        }
+
+
+DEFAULT_CONFIG = RpcConfig()
+
+
+class KosConnection(Connection):  # type: ignore[misc]
+    """An rpyc connection that serves only kos requests."""
+
+    @classmethod
+    def _request_handlers(cls) -> dict[int, Callable[..., Any]]:
+        return {
+            consts.HANDLE_PING: cls._handle_ping,
+            consts.HANDLE_CLOSE: cls._handle_close,
+            HANDLE_KOS_CALL: cls._handle_kos_call,
+            HANDLE_KOS_RELEASE: cls._handle_kos_release,
+        }
+
+    def _handle_kos_call(self, handle: int, method: str, args: tuple[Any, ...]) -> Any:
+        return cast(Session, self._local_root).dispatch(handle, method, args)
+
+    def _handle_kos_release(self, handle: int) -> None:
+        cast(Session, self._local_root).release(handle)
+
+
+class Session:
+    """The server side of one connection: the objects this client may call, by handle.
+
+    Handle 0 is the object the client's credential named; objects returned by
+    reference get further handles, valid only on this connection.
+    """
+
+    def __init__(
+        self,
+        root: object,
+        interface: type[Interface],
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._objects: dict[int, tuple[object, type[Interface]]] = {0: (root, interface)}
+        self._next = itertools.count(1)
+        self._on_close = on_close
+
+    def on_connect(self, conn: Connection) -> None:
+        """Called by rpyc when the connection is set up."""
+
+    def on_disconnect(self, conn: Connection) -> None:
+        """Called by rpyc when the connection ends: drop references, run the close hook."""
+        self._objects.clear()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            try:
+                on_close()
+            except Exception:
+                log.exception("connection close hook failed")
+
+    def release(self, handle: int) -> None:
+        """Forget an object the client no longer references."""
+        if handle != 0:
+            self._objects.pop(handle, None)
+
+    def dispatch(self, handle: int, method: str, args: tuple[Any, ...]) -> tuple[int, Any]:
+        """Call one declared method; never raises (failures are encoded in the reply)."""
+        entry = self._objects.get(handle) if type(handle) is int else None
+        if entry is None:
+            return FAULT, ("NoSuchObject", f"no object with handle {handle!r} on this connection")
+        obj, interface = entry
+        spec = interface.methods().get(method) if type(method) is str else None
+        if spec is None:
+            return FAULT, ("NoSuchMethod", f"{interface.wire_name} has no method {method!r}")
+        try:
+            call_args = _check_args(spec, args)
+        except TypeError as exc:
+            return FAULT, ("TypeError", str(exc))
+        try:
+            result = getattr(obj, method)(*call_args)
+        except KosError as exc:
+            if not exc.wire_name or spec.exception(exc.wire_name) is None:
+                log.info("%s.%s raised undeclared %r", interface.wire_name, method, exc)
+                return FAULT, (exc.wire_name or type(exc).__name__, str(exc))
+            if spec.exception(exc.wire_name) is None:
+                return FAULT, (exc.wire_name, str(exc))
+            return DECLARED, (exc.wire_name, _plain_args(exc))
+        except Exception as exc:
+            log.warning("%s.%s failed", interface.wire_name, method, exc_info=True)
+            return FAULT, (type(exc).__name__, str(exc))
+        try:
+            if contains_interface(spec.returns):
+                return OK, self._encode_refs(result, spec.returns)
+            return OK, check_value(result, spec.returns, f"result of {method}()")
+        except TypeError as exc:
+            log.error("%s.%s returned a bad value: %s", interface.wire_name, method, exc)
+            return FAULT, ("TypeError", str(exc))
+
+    def _encode_refs(self, value: Any, tp: Any) -> Any:
+        if is_interface(tp):
+            if value is None:
+                return None
+            sbh = sbh_of(value)
+            if sbh is not None:
+                return ("s", sbh)
+            handle = next(self._next)
+            self._objects[handle] = (value, tp)
+            return ("h", handle)
+        import typing
+
+        origin, targs = typing.get_origin(tp), typing.get_args(tp)
+        if origin in (list, tuple) and isinstance(value, (list, tuple)):
+            if origin is list or (len(targs) == 2 and targs[1] is Ellipsis):
+                return tuple(self._encode_refs(v, targs[0]) for v in value)
+            return tuple(self._encode_refs(v, t) for v, t in zip(value, targs, strict=True))
+        if contains_interface(tp) and value is None:
+            return None
+        return check_value(value, tp, "result")
+
+
+def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:
+    if type(args) is not tuple:
+        raise TypeError("arguments must be a tuple")
+    params = spec.params
+    if not spec.required <= len(args) <= len(params):
+        raise TypeError(f"{spec.name}() takes {len(params)} arguments, {len(args)} given")
+    out = []
+    for value, param in zip(args, params):
+        what = f"{spec.name}() argument {param.name!r}"
+        if is_interface(param.type):
+            raise TypeError(f"{what}: passing objects by reference to a server is not supported")
+        value = check_value(value, param.type, what)
+        if typing_origin_is_list(param.type):
+            value = list(value)
+        out.append(value)
+    return tuple(out)
+
+
+def typing_origin_is_list(tp: Any) -> bool:
+    """True for ``list[...]`` annotations."""
+    import typing
+
+    return typing.get_origin(tp) is list
+
+
+def _plain_args(exc: BaseException) -> tuple[Any, ...]:
+    if all(isinstance(a, (str, bytes, int, float, bool, type(None))) for a in exc.args):
+        return tuple(exc.args)
+    return (str(exc),)
+
+
+# --------------------------------------------------------------------------- server
+
+
+class Server:
+    """Accepts kos connections on one address; each authenticated client gets a thread.
+
+    ``authorize(token)`` returns the :class:`Session` for a credential, or ``None``
+    to refuse it. Garbage, wrong credentials and wrong protocol versions are refused
+    during the handshake and never reach rpyc.
+    """
+
+    def __init__(
+        self,
+        address: _wire.Address,
+        authorize: Callable[[str], Session | None],
+        *,
+        name: str,
+        config: RpcConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self._authorize = authorize
+        self._name = name
+        self._config = config
+        self._listener, self.address = address.listen()
+        if address.path is not None:
+            os.chmod(address.path, 0o600)
+        self._closed = threading.Event()
+        self._connections: set[KosConnection] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
+
+    def start(self) -> Server:
+        """Start accepting in a background thread."""
+        self._thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                if self._closed.is_set():
+                    return
+                continue
+            threading.Thread(
+                target=self._serve_client, args=(sock,), name=f"{self._name}-client", daemon=True
+            ).start()
+
+    def _serve_client(self, sock: socket.socket) -> None:
+        try:
+            sock.settimeout(_wire.HANDSHAKE_TIMEOUT)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            token = _wire.server_handshake(sock)
+            session = self._authorize(token)
+            if session is None:
+                _wire.refuse(sock, "credentials refused")
+                raise KosError("credentials refused")
+            _wire.accept(sock)
+            sock.settimeout(None)
+        except (KosError, OSError) as exc:
+            log.info("%s: refused a connection: %s", self._name, exc)
+            sock.close()
+            return
+        conn = KosConnection(session, Channel(SocketStream(sock), compress=False), self._config.rpyc())
+        with self._lock:
+            self._connections.add(conn)
+        try:
+            conn.serve_all()
+        except Exception as exc:  # a broken peer ends its own connection, nothing else
+            log.info("%s: connection ended: %s", self._name, exc)
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            conn.close()
+
+    def close(self) -> None:
+        """Stop accepting, end every connection, remove the socket file."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        if self.address.path is not None:
+            try:
+                os.unlink(self.address.path)
+            except FileNotFoundError:
+                pass
+        with self._lock:
+            conns = list(self._connections)
+        for conn in conns:
+            try:
+                conn._channel.close()
+            except Exception:
+                pass
+
+
+# --------------------------------------------------------------------------- client
+
+
+class _ClientRoot:
+    """What a client serves back to its server: nothing."""
+
+    def on_connect(self, conn: Connection) -> None:
+        """rpyc hook; nothing to do."""
+
+    def on_disconnect(self, conn: Connection) -> None:
+        """rpyc hook; nothing to do."""
+
+
+class Link:
+    """A client's connection to one served object (connected on first use).
+
+    ``what`` names the object in error messages.
+    """
+
+    def __init__(
+        self,
+        address: _wire.Address,
+        token: str,
+        what: str,
+        config: RpcConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self.address = address
+        self.token = token
+        self.what = what
+        self._config = config
+        self._conn: KosConnection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        """True once the connection is open and not closed."""
+        return self._conn is not None and not self._conn.closed
+
+    def connect(self) -> KosConnection:
+        """Open the connection now (idempotent); raises :class:`ServiceUnavailable` etc."""
+        conn = self._conn
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._conn is not None:
+                return self._conn
+            if self._closed:
+                raise ServiceUnavailable(f"{self.what}: connection already closed")
+            try:
+                sock = self.address.connect(self._config.connect_timeout)
+            except OSError as exc:
+                raise ServiceUnavailable(
+                    f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"
+                ) from exc
+            try:
+                _wire.client_handshake(sock, self.token)
+                sock.settimeout(None)
+            except OSError as exc:
+                sock.close()
+                raise ServiceUnavailable(f"{self.what}: handshake failed: {exc}") from exc
+            except BaseException:
+                sock.close()
+                raise
+            channel = Channel(SocketStream(sock), compress=False)
+            self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc())
+            return self._conn
+
+    def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
+        """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
+        conn = self._conn or self.connect()
+        try:
+            status, payload = conn.sync_request(HANDLE_KOS_CALL, handle, spec.name, args)
+        except AsyncResultTimeout:
+            raise ServiceUnavailable(
+                f"{self.what}: no answer to {spec.name}() within {self._config.call_timeout:g} s"
+            ) from None
+        except (EOFError, OSError) as exc:
+            raise ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})") from None
+        if status == OK:
+            if contains_interface(spec.returns):
+                return from_wire(payload, spec.returns, self._make_ref)
+            return from_wire(payload, spec.returns, self._make_ref)
+        kind, detail = payload
+        if status == DECLARED:
+            exc_class = spec.exception(kind)
+            if exc_class is not None:
+                raise exc_class(*detail)
+            raise RemoteError(kind, " ".join(map(str, detail)))
+        raise RemoteError(kind, detail)
+
+    def release(self, handle: int) -> None:
+        """Tell the server a by-reference object is no longer used (no reply awaited)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        try:
+            conn.async_request(HANDLE_KOS_RELEASE, handle)
+        except Exception:
+            pass
+
+    def _make_ref(self, wire: Any, interface: type[Interface]) -> Any:
+        if wire is None:
+            return None
+        kind, value = wire
+        if kind == "s":
+            return object_of_sbh(value, interface)
+        return make_proxy(interface, self, int(value))
+
+    def close(self) -> None:
+        """Close the connection (the server side sees a disconnect)."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+
+class RemoteObject:
+    """Base of generated client proxies. Attributes are prefixed ``_kos_`` so they
+    never shadow interface methods (``FileAPI.File`` has ``open`` and ``close``)."""
+
+    _kos_proxy_of: type[Interface] | None = None
+    _kos_link: Link
+    _kos_handle: int
+    _kos_sbh: str | None
+
+    def __init__(self, link: Link, handle: int = 0, sbh: str | None = None) -> None:
+        self._kos_link = link
+        self._kos_handle = handle
+        self._kos_sbh = sbh
+        if handle:
+            weakref.finalize(self, link.release, handle)
+
+    def __repr__(self) -> str:
+        iface = self._kos_proxy_of
+        name = iface.wire_name if iface else "?"
+        return f"<{name} proxy: {self._kos_link.what} #{self._kos_handle}>"
+
+
+_PROXY_CLASSES: dict[type[Interface], type[RemoteObject]] = {}
+
+
+def proxy_class(interface: type[Interface]) -> type[RemoteObject]:
+    """The generated client proxy class for ``interface`` (a subclass of it)."""
+    cls = _PROXY_CLASSES.get(interface)
+    if cls is None:
+        namespace: dict[str, Any] = {"_kos_proxy_of": interface, "__slots__": ()}
+        for name, spec in interface.methods().items():
+            namespace[name] = _proxy_method(spec)
+        cls = type(f"{interface.__name__}Proxy", (RemoteObject, interface), namespace)
+        _PROXY_CLASSES[interface] = cls
+    return cls
+
+
+def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
+    params = spec.params
+    checks = tuple((p.type, f"{spec.name}() argument {p.name!r}") for p in params)
+
+    def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
+        bound = spec.bind(args, kwargs)
+        wire = tuple(check_value(v, tp, what) for v, (tp, what) in zip(bound, checks))
+        return self._kos_link.invoke(self._kos_handle, spec, wire)
+
+    method.__name__ = spec.name
+    method.__doc__ = spec.doc
+    return method
+
+
+def make_proxy(interface: type[Interface], link: Link, handle: int = 0, sbh: str | None = None) -> Any:
+    """A proxy of ``interface`` for the object ``handle`` on ``link``."""
+    return proxy_class(interface)(link, handle, sbh)
+
+
+def object_of_sbh(sbh: str, interface: type[_T] | str | None = None) -> Any:
+    """A proxy for the object an SBH names; connects on first call.
+
+    ``interface`` is the interface class or its wire name; it is required because an
+    SBH names a place, not a type.
+    """
+    if interface is None:
+        raise TypeError("object_of_sbh needs the interface (class or wire name)")
+    iface = find_interface(interface) if isinstance(interface, str) else interface
+    if not is_interface(iface):
+        raise TypeError(f"{interface!r} is not an interface")
+    address, token = _wire.parse_sbh(sbh)
+    link = Link(address, token, f"{cast(type[Interface], iface).wire_name} at {address}")
+    return make_proxy(cast(type[Interface], iface), link, 0, sbh)
+
+
+def sbh_of(obj: object) -> str | None:
+    """The SBH a proxy was made from, or ``None`` for local objects and by-reference proxies."""
+    if isinstance(obj, RemoteObject) and obj._kos_handle == 0:
+        return obj._kos_sbh
+    return None
+
+
+def link_of(obj: object) -> Link | None:
+    """The link a proxy talks through, or ``None`` for local objects."""
+    return obj._kos_link if isinstance(obj, RemoteObject) else None

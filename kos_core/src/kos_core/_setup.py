@@ -1,0 +1,562 @@
+"""Plugin setup files: which plugins the kernel runs, and with what arguments.
+
+A setup file is made of ``[name]`` sections of ``key: value`` lines, with ``#``
+comments, indented continuation lines, a ``[DEFAULTS]`` section whose keys apply
+to every section, ``%(name)s`` interpolation and case-sensitive keys.  Up to three
+layers are read from the configuration directory, each overriding the previous
+one key by key: ``plugins``, ``plugins.local`` and ``plugins.<kernel>``.
+
+Values are parsed with :mod:`configparser`; a scan of our own records where every
+section and key comes from, so that each problem is reported as a
+:class:`~kos_core.errors.SetupFileError` with its file and line.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import json
+import os
+import re
+import shlex
+import stat
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from .errors import SetupFileError
+
+__all__ = [
+    "PluginSettings",
+    "SetupConfig",
+    "default_config_dir",
+    "load_setup",
+    "setup_file_paths",
+]
+
+_DEFAULTS = "DEFAULTS"
+_BUILT_IN = "built-in default"
+
+_RUN_AT_BOOT = "run-at-boot"
+_ARGS = "args"
+_FILE = "file"
+
+# Same rule as kernel and plugin names elsewhere in kos.
+_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SECTION_HEADER = configparser.ConfigParser.SECTCRE
+# configparser's own option pattern, for delimiters ":" and "=".
+_OPTION_LINE = re.compile(r"(?P<option>.*?)\s*(?P<vi>:|=)\s*(?P<value>.*)$")
+_NON_SPACE = re.compile(r"\S")
+_REFERENCE = re.compile(r"%\(([^)]+)\)s")
+_BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """What the setup files say about one plugin."""
+
+    name: str
+    #: Whether the kernel starts this plugin when it boots.
+    run_at_boot: bool
+    #: The ``args`` key split like a shell command line.
+    args: tuple[str, ...]
+    #: The ``file`` key: a script to run as this plugin, or ``None``.
+    file: Path | None
+    #: Every key of the section (``[DEFAULTS]`` merged in), after interpolation.
+    options: Mapping[str, str]
+    #: ``path:line`` of the section header that defined the plugin, or ``"built-in default"``.
+    where: str
+
+
+@dataclass(frozen=True)
+class _Implicit:
+    """The settings ``[DEFAULTS]`` alone gives a plugin that has no section."""
+
+    run_at_boot: bool | None
+    args: tuple[str, ...]
+    file: Path | None
+    options: Mapping[str, str]
+
+
+_NOTHING = _Implicit(None, (), None, MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class SetupConfig:
+    """The merged content of a configuration directory's setup files."""
+
+    #: The files that existed and were read, in order.
+    files: tuple[Path, ...]
+    #: One entry per ``[name]`` section found in the files.  A section whose files
+    #: do not set ``run-at-boot`` (nor ``[DEFAULTS]``) says ``True`` here;
+    #: :meth:`settings_for` gives it the caller's default instead.
+    sections: Mapping[str, PluginSettings]
+    # What [DEFAULTS] gives plugins without a section, or why it cannot be used.
+    _implicit: _Implicit | SetupFileError = field(default=_NOTHING, repr=False, compare=False)
+    # Sections for which no file sets run-at-boot.
+    _boot_unset: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def settings_for(self, name: str, default_run_at_boot: bool = True) -> PluginSettings:
+        """Settings of one plugin.
+
+        Its section if there is one; otherwise ``[DEFAULTS]`` applied to an implicit
+        empty section, with ``where="built-in default"``.  Either way ``run_at_boot``
+        comes from ``run-at-boot`` if the section or ``[DEFAULTS]`` sets it, and is
+        ``default_run_at_boot`` otherwise.
+
+        Raises :class:`SetupFileError` only when the plugin has no section and
+        ``[DEFAULTS]`` cannot be used on its own (for example it refers to a key that
+        only sections define); :func:`load_setup` already reports that when an
+        installed plugin has no section.
+        """
+        section = self.sections.get(name)
+        if section is not None:
+            if name in self._boot_unset and section.run_at_boot != default_run_at_boot:
+                return replace(section, run_at_boot=default_run_at_boot)
+            return section
+        implicit = self._implicit
+        if isinstance(implicit, SetupFileError):
+            raise implicit
+        run_at_boot = implicit.run_at_boot
+        return PluginSettings(
+            name=name,
+            run_at_boot=default_run_at_boot if run_at_boot is None else run_at_boot,
+            args=implicit.args,
+            file=implicit.file,
+            options=implicit.options,
+            where=_BUILT_IN,
+        )
+
+
+def default_config_dir() -> Path:
+    """The configuration directory.
+
+    ``$KOS_CONFIG`` if set and not empty, else ``$XDG_CONFIG_HOME/kos``, else
+    ``~/.config/kos``.
+    """
+    if env := os.environ.get("KOS_CONFIG"):
+        return Path(env)
+    if xdg := os.environ.get("XDG_CONFIG_HOME"):
+        return Path(xdg) / "kos"
+    return Path.home() / ".config" / "kos"
+
+
+def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:
+    """The setup files of ``kernel`` in reading order, whether they exist or not."""
+    return [
+        config_dir / "plugins",
+        config_dir / "plugins.local",
+        config_dir / f"plugins.{kernel}",
+    ]
+
+
+def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) -> SetupConfig:
+    """Read and check the setup files of ``kernel`` in ``config_dir``.
+
+    ``known_plugins`` are the installed plugins; a section naming anything else
+    must have a ``file`` key.  A missing directory or missing files are fine (no
+    file at all gives an empty configuration).  The first problem found, layers
+    in order, is raised as :class:`SetupFileError`.
+    """
+    try:
+        dir_mode = config_dir.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return SetupConfig(files=(), sections=MappingProxyType({}))
+    except OSError as exc:
+        raise SetupFileError(str(config_dir), None, f"cannot read it: {_reason(exc)}") from None
+    if not stat.S_ISDIR(dir_mode):
+        raise SetupFileError(str(config_dir), None, "is not a directory")
+
+    layers: list[_Layer] = []
+    paths: list[Path] = []
+    for path in setup_file_paths(config_dir, kernel):
+        if path in paths:  # a kernel named "local"
+            continue
+        paths.append(path)
+        lines = _read_lines(path)
+        if lines is not None:
+            layers.append(_scan(path, len(layers), lines))
+
+    parser = _Parser()
+    for layer in layers:
+        try:
+            parser.read_file(layer.lines, source=str(layer.path))
+        except configparser.Error as exc:  # the scan should have caught it first
+            raise _from_parser_error(layer.path, exc) from None
+    return _Merged(parser, layers).build(known_plugins)
+
+
+# -- reading and scanning -----------------------------------------------------
+
+
+class _Parser(configparser.ConfigParser):
+    """``configparser`` set up for the setup file format."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            delimiters=(":", "="),
+            comment_prefixes=("#",),
+            inline_comment_prefixes=None,
+            strict=True,
+            empty_lines_in_values=True,
+            default_section=_DEFAULTS,
+            interpolation=configparser.BasicInterpolation(),
+        )
+
+    def optionxform(self, optionstr: str) -> str:
+        """Keep keys as written: they are case-sensitive."""
+        return optionstr
+
+
+@dataclass
+class _Layer:
+    """One setup file that was read, and where its sections and keys are."""
+
+    path: Path
+    index: int
+    lines: list[str]
+    headers: dict[str, int] = field(default_factory=dict)
+    keys: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _split_lines(text: str) -> list[str]:
+    # Line breaks as a text-mode file sees them: "\n", "\r\n" and "\r".
+    return io.StringIO(text, newline=None).readlines()
+
+
+def _read_lines(path: Path) -> list[str] | None:
+    """The lines of ``path``, or ``None`` if it does not exist."""
+    where = str(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise SetupFileError(where, None, "is a broken symbolic link") from None
+        return None
+    except OSError as exc:
+        raise SetupFileError(where, None, f"cannot read it: {_reason(exc)}") from None
+    if stat.S_ISDIR(mode):
+        raise SetupFileError(where, None, "is a directory, not a setup file")
+    if not stat.S_ISREG(mode):
+        raise SetupFileError(where, None, "is not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SetupFileError(where, None, f"cannot read it: {_reason(exc)}") from None
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", errors="replace")
+        line = len(_split_lines(before + "x"))
+        raise SetupFileError(where, line, "not valid UTF-8 text") from None
+    return _split_lines(text)
+
+
+def _scan(path: Path, index: int, lines: Sequence[str]) -> _Layer:
+    """Check the syntax of one file and record where things are.
+
+    Classifies lines exactly as ``configparser`` does, so the parser never meets
+    a line this scan let through.
+    """
+    layer = _Layer(path=path, index=index, lines=list(lines))
+    section: str | None = None
+    key: str | None = None
+    indent_level = 0
+
+    def error(line: int, message: str) -> SetupFileError:
+        return SetupFileError(str(path), line, message)
+
+    for lineno, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        first = _NON_SPACE.search(line)
+        indent = first.start() if first else 0
+        if section is not None and key and indent > indent_level:
+            continue  # continues the previous value
+        indent_level = indent
+        if text.startswith("["):
+            header = _SECTION_HEADER.match(text)
+            if header is None:
+                if "]" in text:
+                    raise error(lineno, "section header has no name")
+                raise error(lineno, 'section header is missing "]"')
+            if text[header.end() :].strip():
+                raise error(
+                    lineno,
+                    'text after "]" in section header (comments go on lines of their own)',
+                )
+            name = header.group("header")
+            if name != _DEFAULTS and not _PLUGIN_NAME.match(name):
+                raise error(
+                    lineno,
+                    f"bad section name {_quote(name)}: a plugin name is 1-64 letters, "
+                    'digits, "_", "-" or ".", starting with a letter or digit',
+                )
+            if name in layer.headers:
+                raise error(
+                    lineno,
+                    f"section [{name}] appears twice in this file "
+                    f"(first at line {layer.headers[name]})",
+                )
+            layer.headers[name] = lineno
+            section, key = name, None
+            continue
+        if section is None:
+            raise error(lineno, "text before the first [section] header")
+        option = _OPTION_LINE.match(text)
+        if option is None:
+            raise error(lineno, 'line is not "key: value"')
+        name = option.group("option").rstrip()
+        if not name:
+            raise error(lineno, 'line is not "key: value" (the key is missing)')
+        if (section, name) in layer.keys:
+            raise error(
+                lineno,
+                f"key {_quote(name)} appears twice in [{section}] "
+                f"(first at line {layer.keys[section, name]})",
+            )
+        layer.keys[section, name] = lineno
+        key = name
+    return layer
+
+
+def _from_parser_error(path: Path, exc: configparser.Error) -> SetupFileError:
+    line: int | None = getattr(exc, "lineno", None)
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        line = exc.errors[0][0]
+    message = exc.message.splitlines()[0] if exc.message else type(exc).__name__
+    return SetupFileError(str(path), line, message)
+
+
+def _quote(text: str) -> str:
+    """``text`` in double quotes, with line breaks and quotes escaped."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+# -- merging and checking values ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """An error and where it sits in reading order."""
+
+    layer: int
+    line: int
+    error: SetupFileError
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.layer, self.line)
+
+
+@dataclass(frozen=True)
+class _Values:
+    """The keys kos reads from one section, checked."""
+
+    run_at_boot: bool | None
+    args: tuple[str, ...]
+    file: Path | None
+    options: Mapping[str, str]
+
+
+class _Merged:
+    """All layers read into one parser, with where each section and key was set."""
+
+    def __init__(self, parser: _Parser, layers: Sequence[_Layer]) -> None:
+        self.parser = parser
+        self.layers = layers
+        # First header of each plugin section, in reading order.
+        self.headers: dict[str, tuple[_Layer, int]] = {}
+        # The layer and line that set each key last: later layers win.
+        self.origins: dict[tuple[str, str], tuple[_Layer, int]] = {}
+        for layer in layers:
+            for name, line in layer.headers.items():
+                if name != _DEFAULTS:
+                    self.headers.setdefault(name, (layer, line))
+            for skey, line in layer.keys.items():
+                self.origins[skey] = (layer, line)
+
+    def build(self, known_plugins: Collection[str]) -> SetupConfig:
+        """Check every section and return the configuration, or raise the first problem."""
+        known = set(known_plugins)
+        problems: list[_Problem] = []
+        sections: dict[str, PluginSettings] = {}
+        boot_unset: set[str] = set()
+        for name, (layer, line) in self.headers.items():
+            values, found = self.evaluate(name)
+            problems.extend(found)
+            if name not in known and not self.parser.has_option(name, _FILE):
+                installed = ", ".join(sorted(known)) or "none"
+                problems.append(
+                    _Problem(
+                        layer.index,
+                        line,
+                        SetupFileError(
+                            str(layer.path),
+                            line,
+                            f"unknown plugin {_quote(name)}: not installed "
+                            f"(installed: {installed}); "
+                            'give it a "file:" key to run a script',
+                        ),
+                    )
+                )
+            if values is not None:
+                if values.run_at_boot is None:
+                    boot_unset.add(name)
+                sections[name] = PluginSettings(
+                    name=name,
+                    run_at_boot=True if values.run_at_boot is None else values.run_at_boot,
+                    args=values.args,
+                    file=values.file,
+                    options=values.options,
+                    where=f"{layer.path}:{line}",
+                )
+
+        implicit: _Implicit | SetupFileError
+        values, found = self.evaluate(_DEFAULTS)
+        if values is not None:
+            implicit = _Implicit(values.run_at_boot, values.args, values.file, values.options)
+        else:
+            first = min(found, key=lambda p: p.order)
+            implicit = first.error
+            if any(name not in self.headers for name in known):
+                problems.extend(found)
+
+        if problems:
+            raise min(problems, key=lambda p: p.order).error
+        return SetupConfig(
+            files=tuple(layer.path for layer in self.layers),
+            sections=MappingProxyType(sections),
+            _implicit=implicit,
+            _boot_unset=frozenset(boot_unset),
+        )
+
+    def origin(self, section: str, key: str) -> tuple[_Layer, int]:
+        """Where the value ``key`` has in ``section`` was set (its own, or ``[DEFAULTS]``)."""
+        found = self.origins.get((section, key))
+        return found if found is not None else self.origins[_DEFAULTS, key]
+
+    def problem(self, section: str, key: str, message: str) -> _Problem:
+        """A problem reported at the line that set ``key`` for ``section``."""
+        layer, line = self.origin(section, key)
+        return _Problem(layer.index, line, SetupFileError(str(layer.path), line, message))
+
+    def evaluate(self, section: str) -> tuple[_Values | None, list[_Problem]]:
+        """Interpolate and check the keys of ``section`` (``DEFAULTS``: the implicit section)."""
+        raw = dict(self.parser.items(section, raw=True))
+        problems: list[_Problem] = []
+        options: dict[str, str] = {}
+        for key in raw:
+            try:
+                options[key] = self.parser.get(section, key)
+            except configparser.InterpolationError as exc:
+                culprit, detail = _diagnose(raw, key, _scope(section), exc)
+                message = f"bad interpolation in {_quote(culprit)}: {detail}"
+                problems.append(self.problem(section, culprit, message))
+
+        run_at_boot: bool | None = None
+        if (value := options.get(_RUN_AT_BOOT)) is not None:
+            run_at_boot = _BOOLEANS.get(value.strip().lower())
+            if run_at_boot is None:
+                problems.append(
+                    self.problem(
+                        section,
+                        _RUN_AT_BOOT,
+                        f"bad value for run-at-boot: {_quote(value)} "
+                        "(use 1/0, yes/no, true/false or on/off)",
+                    )
+                )
+
+        args: tuple[str, ...] = ()
+        if (value := options.get(_ARGS)) is not None:
+            try:
+                args = tuple(shlex.split(value))
+            except ValueError as exc:
+                reason = str(exc)
+                reason = reason[:1].lower() + reason[1:]
+                problems.append(self.problem(section, _ARGS, f"bad value for args: {reason}"))
+
+        file: Path | None = None
+        if (value := options.get(_FILE)) is not None:
+            if not value.strip():
+                problems.append(
+                    self.problem(section, _FILE, "empty value for file (give the path of a script)")
+                )
+            else:
+                layer, _ = self.origin(section, _FILE)
+                file = (layer.path.parent / Path(value.strip()).expanduser()).absolute()
+
+        if problems:
+            return None, problems
+        return _Values(run_at_boot, args, file, MappingProxyType(options)), []
+
+
+def _scope(section: str) -> str:
+    if section == _DEFAULTS:
+        return "in [DEFAULTS] (all that a plugin without a section of its own gets)"
+    return f"in [{section}] or [DEFAULTS]"
+
+
+def _diagnose(
+    raw: Mapping[str, str], key: str, scope: str, exc: configparser.InterpolationError
+) -> tuple[str, str]:
+    """Which key's value makes interpolating ``key`` fail, and why.
+
+    Walks the raw values the way ``BasicInterpolation`` does, so it meets the
+    same first problem, but keeps track of whose value holds it.
+    """
+    limit = configparser.MAX_INTERPOLATION_DEPTH
+
+    def walk(chain: list[str]) -> tuple[str, str] | None:
+        current = chain[-1]
+        if len(chain) > limit:
+            for start, name in enumerate(chain):
+                if name in chain[start + 1 :]:
+                    end = chain.index(name, start + 1)
+                    loop = " -> ".join(chain[start : end + 1])
+                    return name, f"{_quote(name)} refers back to itself ({loop})"
+            return key, f"references nested more than {limit} deep ({' -> '.join(chain)})"
+        for ref in _references(raw[current]):
+            if isinstance(ref, str):
+                return current, ref
+            (name,) = ref
+            if name not in raw:
+                return current, f"no key {_quote(name)} {scope}"
+            if "%" in raw[name]:
+                found = walk([*chain, name])
+                if found is not None:
+                    return found
+        return None
+
+    found = walk([key])
+    return found if found is not None else (key, exc.message.splitlines()[0])
+
+
+def _references(text: str) -> Iterator[tuple[str] | str]:
+    """The keys ``text`` refers to, in order, or a description of its first error."""
+    rest = text
+    while rest:
+        at = rest.find("%")
+        if at < 0:
+            return
+        rest = rest[at:]
+        after = rest[1:2]
+        if after == "%":
+            rest = rest[2:]
+        elif after == "(":
+            match = _REFERENCE.match(rest)
+            if match is None:
+                yield f'unfinished reference {_quote(rest)} (write "%(name)s")'
+                return
+            yield (match.group(1),)
+            rest = rest[match.end() :]
+        else:
+            yield '"%" must be followed by "(" or "%" (write "%%" for a literal "%")'
+            return

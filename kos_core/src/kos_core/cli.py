@@ -1,0 +1,363 @@
+"""The ``kos`` command line.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage error (bad arguments, bad setup file).
+Errors are one line on stderr. rpyc and the kernel are imported only by the
+commands that need them, so ``kos --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import InterfaceError, KosError, SetupFileError, UsageError
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"kos: error: {message}", err=True)
+    sys.exit(code)
+
+
+def reports_errors(func: _F) -> _F:
+    """Turn kos errors into one line on stderr and the documented exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (UsageError, SetupFileError) as exc:
+            _fail(str(exc), 2)
+        except InterfaceError as exc:
+            _fail(f"{exc.wire_name}: {exc}", 1)
+        except KosError as exc:
+            _fail(str(exc), 1)
+        except BrokenPipeError:
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+kernel_option = click.option(
+    "-n",
+    "--kernel",
+    "kernel",
+    metavar="NAME",
+    help="Kernel name (default: $KOS_KERNEL, else the short host name).",
+)
+
+
+class KosGroup(click.Group):
+    """The top-level group; installed plugins may add commands to it."""
+
+    _plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from ._discovery import discover
+
+        found = discover()
+        for name, plugin in found.manager.list_name_plugin():
+            caller = found.manager.subset_hook_caller(
+                "kos_register_commands",
+                remove_plugins=[p for n, p in found.manager.list_name_plugin() if n != name],
+            )
+            try:
+                caller(cli=self)
+            except Exception as exc:  # a plugin's bug must not take the CLI down
+                click.echo(f"kos: warning: plugin {name} could not add commands: {exc}", err=True)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(cls=KosGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kos")
+def cli() -> None:
+    """kos — a plugin host: a kernel that runs plugins as processes and a namespace
+    where they bind services that clients call directly.
+
+    \b
+    Start a kernel:          kos run
+    See plugins:             kos plugins
+    See the namespace:       kos ls
+    Call a service:          kos call bitbucket Set greeting hello
+    """
+
+
+@cli.command()
+@kernel_option
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Directory of the plugin setup files (default: $KOS_CONFIG, else ~/.config/kos).",
+)
+@click.option(
+    "--listen",
+    metavar="ADDR",
+    help="Listen on TCP HOST:PORT (or unix:PATH) instead of the default Unix socket.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="How much the kernel logs to stderr.",
+)
+@reports_errors
+def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_level: str) -> None:
+    """Run a kernel in the foreground and boot the configured plugins.
+
+    Reads the plugin setup files (plugins, plugins.local, plugins.KERNEL) from the
+    config directory; with none, every installed plugin boots. Ctrl-C or SIGTERM
+    stops every plugin, then the kernel exits 0.
+    """
+    import logging
+    import threading
+
+    from . import _paths, _wire
+    from ._discovery import discover
+    from ._kernel import KernelCore, install_stop_signals
+    from ._setup import default_config_dir, load_setup
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s kos %(levelname)s: %(message)s"
+    )
+    name = _paths.kernel_name(kernel)
+    found = discover()
+    for broken in found.broken:
+        click.echo(
+            f"kos: warning: plugin {broken.name} ({broken.distribution}) skipped: {broken.error}",
+            err=True,
+        )
+    known = set(found.plugins) | {b.name for b in found.broken}
+    setup = load_setup(config_dir or default_config_dir(), name, known)
+    address = _wire.Address.parse(listen) if listen else None
+    core = KernelCore(name, installed=found.plugins, setup=setup, listen=address)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    try:
+        core.start()
+        booting = [r.name for r in core.records.values() if r.run_at_boot]
+        click.echo(
+            f"kos: kernel {name!r} running at {core.address}; booting {', '.join(booting) or 'no plugins'}",
+            err=True,
+        )
+        core.run(stop)
+    finally:
+        core.shutdown()
+    click.echo(f"kos: kernel {name!r} stopped", err=True)
+
+
+@cli.command()
+@kernel_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def plugins(kernel: str | None, as_json: bool) -> None:
+    """List installed plugins, and their state if a kernel is running."""
+    from . import _paths
+    from ._discovery import discover
+    from ._setup import default_config_dir, load_setup
+
+    name = _paths.kernel_name(kernel)
+    found = discover()
+    known = set(found.plugins) | {b.name for b in found.broken}
+    setup = load_setup(default_config_dir(), name, known)
+    live: dict[str, tuple[str, int]] = {}
+    try:
+        from ._client import connect
+
+        with connect(name) as kos:
+            live = {row[0]: (row[1], row[2]) for row in kos.plugins()}
+        running = True
+    except KosError:
+        running = False
+    rows: list[dict[str, Any]] = []
+    for plugin in found.plugins.values():
+        settings = setup.settings_for(plugin.name, plugin.spec.run_at_boot)
+        state, pid = live.get(plugin.name, ("stopped" if running else "-", 0))
+        rows.append(
+            {
+                "name": plugin.name,
+                "distribution": plugin.distribution,
+                "version": plugin.version,
+                "run_at_boot": settings.run_at_boot,
+                "state": state,
+                "pid": pid or None,
+                "description": plugin.spec.description,
+            }
+        )
+    for other, (state, pid) in sorted(live.items()):
+        if other not in found.plugins:
+            rows.append(
+                {
+                    "name": other,
+                    "distribution": "-",
+                    "version": "-",
+                    "run_at_boot": setup.settings_for(other, False).run_at_boot
+                    if other in setup.sections
+                    else False,
+                    "state": state,
+                    "pid": pid or None,
+                    "description": "",
+                }
+            )
+    for broken in found.broken:
+        rows.append(
+            {
+                "name": broken.name,
+                "distribution": broken.distribution,
+                "version": "-",
+                "run_at_boot": False,
+                "state": "broken",
+                "pid": None,
+                "description": broken.error,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"kernel": name, "running": running, "plugins": rows}, indent=2))
+        return
+    _table(
+        ["NAME", "DISTRIBUTION", "VERSION", "BOOT", "STATE", "PID"],
+        [
+            [
+                r["name"],
+                r["distribution"],
+                r["version"],
+                "yes" if r["run_at_boot"] else "no",
+                r["state"],
+                str(r["pid"] or "-"),
+            ]
+            for r in rows
+        ],
+    )
+    if not running:
+        click.echo(f"(no kernel named {name!r} is running)", err=True)
+    for broken in found.broken:
+        click.echo(f"kos: warning: plugin {broken.name} is broken: {broken.error}", err=True)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+@cli.command()
+@kernel_option
+@click.argument("path", default="")
+@reports_errors
+def ls(kernel: str | None, path: str) -> None:
+    """List a context of a running kernel's namespace (default: the top).
+
+    Services show their interface, contexts end in '/', links show their target.
+    """
+    from ._client import connect
+
+    with connect(kernel) as kos:
+        kind, _, _ = kos.kernel.Lookup(path)
+        if kind != "context":
+            raise UsageError(f"{path} is a service, not a context (try: kos call {path})")
+        entries = kos.entries(path)
+    rows = []
+    for name, entry_kind, detail in entries:
+        if entry_kind == "context":
+            rows.append([name + "/", ""])
+        elif entry_kind == "link":
+            rows.append([name + "@", f"-> {detail}"])
+        else:
+            rows.append([name, detail])
+    if rows:
+        _table(["NAME", "TYPE"], rows)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@kernel_option
+@click.argument("service")
+@click.argument("method", required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@reports_errors
+def call(kernel: str | None, service: str, method: str | None, args: tuple[str, ...]) -> None:
+    """Call METHOD of the service bound at SERVICE with ARGS.
+
+    Arguments are converted to the types the interface declares (for example
+    ``kos call bitbucket Set greeting hello`` sends the bytes b"hello").
+    Without METHOD, list the service's methods.
+    """
+    from ._client import connect
+    from .interface import Interface, from_word
+
+    with connect(kernel) as kos:
+        kind, typename, _ = kos.kernel.Lookup(service)
+        if kind != "service":
+            raise UsageError(f"{service} is a context, not a service (try: kos ls {service})")
+        from .interface import find_interface
+
+        iface: type[Interface] = find_interface(typename)
+        methods = iface.methods()
+        if method is None:
+            click.echo(f"{service}: {typename}")
+            for spec in methods.values():
+                click.echo(f"  {spec.signature()}")
+            return
+        spec = methods.get(method)
+        if spec is None:
+            raise UsageError(
+                f"{typename} has no method {method!r} (it has: {', '.join(methods) or 'none'})"
+            )
+        if not spec.required <= len(args) <= len(spec.params):
+            raise UsageError(f"usage: kos call {service} {spec.signature()}")
+        values = [
+            from_word(word, param.type, f"argument {param.name!r}")
+            for word, param in zip(args, spec.params)
+        ]
+        proxy = kos.lookup(service)
+        result = getattr(proxy, method)(*values)
+        _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    if result is None:
+        return
+    if isinstance(result, bytes):
+        try:
+            click.echo(result.decode("utf-8"))
+        except UnicodeDecodeError:
+            sys.stdout.buffer.write(result)
+            sys.stdout.buffer.flush()
+    elif isinstance(result, list):
+        for item in result:
+            _print_result(item)
+    elif isinstance(result, str):
+        click.echo(result)
+    else:
+        click.echo(repr(result))
+
+
+def main() -> None:
+    """Entry point of the ``kos`` command."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The kos exception tree.
+
+Every error kos raises on purpose derives from :class:`KosError`::
+
+    KosError
+    ├── UsageError                  bad arguments given to a kos API or command
+    ├── SetupFileError              a plugin setup file is malformed (file, line, what)
+    ├── KernelUnreachable           no kernel by that name, or it does not answer
+    ├── AuthenticationFailed        the peer refused our credentials (or we refused theirs)
+    ├── ProtocolMismatch            the peer speaks another kos protocol version
+    ├── RegistrationRefused         the kernel refused a plugin's registration
+    ├── NamespaceError              a namespace operation failed
+    │   ├── NameNotFound            lookup/unbind of a name that is not bound
+    │   ├── NameAlreadyBound        bind of a name that is already bound
+    │   └── NotAContext             a path walks through something that is not a context
+    ├── ServiceUnavailable          the process serving an object is gone or not answering
+    ├── RemoteError                 the remote side failed in a way its interface does not declare
+    ├── InterfaceNotFound           no installed distribution declares this interface
+    └── InterfaceError              base of the exceptions interfaces declare
+                                    (BitBucketAPI.BucketFull, FileAPI.FileIOError, ...)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationFailed",
+    "InterfaceError",
+    "InterfaceNotFound",
+    "KernelUnreachable",
+    "KosError",
+    "NameAlreadyBound",
+    "NameNotFound",
+    "NamespaceError",
+    "NotAContext",
+    "ProtocolMismatch",
+    "RegistrationRefused",
+    "RemoteError",
+    "ServiceUnavailable",
+    "SetupFileError",
+    "UsageError",
+]
+
+
+class KosError(Exception):
+    """Root of every error kos raises on purpose.
+
+    A subclass with a non-empty ``wire_name`` may be declared by an interface method
+    (see :func:`kos_core.interface.raises`) and then crosses the wire as itself.
+    """
+
+    wire_name: str = ""
+
+
+class UsageError(KosError):
+    """Bad arguments given to a kos API or command."""
+
+    wire_name = "KernelAPI.UsageError"
+
+
+class SetupFileError(KosError):
+    """A plugin setup file is malformed.
+
+    ``str()`` gives ``path:line: message``, the form editors and compilers use.
+    """
+
+    def __init__(self, path: str, line: int | None, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.message = message
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {message}")
+
+
+class KernelUnreachable(KosError):
+    """No kernel by that name is running, or it does not answer."""
+
+
+class AuthenticationFailed(KosError):
+    """The peer refused our credentials, or sent bytes that are not a kos handshake."""
+
+
+class ProtocolMismatch(KosError):
+    """The peer speaks another version of the kos protocol."""
+
+
+class RegistrationRefused(KosError):
+    """The kernel refused a plugin's registration (for example: the name is taken)."""
+
+    wire_name = "KernelAPI.RegistrationRefused"
+
+
+class NamespaceError(KosError):
+    """A namespace operation failed."""
+
+
+class NameNotFound(NamespaceError):
+    """Lookup or unbind of a name that is not bound."""
+
+    wire_name = "KernelAPI.NameNotFound"
+
+
+class NameAlreadyBound(NamespaceError):
+    """Bind of a name that is already bound."""
+
+    wire_name = "KernelAPI.NameAlreadyBound"
+
+
+class NotAContext(NamespaceError):
+    """A path walks through a name that is not a context."""
+
+    wire_name = "KernelAPI.NotAContext"
+
+
+class ServiceUnavailable(KosError):
+    """The process that serves an object is gone or does not answer in time."""
+
+
+class RemoteError(KosError):
+    """The remote side failed in a way its interface does not declare.
+
+    ``kind`` is the remote exception's type name, ``message`` its text.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        self.message = message
+        super().__init__(f"{kind}: {message}" if message else kind)
+
+
+class InterfaceNotFound(KosError):
+    """No installed distribution declares an interface of this name."""
+
+
+class InterfaceError(KosError):
+    """Base class of the exceptions that interfaces declare (``BitBucketAPI.BucketFull``...).
+
+    Subclasses set ``wire_name`` (``"<Interface module>.<Name>"``); only declared
+    exceptions cross the wire as themselves, everything else becomes :class:`RemoteError`.
+    """

@@ -1,0 +1,69 @@
+"""``KernelAPI``: what a kernel offers to clients and plugins over its socket."""
+
+from __future__ import annotations
+
+from .errors import NameAlreadyBound, NameNotFound, NotAContext, RegistrationRefused, UsageError
+from .interface import Interface, raises
+
+__all__ = ["Kernel", "PluginEntry"]
+
+#: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
+#: seconds since start (0 if not running), last exit reason ("" if none).
+PluginRow = tuple[str, str, int, list[str], float, str]
+
+
+class PluginEntry(Interface, wire_name="KernelAPI.PluginEntry"):
+    """A registered plugin, as returned by :meth:`Kernel.RegisterPlugin`."""
+
+    def Name(self) -> str:
+        """The plugin's name."""
+        raise NotImplementedError
+
+    def Context(self) -> str:
+        """The path of the plugin's private context (``plugins/<name>``)."""
+        raise NotImplementedError
+
+    def Services(self) -> list[str]:
+        """Paths of the services the plugin has bound."""
+        raise NotImplementedError
+
+
+class Kernel(Interface, wire_name="KernelAPI.Kernel"):
+    """The kernel: its namespace and its receiver (plugin registration)."""
+
+    @raises(NameNotFound, NotAContext, UsageError)
+    def Lookup(self, path: str) -> tuple[str, str, str]:
+        """Resolve ``path``: ``("service", typename, sbh)`` or ``("context", "", canonical path)``."""
+        raise NotImplementedError
+
+    @raises(NameNotFound, NotAContext, UsageError)
+    def List(self, path: str) -> list[tuple[str, str, str]]:
+        """Entries of a context: ``(name, kind, detail)``, kind service/context/link."""
+        raise NotImplementedError
+
+    @raises(NameAlreadyBound, NameNotFound, NotAContext, UsageError)
+    def Bind(self, path: str, typename: str, sbh: str) -> str:
+        """Bind a service; it is unbound when this connection closes. Returns the path."""
+        raise NotImplementedError
+
+    @raises(NameNotFound, NotAContext, UsageError)
+    def Unbind(self, path: str) -> None:
+        """Unbind a service this connection bound."""
+        raise NotImplementedError
+
+    @raises(RegistrationRefused, UsageError)
+    def RegisterPlugin(self, name: str, pid: int) -> PluginEntry:
+        """Register this connection as plugin ``name`` (process ``pid``).
+
+        Creates ``plugins/<name>`` holding ``kos`` and ``world``. The registration,
+        and everything the plugin bound, ends when this connection closes.
+        """
+        raise NotImplementedError
+
+    def Plugins(self) -> list[PluginRow]:
+        """The plugin table, one row per known plugin."""
+        raise NotImplementedError
+
+    def Info(self) -> tuple[str, int, str]:
+        """``(kernel name, kernel pid, kos version)``."""
+        raise NotImplementedError

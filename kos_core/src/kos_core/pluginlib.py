@@ -1,0 +1,249 @@
+"""pluginlib: what a plugin calls to join a kernel and serve its services.
+
+A plugin is a script (or module) that registers, binds its services and serves::
+
+    from kos_core import pluginlib
+
+    def main() -> None:
+        kos, ns = pluginlib.register("bitbucket")
+        sid = kos.bind_service("bitbucket", BitBucket(102400), "BitBucketAPI.BitBucket")
+        print("bitbucket plugin registered", sid)
+        try:
+            kos.run()
+        finally:
+            kos.unbind_service(sid)
+            print("bitbucket plugin exiting")
+
+The kernel starts it as ``python -m <module> -n KERNEL`` in its own directory; it
+can also be started by hand (``python myplugin.py -n NAME``, or without ``-n`` to
+join the kernel named by ``$KOS_KERNEL`` or the short host name).
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import getopt
+import json
+import os
+import secrets
+import select
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from . import _paths, _proc, _rpc, _wire
+from ._client import Context, Kos, kernel_link
+from .errors import KosError, RegistrationRefused, ServiceUnavailable
+from .interface import Interface, find_interface
+
+__all__ = ["PluginKos", "object_of_sbh", "options", "register"]
+
+object_of_sbh = _rpc.object_of_sbh
+
+
+def register(
+    plugin_name: str,
+    kernel_name: str | None = None,
+    shortopts: str = "",
+    longopts: Sequence[str] = (),
+) -> tuple[PluginKos, Context]:
+    """Register this process as plugin ``plugin_name`` with a kernel.
+
+    Parses ``sys.argv`` itself: ``-n NAME`` / ``--kernel NAME`` always override
+    ``kernel_name``; pass the plugin's own getopt ``shortopts`` and ``longopts`` so
+    they are accepted (the plugin parses them again itself). Raises
+    ``getopt.GetoptError`` on a bad command line.
+
+    Returns ``(kos, ns)``: the plugin's KOS object and its private context
+    ``plugins/<plugin_name>``, which holds ``kos`` (the kernel's top context) and
+    ``world`` (the world root). Ends the process with exit status 1 and one line
+    on stderr if the kernel cannot be found, the name is taken, or registration
+    is refused. Afterwards Ctrl-C (``KeyboardInterrupt``) and SIGTERM
+    (``SystemExit(0)``) end the plugin, running its ``finally`` blocks.
+    """
+    opts, _ = getopt.getopt(sys.argv[1:], "n:" + shortopts, ["kernel=", *longopts])
+    for opt, value in opts:
+        if opt in ("-n", "--kernel"):
+            kernel_name = value
+    try:
+        _paths.check_name(plugin_name, "plugin")
+        kernel = _paths.kernel_name(kernel_name)
+    except KosError as exc:
+        _fail(plugin_name, str(exc))
+    _proc.die_with_parent()
+    try:
+        link = kernel_link(kernel)
+    except KosError as exc:
+        _fail(plugin_name, str(exc))
+    kos = PluginKos(kernel, link, plugin_name)
+    try:
+        entry = kos.kernel.RegisterPlugin(plugin_name, os.getpid())
+        context = entry.Context()
+    except RegistrationRefused as exc:
+        link.close()
+        _fail(plugin_name, f"registration refused by kernel {kernel!r}: {exc}")
+    except KosError as exc:
+        link.close()
+        _fail(plugin_name, f"cannot register with kernel {kernel!r}: {exc}")
+    kos._arm()
+    return kos, Context(kos, context)
+
+
+def options() -> dict[str, str]:
+    """This plugin's section of the setup files (every key, interpolated), as the
+    kernel passed it; empty when started by hand."""
+    raw = os.environ.get("KOS_PLUGIN_OPTIONS", "")
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _fail(plugin_name: str, message: str) -> NoReturn:
+    print(f"kos plugin {plugin_name}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+class PluginKos(Kos):
+    """The KOS object a plugin gets from :func:`register`: a :class:`~kos_core.Kos`
+    connection plus service binding and the serve loop."""
+
+    def __init__(self, name: str, link: _rpc.Link, plugin_name: str) -> None:
+        super().__init__(name, link)
+        self.plugin_name = plugin_name
+        self._objects: dict[str, tuple[object, type[Interface]]] = {}
+        self._sids: dict[str, str] = {}
+        self._server: _rpc.Server | None = None
+        self._stopped = threading.Event()
+        self._kernel_lost = False
+        self._lock = threading.Lock()
+
+    # -- services -------------------------------------------------------------------
+
+    def bind_service(self, name: str, obj: object, typename: str) -> str:
+        """Serve ``obj`` as a ``typename`` service bound at ``name``; return its sid.
+
+        Raises :class:`~kos_core.errors.NameAlreadyBound` if the name is taken and
+        ``TypeError`` if ``obj`` lacks a method of the interface.
+        """
+        iface = find_interface(typename)
+        missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
+        if missing:
+            raise TypeError(f"{type(obj).__name__} does not implement {typename}: missing {missing}")
+        server = self._ensure_server()
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._objects[token] = (obj, iface)
+        try:
+            sid = self.bind(name, typename, _wire.format_sbh(server.address, token))
+        except BaseException:
+            with self._lock:
+                del self._objects[token]
+            raise
+        with self._lock:
+            self._sids[sid] = token
+        return sid
+
+    def unbind_service(self, sid: str) -> None:
+        """Unbind a service bound with :meth:`bind_service`; new clients can no longer reach it.
+
+        Quietly does nothing more than forget it if the kernel is already gone.
+        """
+        with self._lock:
+            token = self._sids.pop(sid, None)
+            if token is not None:
+                self._objects.pop(token, None)
+        try:
+            self.unbind(sid)
+        except ServiceUnavailable:
+            pass
+
+    def _ensure_server(self) -> _rpc.Server:
+        with self._lock:
+            if self._server is None:
+                kernel_address = self._link.address
+                if kernel_address.path is not None:
+                    address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
+                else:
+                    address = _wire.Address(host=kernel_address.host, port=0)
+                self._server = _rpc.Server(
+                    address, self._authorize, name=f"plugin-{self.plugin_name}"
+                ).start()
+            return self._server
+
+    def _authorize(self, token: str) -> _rpc.Session | None:
+        with self._lock:
+            for known, entry in self._objects.items():
+                if _wire.tokens_equal(token, known):
+                    return _rpc.Session(entry[0], entry[1])
+        return None
+
+    # -- serving --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until interrupted: Ctrl-C raises ``KeyboardInterrupt``, SIGTERM
+        ``SystemExit(0)``; returns when :meth:`stop` is called."""
+        while not self._stopped.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        """Make :meth:`run` return."""
+        self._stopped.set()
+
+    def close(self) -> None:
+        """Stop serving and close every connection."""
+        self._stopped.set()
+        if self._server is not None:
+            self._server.close()
+        super().close()
+
+    def _arm(self) -> None:
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        atexit.register(self.close)
+        conn = self._link.connect()
+        threading.Thread(
+            target=self._watch_kernel, args=(conn.fileno(),), name="kernel-lifeline", daemon=True
+        ).start()
+
+    def _ignore_further_signals(self) -> None:
+        # One interrupt ends the plugin; a second (Ctrl-C reaches the whole process
+        # group while the kernel also sends SIGTERM) must not cut its cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self._ignore_further_signals()
+        raise KeyboardInterrupt
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self._ignore_further_signals()
+        if self._kernel_lost:
+            print(
+                f"kos plugin {self.plugin_name}: kernel {self.name!r} went away; exiting",
+                file=sys.stderr,
+                flush=True,
+            )
+        raise SystemExit(0)
+
+    def _watch_kernel(self, fd: int) -> None:
+        # Wait for the kernel's end of the connection to close without reading from
+        # it (rpyc owns the reading); then end this plugin like a SIGTERM would.
+        poller = select.poll()
+        poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        try:
+            while not poller.poll(1000):
+                if self._stopped.is_set():
+                    return
+        except OSError:
+            pass
+        if self._stopped.is_set():
+            return
+        self._kernel_lost = True
+        self._stopped.set()
+        _thread.interrupt_main(signal.SIGTERM)
+
