@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from kos_core._setup import (
     PluginSettings,
     SetupConfig,
@@ -696,7 +695,7 @@ PLAUSIBLE_LINES = st.one_of(
 SETUP_TEXT = st.one_of(st.none(), st.lists(PLAUSIBLE_LINES, max_size=12).map("\n".join))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(
     texts=st.tuples(SETUP_TEXT, SETUP_TEXT, SETUP_TEXT),
     known=st.sets(st.sampled_from(["bitbucket", "clock", "nmae"])),

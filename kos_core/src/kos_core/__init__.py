@@ -53,6 +53,7 @@ def __getattr__(name: str) -> Any:
         return getattr(_client, name)
     raise AttributeError(f"module 'kos_core' has no attribute {name!r}")
 
+
 __all__ = [
     "AuthenticationFailed",
     "Context",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import threading
 from types import TracebackType
@@ -98,14 +99,15 @@ class Kos:
             self._links.append(link)
         return proxy
 
-    def list(self, path: str = "") -> list[str]:
+    def list(self, path: str = "") -> builtins.list[str]:
         """Names in the context at ``path``."""
         return [name for name, _, _ in self._kernel.List(path)]
 
-    def entries(self, path: str = "") -> list[tuple[str, str, str]]:
+    def entries(self, path: str = "") -> builtins.list[tuple[str, str, str]]:
         """``(name, kind, detail)`` for the context at ``path``: kind is service
-        (detail: interface name), context, or link (detail: target)."""
-        return [tuple(e) for e in self._kernel.List(path)]  # type: ignore[misc]
+        (detail: interface name), context, or link (detail: target).
+        """
+        return [(str(n), str(k), str(d)) for n, k, d in self._kernel.List(path)]
 
     def bind(self, path: str, typename: str, sbh: str) -> str:
         """Bind an SBH under ``path``; unbound when this connection closes."""
@@ -115,9 +117,9 @@ class Kos:
         """Unbind something this connection bound."""
         self._kernel.Unbind(path)
 
-    def plugins(self) -> list[PluginRow]:
+    def plugins(self) -> builtins.list[PluginRow]:
         """The kernel's plugin table (name, state, pid, services, uptime, last exit)."""
-        return list(self._kernel.Plugins())
+        return builtins.list(self._kernel.Plugins())
 
     def get_namespace(self) -> Context:
         """The kernel's top context."""
@@ -157,8 +159,10 @@ class Context:
 
     def lookup(self, name: str, interface: type[Any] | None = None) -> Any:
         """Like :meth:`Kos.lookup`, relative to this context."""
-        return self._kos.lookup(self._join(name), interface) if interface else self._kos.lookup(
-            self._join(name)
+        return (
+            self._kos.lookup(self._join(name), interface)
+            if interface
+            else self._kos.lookup(self._join(name))
         )
 
     def list(self) -> list[str]:

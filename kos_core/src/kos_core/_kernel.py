@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -233,10 +234,8 @@ class KernelCore:
         for record in running:
             assert record.process is not None
             record.state = "stopping"
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 record.process.send_signal(signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_GRACE
         for record in running:
             assert record.process is not None
@@ -294,10 +293,12 @@ class KernelCore:
                 record.process = None
                 record.last_exit = _proc.describe_exit(process.returncode)
                 record.state = "exited" if process.returncode == 0 else "failed"
-                if record.session is None or record.session.plugin != record.name:
+                if record.session is None:
                     record.pid = 0
                 removed = self.namespace.remove_owner(record.owner)
-                log.info("plugin %s %s; unbound %s", record.name, record.last_exit, removed or "nothing")
+                log.info(
+                    "plugin %s %s; unbound %s", record.name, record.last_exit, removed or "nothing"
+                )
 
     def register_plugin(self, session: KernelSession, name: str, pid: int) -> PluginEntry:
         """Handle ``RegisterPlugin`` from ``session``."""
@@ -310,7 +311,9 @@ class KernelCore:
                 raise RegistrationRefused(
                     f"a plugin named {name!r} is already registered (pid {record.pid})"
                 )
-            alive = record is not None and record.process is not None and record.process.poll() is None
+            alive = (
+                record is not None and record.process is not None and record.process.poll() is None
+            )
             if record is not None and alive and record.pid != pid:
                 raise RegistrationRefused(
                     f"the kernel is running plugin {name!r} itself (pid {record.pid})"
@@ -324,10 +327,8 @@ class KernelCore:
             context = f"plugins/{name}"
             self.namespace.make_context(context, owner=record.owner)
             for link in ("kos", "world"):
-                try:
+                with contextlib.suppress(KosError):
                     self.namespace.bind(f"{context}/{link}", _namespace.Link("", record.owner))
-                except KosError:
-                    pass
         log.info("plugin %s registered (pid %d)", name, pid)
         return PluginEntry(self, name)
 

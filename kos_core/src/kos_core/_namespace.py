@@ -9,6 +9,7 @@ plugin bound disappears with it.
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 from dataclasses import dataclass, field
@@ -86,7 +87,7 @@ class Namespace:
                 raise NotAContext(f"{join(done) or '/'} is not a context")
             child = node.entries.get(name)
             if child is None:
-                raise NameNotFound(f"{join(done + [name])} is not bound")
+                raise NameNotFound(f"{join([*done, name])} is not bound")
             if isinstance(child, Link) and (queue or follow_last):
                 hops += 1
                 if hops > _MAX_LINKS:
@@ -105,7 +106,7 @@ class Namespace:
             assert not isinstance(node, Link)
             return node
 
-    def list(self, path: str = "") -> list[tuple[str, str, str]]:
+    def list(self, path: str = "") -> builtins.list[tuple[str, str, str]]:
         """``(name, kind, detail)`` for each entry of the context at ``path``, sorted.
 
         kind is ``service`` (detail: interface name), ``context`` or ``link`` (detail: target).
@@ -124,7 +125,7 @@ class Namespace:
                     out.append((name, "context", ""))
             return out
 
-    def _parent(self, path: str) -> tuple[Context, str, list[str]]:
+    def _parent(self, path: str) -> tuple[Context, str, builtins.list[str]]:
         parts = split_path(path)
         if not parts:
             raise UsageError("the top context cannot be bound or unbound")
@@ -168,31 +169,33 @@ class Namespace:
             del parent.entries[name]
             return entry
 
-    def remove_owner(self, owner: str) -> list[str]:
+    def remove_owner(self, owner: str) -> builtins.list[str]:
         """Remove every entry ``owner`` made; return their paths."""
-        removed: list[str] = []
+        removed: builtins.list[str] = []
         with self._lock:
             self._remove_owner(self._root, [], owner, removed)
         return removed
 
-    def _remove_owner(self, node: Context, prefix: list[str], owner: str, removed: list[str]) -> None:
+    def _remove_owner(
+        self, node: Context, prefix: builtins.list[str], owner: str, removed: builtins.list[str]
+    ) -> None:
         for name, entry in list(node.entries.items()):
             if entry.owner == owner:
                 del node.entries[name]
-                removed.append(join(prefix + [name]))
+                removed.append(join([*prefix, name]))
             elif isinstance(entry, Context):
-                self._remove_owner(entry, prefix + [name], owner, removed)
+                self._remove_owner(entry, [*prefix, name], owner, removed)
 
-    def services_of(self, owner: str) -> list[str]:
+    def services_of(self, owner: str) -> builtins.list[str]:
         """Paths of the services ``owner`` has bound."""
-        found: list[str] = []
+        found: builtins.list[str] = []
         with self._lock:
-            stack: list[tuple[Context, list[str]]] = [(self._root, [])]
+            stack: builtins.list[tuple[Context, builtins.list[str]]] = [(self._root, [])]
             while stack:
                 node, prefix = stack.pop()
                 for name, entry in node.entries.items():
                     if isinstance(entry, Service) and entry.owner == owner:
-                        found.append(join(prefix + [name]))
+                        found.append(join([*prefix, name]))
                     elif isinstance(entry, Context):
-                        stack.append((entry, prefix + [name]))
+                        stack.append((entry, [*prefix, name]))
         return sorted(found)

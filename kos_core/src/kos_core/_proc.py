@@ -58,7 +58,7 @@ _PROCESS_SOCKET = re.compile(r"^p(\d+)\.sock$")
 
 def sweep_stale_sockets(directory: Path) -> list[Path]:
     """Remove ``p<pid>.sock`` files whose process is gone (left by killed plugins)."""
-    removed = []
+    removed: list[Path] = []
     try:
         names = os.listdir(directory)
     except OSError:

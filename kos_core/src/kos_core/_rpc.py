@@ -14,6 +14,7 @@ Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, args)``,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -199,14 +200,12 @@ def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:
     if not spec.required <= len(args) <= len(params):
         raise TypeError(f"{spec.name}() takes {len(params)} arguments, {len(args)} given")
     out = []
-    for value, param in zip(args, params):
+    for given, param in zip(args, params[: len(args)], strict=True):
         what = f"{spec.name}() argument {param.name!r}"
         if is_interface(param.type):
             raise TypeError(f"{what}: passing objects by reference to a server is not supported")
-        value = check_value(value, param.type, what)
-        if typing_origin_is_list(param.type):
-            value = list(value)
-        out.append(value)
+        value = check_value(given, param.type, what)
+        out.append(list(value) if typing_origin_is_list(param.type) else value)
     return tuple(out)
 
 
@@ -251,7 +250,9 @@ class Server:
         self._closed = threading.Event()
         self._connections: set[KosConnection] = set()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"{name}-accept", daemon=True
+        )
 
     def start(self) -> Server:
         """Start accepting in a background thread."""
@@ -286,7 +287,9 @@ class Server:
             log.info("%s: refused a connection: %s", self._name, exc)
             sock.close()
             return
-        conn = KosConnection(session, Channel(SocketStream(sock), compress=False), self._config.rpyc())
+        conn = KosConnection(
+            session, Channel(SocketStream(sock), compress=False), self._config.rpyc()
+        )
         with self._lock:
             self._connections.add(conn)
         try:
@@ -303,23 +306,17 @@ class Server:
         if self._closed.is_set():
             return
         self._closed.set()
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         if self.address.path is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address.path)
-            except FileNotFoundError:
-                pass
         with self._lock:
             conns = list(self._connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):
                 conn._channel.close()
-            except Exception:
-                pass
 
 
 # --------------------------------------------------------------------------- client
@@ -329,10 +326,10 @@ class _ClientRoot:
     """What a client serves back to its server: nothing."""
 
     def on_connect(self, conn: Connection) -> None:
-        """rpyc hook; nothing to do."""
+        """Rpyc hook; nothing to do."""
 
     def on_disconnect(self, conn: Connection) -> None:
-        """rpyc hook; nothing to do."""
+        """Rpyc hook; nothing to do."""
 
 
 class Link:
@@ -418,10 +415,8 @@ class Link:
         conn = self._conn
         if conn is None or conn.closed:
             return
-        try:
+        with contextlib.suppress(Exception):
             conn.async_request(HANDLE_KOS_RELEASE, handle)
-        except Exception:
-            pass
 
     def _make_ref(self, wire: Any, interface: type[Interface]) -> Any:
         if wire is None:
@@ -437,15 +432,14 @@ class Link:
             self._closed = True
             conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:
-                pass
 
 
 class RemoteObject:
     """Base of generated client proxies. Attributes are prefixed ``_kos_`` so they
-    never shadow interface methods (``FileAPI.File`` has ``open`` and ``close``)."""
+    never shadow interface methods (``FileAPI.File`` has ``open`` and ``close``).
+    """
 
     _kos_proxy_of: type[Interface] | None = None
     _kos_link: Link
@@ -486,7 +480,7 @@ def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
 
     def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
         bound = spec.bind(args, kwargs)
-        wire = tuple(check_value(v, tp, what) for v, (tp, what) in zip(bound, checks))
+        wire = tuple(check_value(v, tp, what) for v, (tp, what) in zip(bound, checks, strict=True))
         return self._kos_link.invoke(self._kos_handle, spec, wire)
 
     method.__name__ = spec.name
@@ -494,7 +488,9 @@ def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
     return method
 
 
-def make_proxy(interface: type[Interface], link: Link, handle: int = 0, sbh: str | None = None) -> Any:
+def make_proxy(
+    interface: type[Interface], link: Link, handle: int = 0, sbh: str | None = None
+) -> Any:
     """A proxy of ``interface`` for the object ``handle`` on ``link``."""
     return proxy_class(interface)(link, handle, sbh)
 

@@ -98,7 +98,7 @@ class SetupConfig:
     _boot_unset: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def settings_for(self, name: str, default_run_at_boot: bool = True) -> PluginSettings:
-        """Settings of one plugin.
+        """Return the settings of one plugin.
 
         Its section if there is one; otherwise ``[DEFAULTS]`` applied to an implicit
         empty section, with ``where="built-in default"``.  Either way ``run_at_boot``
@@ -130,7 +130,7 @@ class SetupConfig:
 
 
 def default_config_dir() -> Path:
-    """The configuration directory.
+    """Return the configuration directory.
 
     ``$KOS_CONFIG`` if set and not empty, else ``$XDG_CONFIG_HOME/kos``, else
     ``~/.config/kos``.
@@ -143,7 +143,7 @@ def default_config_dir() -> Path:
 
 
 def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:
-    """The setup files of ``kernel`` in reading order, whether they exist or not."""
+    """Return the setup files of ``kernel`` in reading order, whether they exist or not."""
     return [
         config_dir / "plugins",
         config_dir / "plugins.local",
@@ -230,7 +230,7 @@ def _split_lines(text: str) -> list[str]:
 
 
 def _read_lines(path: Path) -> list[str] | None:
-    """The lines of ``path``, or ``None`` if it does not exist."""
+    """Read the lines of ``path``; ``None`` if it does not exist."""
     where = str(path)
     try:
         mode = path.stat().st_mode
@@ -261,8 +261,9 @@ def _read_lines(path: Path) -> list[str] | None:
 def _scan(path: Path, index: int, lines: Sequence[str]) -> _Layer:
     """Check the syntax of one file and record where things are.
 
-    Classifies lines exactly as ``configparser`` does, so the parser never meets
-    a line this scan let through.
+    Classifies lines exactly as ``configparser`` does, and rejects everything it
+    would reject (and a little more), so the parser never fails on a file that
+    passed this scan.
     """
     layer = _Layer(path=path, index=index, lines=list(lines))
     section: str | None = None
@@ -444,7 +445,7 @@ class _Merged:
         return found if found is not None else self.origins[_DEFAULTS, key]
 
     def problem(self, section: str, key: str, message: str) -> _Problem:
-        """A problem reported at the line that set ``key`` for ``section``."""
+        """Make a problem reported at the line that set ``key`` for ``section``."""
         layer, line = self.origin(section, key)
         return _Problem(layer.index, line, SetupFileError(str(layer.path), line, message))
 
@@ -540,7 +541,7 @@ def _diagnose(
 
 
 def _references(text: str) -> Iterator[tuple[str] | str]:
-    """The keys ``text`` refers to, in order, or a description of its first error."""
+    """Yield the keys ``text`` refers to, in order, or a description of its first error."""
     rest = text
     while rest:
         at = rest.find("%")

@@ -12,6 +12,7 @@ without reaching rpyc, so stray or hostile bytes cost the server one short-lived
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import socket
 from dataclasses import dataclass
@@ -168,10 +169,8 @@ def accept(sock: socket.socket) -> None:
 
 def refuse(sock: socket.socket, reason: str) -> None:
     """Tell the client why it is refused; errors are ignored (the peer may be gone)."""
-    try:
+    with contextlib.suppress(OSError):
         sock.sendall(f"NO {reason}\n".encode("ascii", "replace"))
-    except OSError:
-        pass
 
 
 def tokens_equal(given: str, expected: str) -> bool:

@@ -67,7 +67,7 @@ class KosGroup(click.Group):
         from ._discovery import discover
 
         found = discover()
-        for name, plugin in found.manager.list_name_plugin():
+        for name, _ in found.manager.list_name_plugin():
             caller = found.manager.subset_hook_caller(
                 "kos_register_commands",
                 remove_plugins=[p for n, p in found.manager.list_name_plugin() if n != name],
@@ -92,7 +92,7 @@ class KosGroup(click.Group):
 @click.group(cls=KosGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kos")
 def cli() -> None:
-    """kos — a plugin host: a kernel that runs plugins as processes and a namespace
+    """Kos — a plugin host: a kernel that runs plugins as processes and a namespace
     where they bind services that clients call directly.
 
     \b
@@ -159,10 +159,8 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
     try:
         core.start()
         booting = [r.name for r in core.records.values() if r.run_at_boot]
-        click.echo(
-            f"kos: kernel {name!r} running at {core.address}; booting {', '.join(booting) or 'no plugins'}",
-            err=True,
-        )
+        plugins = ", ".join(booting) or "no plugins"
+        click.echo(f"kos: kernel {name!r} running at {core.address}; booting {plugins}", err=True)
         core.run(stop)
     finally:
         core.shutdown()
@@ -258,9 +256,9 @@ def plugins(kernel: str | None, as_json: bool) -> None:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 @cli.command()
@@ -317,19 +315,20 @@ def call(kernel: str | None, service: str, method: str | None, args: tuple[str, 
         methods = iface.methods()
         if method is None:
             click.echo(f"{service}: {typename}")
-            for spec in methods.values():
-                click.echo(f"  {spec.signature()}")
+            for each in methods.values():
+                click.echo(f"  {each.signature()}")
             return
-        spec = methods.get(method)
-        if spec is None:
+        found = methods.get(method)
+        if found is None:
             raise UsageError(
                 f"{typename} has no method {method!r} (it has: {', '.join(methods) or 'none'})"
             )
+        spec = found
         if not spec.required <= len(args) <= len(spec.params):
             raise UsageError(f"usage: kos call {service} {spec.signature()}")
         values = [
             from_word(word, param.type, f"argument {param.name!r}")
-            for word, param in zip(args, spec.params)
+            for word, param in zip(args, spec.params[: len(args)], strict=True)
         ]
         proxy = kos.lookup(service)
         result = getattr(proxy, method)(*values)

@@ -262,13 +262,17 @@ def _check_generic(value: Any, tp: Any, what: str) -> Any:
             return tuple(check_value(v, args[0], f"{what}[{i}]") for i, v in enumerate(value))
         if len(args) != len(value):
             raise TypeError(f"{what} must have {len(args)} items, not {len(value)}")
-        return tuple(check_value(v, t, f"{what}[{i}]") for i, (v, t) in enumerate(zip(value, args)))
+        return tuple(
+            check_value(v, t, f"{what}[{i}]")
+            for i, (v, t) in enumerate(zip(value, args, strict=True))
+        )
     raise TypeError(f"{what} must be {type_name(tp)}, not {type(value).__name__}")
 
 
 def from_wire(value: Any, tp: Any, make_ref: Callable[[Any, type[Interface]], Any]) -> Any:
     """Rebuild a received value in its declared shape (tuples back to lists, references to
-    proxies through ``make_ref(wire_value, interface)``)."""
+    proxies through ``make_ref(wire_value, interface)``).
+    """
     if is_interface(tp):
         return make_ref(value, tp)
     origin = typing.get_origin(tp)
@@ -280,7 +284,7 @@ def from_wire(value: Any, tp: Any, make_ref: Callable[[Any, type[Interface]], An
     if origin is tuple and isinstance(value, tuple):
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(from_wire(v, args[0], make_ref) for v in value)
-        return tuple(from_wire(v, t, make_ref) for v, t in zip(value, args))
+        return tuple(from_wire(v, t, make_ref) for v, t in zip(value, args, strict=False))
     if origin in (typing.Union, types.UnionType):
         if value is None:
             return None

@@ -33,7 +33,7 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
 
     @raises(NameNotFound, NotAContext, UsageError)
     def Lookup(self, path: str) -> tuple[str, str, str]:
-        """Resolve ``path``: ``("service", typename, sbh)`` or ``("context", "", canonical path)``."""
+        """Resolve ``path``: ``("service", typename, sbh)`` or ``("context", "", path)``."""
         raise NotImplementedError
 
     @raises(NameNotFound, NotAContext, UsageError)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import getopt
 import json
 import os
@@ -93,8 +94,9 @@ def register(
 
 
 def options() -> dict[str, str]:
-    """This plugin's section of the setup files (every key, interpolated), as the
-    kernel passed it; empty when started by hand."""
+    """The plugin's section of the setup files (every key, interpolated), as the
+    kernel passed it; empty when started by hand.
+    """
     raw = os.environ.get("KOS_PLUGIN_OPTIONS", "")
     try:
         data = json.loads(raw) if raw else {}
@@ -110,7 +112,8 @@ def _fail(plugin_name: str, message: str) -> NoReturn:
 
 class PluginKos(Kos):
     """The KOS object a plugin gets from :func:`register`: a :class:`~kos_core.Kos`
-    connection plus service binding and the serve loop."""
+    connection plus service binding and the serve loop.
+    """
 
     def __init__(self, name: str, link: _rpc.Link, plugin_name: str) -> None:
         super().__init__(name, link)
@@ -133,7 +136,9 @@ class PluginKos(Kos):
         iface = find_interface(typename)
         missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
         if missing:
-            raise TypeError(f"{type(obj).__name__} does not implement {typename}: missing {missing}")
+            raise TypeError(
+                f"{type(obj).__name__} does not implement {typename}: missing {missing}"
+            )
         server = self._ensure_server()
         token = secrets.token_urlsafe(24)
         with self._lock:
@@ -157,10 +162,8 @@ class PluginKos(Kos):
             token = self._sids.pop(sid, None)
             if token is not None:
                 self._objects.pop(token, None)
-        try:
+        with contextlib.suppress(ServiceUnavailable):
             self.unbind(sid)
-        except ServiceUnavailable:
-            pass
 
     def _ensure_server(self) -> _rpc.Server:
         with self._lock:
@@ -186,7 +189,8 @@ class PluginKos(Kos):
 
     def run(self) -> None:
         """Serve until interrupted: Ctrl-C raises ``KeyboardInterrupt``, SIGTERM
-        ``SystemExit(0)``; returns when :meth:`stop` is called."""
+        ``SystemExit(0)``; returns when :meth:`stop` is called.
+        """
         while not self._stopped.wait(0.5):
             pass
 
@@ -246,4 +250,3 @@ class PluginKos(Kos):
         self._kernel_lost = True
         self._stopped.set()
         _thread.interrupt_main(signal.SIGTERM)
-

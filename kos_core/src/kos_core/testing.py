@@ -13,6 +13,7 @@ Helpers: :class:`KernelProcess` to start kernels with other options, and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -86,7 +87,8 @@ class KosEnv:
 
 def make_env(kernel: str = "testk") -> KosEnv:
     """Create a fresh :class:`KosEnv` under a short temporary directory
-    (Unix socket paths are limited to 107 bytes)."""
+    (Unix socket paths are limited to 107 bytes).
+    """
     base = Path(tempfile.mkdtemp(prefix="kos-"))
     env = KosEnv(kernel, base / "run", base / "state", base / "config")
     env.runtime_dir.mkdir(mode=0o700)
@@ -97,13 +99,14 @@ def make_env(kernel: str = "testk") -> KosEnv:
 
 class KernelProcess:
     """A ``kos run`` process in its own process group, so that stopping it can
-    also sweep up every plugin and child it started."""
+    also sweep up every plugin and child it started.
+    """
 
     def __init__(self, env: KosEnv, args: Sequence[str] = (), log_path: Path | None = None) -> None:
         self.env = env
         self.log_path = log_path or env.state_dir / f"kernel-{env.kernel}.log"
         command = [sys.executable, "-m", "kos_core.cli", "run", "-n", env.kernel, *args]
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             command,
             env={**os.environ, **env.environ()},
@@ -134,9 +137,7 @@ class KernelProcess:
 
         def ready() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(
-                    f"kernel exited with {self.process.returncode}:\n{self.log()}"
-                )
+                raise AssertionError(f"kernel exited with {self.process.returncode}:\n{self.log()}")
             try:
                 self.connect().close()
             except KosError:
@@ -175,7 +176,8 @@ class KernelProcess:
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM the kernel and wait; return its exit status. Anything left in its
-        process group is killed."""
+        process group is killed.
+        """
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -189,10 +191,8 @@ class KernelProcess:
 
     def kill_group(self) -> None:
         """SIGKILL every process left in the kernel's process group."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @pytest.fixture
@@ -216,4 +216,3 @@ def kos_kernel(kos_env: KosEnv) -> Iterator[KernelProcess]:
         yield kernel
     finally:
         kernel.stop()
-

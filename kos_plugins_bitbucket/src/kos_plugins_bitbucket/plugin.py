@@ -1,4 +1,7 @@
-"""The bitbucket plugin process: ``python -m kos_plugins_bitbucket.plugin -n KERNEL [--capacity N]``."""
+"""The bitbucket plugin process.
+
+Run by the kernel as ``python -m kos_plugins_bitbucket.plugin -n KERNEL [--capacity N]``.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ def parse_capacity(argv: list[str]) -> int:
 
 def main() -> None:
     """Register, bind the bucket, serve until stopped."""
-    kos, ns = pluginlib.register("bitbucket", None, _SHORTOPTS, _LONGOPTS)
+    kos, _ns = pluginlib.register("bitbucket", None, _SHORTOPTS, _LONGOPTS)
     capacity = parse_capacity(sys.argv[1:])
     sid = kos.bind_service("bitbucket", BitBucket(capacity), "BitBucketAPI.BitBucket")
     print(f"bitbucket plugin registered {sid} ({capacity} bytes)", flush=True)

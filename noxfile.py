@@ -1,0 +1,65 @@
+"""The kos test matrix.
+
+``nox`` runs what CI needs: every distribution's own tests in a fresh environment
+holding only that distribution and what it declares, the cross-distribution
+integration suite against non-editable installs, lint and type checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("kos_*") if (p / "pyproject.toml").is_file())
+PYTHONS = ["3.11", "3.12", "3.13"]
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+
+nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
+nox.options.error_on_missing_interpreters = False
+nox.options.download_python = "never"  # only interpreters already on the machine
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _with_core(dist: str) -> list[str]:
+    """A distribution and, unless it is kos_core itself, the local kos_core it needs."""
+    return [f"./{dist}"] if dist == "kos_core" else ["./kos_core", f"./{dist}"]
+
+
+@nox.session(python=PYTHONS)
+@nox.parametrize("dist", DISTRIBUTIONS)
+def tests(session: nox.Session, dist: str) -> None:
+    """One distribution's own tests, with only its declared dependencies installed."""
+    session.install(*_with_core(dist), *TEST_TOOLS)
+    session.run("pytest", f"{dist}/tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def integration(session: nox.Session) -> None:
+    """Every distribution installed non-editable; tests/ against real kernels and plugins."""
+    session.install(*(f"./{d}" for d in DISTRIBUTIONS), *TEST_TOOLS)
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(python=PYTHONS[0])
+def lint(session: nox.Session) -> None:
+    """ruff: lint rules and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHONS[0])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every distribution's source."""
+    session.install("mypy>=1.11", *(f"./{d}" for d in DISTRIBUTIONS), *TEST_TOOLS)
+    session.run("mypy", "--strict", *(f"{d}/src" for d in DISTRIBUTIONS))
+
+
+@nox.session(python=PYTHONS[0], default=False)
+def benchmarks(session: nox.Session) -> None:
+    """Speed against plain rpyc in the same run (not part of the default run)."""
+    session.install(*(f"./{d}" for d in DISTRIBUTIONS))
+    session.run("python", "benchmarks/run.py", *session.posargs)
