@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -115,16 +114,6 @@ def test_config_dir_that_is_a_file_is_an_error(tmp_path: Path) -> None:
 def test_setup_file_that_is_a_directory_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "plugins.local").mkdir()
     assert_error_at(load_error(tmp_path), tmp_path / "plugins.local", None, "is a directory")
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read any file")
-def test_unreadable_setup_file_is_an_error(tmp_path: Path) -> None:
-    path = write(tmp_path, "plugins", "[bitbucket]")
-    path.chmod(0)
-    try:
-        assert_error_at(load_error(tmp_path), path, None, "cannot read it")
-    finally:
-        path.chmod(0o600)
 
 
 # -- layers -------------------------------------------------------------------
