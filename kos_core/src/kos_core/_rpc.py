@@ -97,10 +97,30 @@ class KosConnection(Connection):  # type: ignore[misc]
         }
 
     def _handle_kos_call(self, handle: int, method: str, args: tuple[Any, ...]) -> Any:
-        return cast(Session, self._local_root).dispatch(handle, method, args)
+        session = cast(Session, self._local_root)
+        _current.session = session
+        try:
+            return session.dispatch(handle, method, args)
+        finally:
+            _current.session = None
+
+    def _dispatch_request(self, seq: int, raw_args: Any) -> None:
+        super()._dispatch_request(seq, raw_args)
+        root = self._local_root
+        if isinstance(root, Session) and root.ending:
+            # The reply is sent; now hang up (a servant asked for it, e.g. Close()).
+            self._channel.close()
 
     def _handle_kos_release(self, handle: int) -> None:
         cast(Session, self._local_root).release(handle)
+
+
+_current = threading.local()
+
+
+def current_session() -> Session | None:
+    """The session whose call the current thread is serving, if any."""
+    return cast("Session | None", getattr(_current, "session", None))
 
 
 class Session:
@@ -119,6 +139,11 @@ class Session:
         self._objects: dict[int, tuple[object, type[Interface]]] = {0: (root, interface)}
         self._next = itertools.count(1)
         self._on_close = on_close
+        self.ending = False
+
+    def end_after_reply(self) -> None:
+        """Close this connection once the call being served has been answered."""
+        self.ending = True
 
     def on_connect(self, conn: Connection) -> None:
         """Called by rpyc when the connection is set up."""
@@ -240,8 +265,13 @@ class Server:
         *,
         name: str,
         config: RpcConfig = DEFAULT_CONFIG,
+        one_shot: bool = False,
     ) -> None:
         self._authorize = authorize
+        self._one_shot = one_shot
+        #: set when a one-shot server's client has connected; ``finished`` when it has gone
+        self.connected = threading.Event()
+        self.finished = threading.Event()
         self._name = name
         self._config = config
         self._listener, self.address = address.listen()
@@ -277,7 +307,11 @@ class Server:
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             token = _wire.server_handshake(sock)
-            session = self._authorize(token)
+            with self._lock:
+                taken = self._one_shot and self.connected.is_set()
+                session = None if taken else self._authorize(token)
+                if session is not None and self._one_shot:
+                    self.connected.set()
             if session is None:
                 _wire.refuse(sock, "credentials refused")
                 raise KosError("credentials refused")
@@ -300,6 +334,8 @@ class Server:
             with self._lock:
                 self._connections.discard(conn)
             conn.close()
+            if self._one_shot:
+                self.finished.set()
 
     def close(self) -> None:
         """Stop accepting, end every connection, remove the socket file."""

@@ -36,11 +36,22 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from . import _paths, _proc, _rpc, _wire
+from ._children import end_connection, serve_child, spawnserver
+from ._forkserver import ChildFactory
 from ._client import Context, Kos, kernel_link
 from .errors import KosError, RegistrationRefused, ServiceUnavailable
 from .interface import Interface, find_interface
 
-__all__ = ["PluginKos", "object_of_sbh", "options", "register"]
+__all__ = [
+    "ChildFactory",
+    "PluginKos",
+    "end_connection",
+    "object_of_sbh",
+    "options",
+    "register",
+    "serve_child",
+    "spawnserver",
+]
 
 object_of_sbh = _rpc.object_of_sbh
 

@@ -1,0 +1,235 @@
+"""Factory children: one-shot servers a plugin starts, one per client.
+
+Parent side: :func:`spawnserver` (the 1998 contract: run a program with the write end
+of a pipe on its command line and read the child's SBH from it) and
+:class:`ChildFactory` (the fast path: fork from a preloaded, single-threaded fork
+server). Child side: :func:`serve_child` — start a one-shot server for one object,
+write its SBH, serve exactly one client, return when that client has gone.
+
+No child outlives its use. A child ends when its client calls a method that ends the
+connection (``Close()``), when its client disconnects, when no client comes within
+``$KOS_CHILD_CLIENT_TIMEOUT`` seconds, or when the plugin that made it dies: every
+child holds the read end of a *lifeline* pipe whose only write end stays in the
+plugin, so the plugin's death, however it happens, is an end-of-file the child sees.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from . import _paths, _proc, _rpc, _wire
+from .interface import Interface, find_interface
+
+LIFELINE_ENV = "KOS_LIFELINE_FD"
+SPAWN_TIMEOUT = float(os.environ.get("KOS_SPAWN_TIMEOUT", "10"))
+CLIENT_TIMEOUT = float(os.environ.get("KOS_CHILD_CLIENT_TIMEOUT", "60"))
+_MAX_SBH = 4096
+
+
+class _Lifeline:
+    """One pipe per plugin process: children inherit the read end; the write end never
+    leaves this process, so its death closes the pipe for every child.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read_fd: int | None = None
+
+    def read_fd(self) -> int:
+        with self._lock:
+            if self._read_fd is None:
+                read_fd, _write_fd = os.pipe()  # the write end is deliberately kept open
+                self._read_fd = read_fd
+            return self._read_fd
+
+
+class _Reaper:
+    """Reaps exited children so none stays a zombie; remembers their pids for ``pids``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._exited: list[int] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, process: subprocess.Popen[bytes]) -> None:
+        with self._lock:
+            self._children[process.pid] = process
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="kos-reaper", daemon=True)
+                self._thread.start()
+
+    def note_exit(self, pid: int) -> None:
+        with self._lock:
+            self._exited.append(pid)
+
+    def take_exited(self) -> list[int]:
+        """Pids of children that have exited since the last call."""
+        self.poll()
+        with self._lock:
+            exited, self._exited = self._exited, []
+        return exited
+
+    def poll(self) -> None:
+        with self._lock:
+            for pid, process in list(self._children.items()):
+                if process.poll() is not None:
+                    del self._children[pid]
+                    self._exited.append(pid)
+
+    def _run(self) -> None:
+        while not self._wake.wait(0.2):
+            self.poll()
+
+
+_lifeline = _Lifeline()
+_reaper = _Reaper()
+
+
+def _read_sbh(fd: int, timeout: float) -> str:
+    """Read one line from ``fd`` within ``timeout``; ``""`` on EOF, timeout or garbage."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data and len(data) < _MAX_SBH:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ""
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return ""
+        chunk = os.read(fd, _MAX_SBH)
+        if not chunk:
+            break
+        data += chunk
+    line = data.partition(b"\n")[0].decode("ascii", "replace").strip()
+    try:
+        _wire.parse_sbh(line)
+    except Exception:
+        return ""
+    return line
+
+
+def spawnserver(filename: str, *args: object, flagoption: str = "-f") -> tuple[str, int, list[int]]:
+    """Start ``filename`` as a child server; return ``(sbh, pid, pids)``.
+
+    The child's command line is ``[filename, flagoption, str(fd)] + list(args)``
+    (run with this Python), where ``fd`` is the write end of a pipe on which the
+    child writes its SBH (see :func:`serve_child`). ``sbh`` is ``""`` if the child
+    could not start or wrote no valid SBH in time (it is then stopped and reaped);
+    ``pids`` lists the children that have exited since the last call.
+    """
+    read_fd, write_fd = os.pipe()
+    lifeline = _lifeline.read_fd()
+    env = dict(os.environ)
+    env[LIFELINE_ENV] = str(lifeline)
+    env.pop(_proc.PARENT_ENV, None)
+    command = [sys.executable, filename, flagoption, str(write_fd), *map(str, args)]
+    try:
+        process = subprocess.Popen(
+            command, pass_fds=(write_fd, lifeline), stdin=subprocess.DEVNULL, env=env
+        )
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return "", 0, _reaper.take_exited()
+    os.close(write_fd)
+    try:
+        sbh = _read_sbh(read_fd, SPAWN_TIMEOUT)
+    finally:
+        os.close(read_fd)
+    if not sbh:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        _reaper.note_exit(process.pid)
+        return "", process.pid, _reaper.take_exited()
+    _reaper.add(process)
+    return sbh, process.pid, _reaper.take_exited()
+
+
+def _sbh_fd(argv: Sequence[str], flagoption: str) -> int:
+    for i, arg in enumerate(argv):
+        if arg == flagoption and i + 1 < len(argv) and argv[i + 1].isdigit():
+            return int(argv[i + 1])
+        if len(flagoption) == 2 and arg.startswith(flagoption) and arg[2:].isdigit():
+            return int(arg[2:])
+    raise SystemExit(f"kos child: no {flagoption} FD on the command line: {list(argv)}")
+
+
+def _watch_lifeline(stop: threading.Event) -> None:
+    value = os.environ.get(LIFELINE_ENV, "")
+    if not value.isdigit():
+        return
+    fd = int(value)
+
+    def watch() -> None:
+        try:
+            while os.read(fd, 1):
+                pass
+        except OSError:
+            pass
+        stop.set()
+
+    threading.Thread(target=watch, name="kos-lifeline", daemon=True).start()
+
+
+def serve_child(
+    obj: object,
+    typename: str | type[Interface],
+    *,
+    argv: Sequence[str] | None = None,
+    flagoption: str = "-f",
+    sbh_fd: int | None = None,
+) -> None:
+    """Serve ``obj`` to exactly one client; the child side of :func:`spawnserver`.
+
+    Takes the SBH pipe from ``flagoption FD`` in ``argv`` (default ``sys.argv[1:]``)
+    unless ``sbh_fd`` is given, writes the SBH there, and returns once the client has
+    gone, no client came in time, the parent died, or SIGTERM arrived.
+    """
+    iface = find_interface(typename) if isinstance(typename, str) else typename
+    fd = (
+        sbh_fd
+        if sbh_fd is not None
+        else _sbh_fd(sys.argv[1:] if argv is None else argv, flagoption)
+    )
+    stop = threading.Event()
+    _watch_lifeline(stop)
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    token = secrets.token_urlsafe(24)
+    address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
+
+    def authorize(given: str) -> _rpc.Session | None:
+        return _rpc.Session(obj, iface) if _wire.tokens_equal(given, token) else None
+
+    server = _rpc.Server(address, authorize, name=f"child-{os.getpid()}", one_shot=True).start()
+    try:
+        os.write(fd, (_wire.format_sbh(server.address, token) + "\n").encode("ascii"))
+        os.close(fd)
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        while not stop.is_set() and not server.finished.is_set():
+            if not server.connected.is_set() and time.monotonic() > deadline:
+                break
+            stop.wait(0.05)
+    finally:
+        server.close()
+
+
+def end_connection() -> None:
+    """End the connection whose call is being served, once that call is answered.
+
+    A factory child's ``Close()`` calls this; the child then exits.
+    """
+    session = _rpc.current_session()
+    if session is None:
+        raise RuntimeError("end_connection() called outside a kos call")
+    session.end_after_reply()

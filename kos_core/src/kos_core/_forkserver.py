@@ -1,0 +1,205 @@
+"""The fast path for factory children: a preloaded, single-threaded fork server.
+
+A plugin's :class:`ChildFactory` starts one fork server (``python -m
+kos_core._forkserver``) that imports the child's code once. Each ``spawn`` asks it to
+fork: the new child builds its object and serves it with
+:func:`~kos_core._children.serve_child`, so a child costs a fork instead of a new
+interpreter. Forking happens only in the fork server, which has no threads, so no
+lock can be inherited in a held state.
+
+Protocol on the control socket, one JSON object per line:
+``{"args": [...]}`` → ``{"sbh": "...", "pid": N, "exited": [pids...]}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from . import _children, _proc
+from .interface import find_interface
+
+
+def _resolve(target: str) -> Callable[..., object]:
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        raise ValueError(f"child target must be 'module:callable', not {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise TypeError(f"{target} is not callable")
+    return obj  # type: ignore[no-any-return]
+
+
+class ChildFactory:
+    """Makes factory children quickly by forking a preloaded fork server.
+
+    ``target`` is ``"module:callable"``: in the child, ``callable(*args)`` returns the
+    object to serve as ``typename``. Safe to call from several threads.
+    """
+
+    def __init__(self, target: str, typename: str) -> None:
+        self.target = target
+        self.typename = typename
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+        with self._lock:
+            self._start()  # now, so the first client does not pay for the imports
+
+    def _start(self) -> None:
+        parent_end, child_end = socket.socketpair()
+        lifeline = _children._lifeline.read_fd()
+        env = dict(os.environ)
+        env[_children.LIFELINE_ENV] = str(lifeline)
+        env.pop(_proc.PARENT_ENV, None)
+        command = [
+            sys.executable,
+            "-m",
+            "kos_core._forkserver",
+            self.target,
+            self.typename,
+            str(child_end.fileno()),
+        ]
+        self._process = subprocess.Popen(
+            command, pass_fds=(child_end.fileno(), lifeline), stdin=subprocess.DEVNULL, env=env
+        )
+        child_end.close()
+        self._sock = parent_end
+        self._reader = parent_end.makefile("rb")
+
+    def spawn(self, *args: str | int | float | bool | None) -> tuple[str, int, list[int]]:
+        """Fork a child serving ``callable(*args)``; return ``(sbh, pid, pids)`` as
+        :func:`~kos_core._children.spawnserver` does (``sbh == ""`` on failure).
+        """
+        with self._lock:
+            for attempt in range(2):
+                if self._process is None or self._process.poll() is not None:
+                    self._start()
+                assert self._sock is not None
+                try:
+                    self._sock.sendall(json.dumps({"args": list(args)}).encode() + b"\n")
+                    line = self._reader.readline()
+                except OSError:
+                    line = b""
+                if line:
+                    reply = json.loads(line)
+                    return (
+                        str(reply.get("sbh", "")),
+                        int(reply.get("pid", 0)),
+                        list(reply["exited"]),
+                    )
+                self.close()  # the fork server died: start a new one once
+                if attempt:
+                    break
+            return "", 0, []
+
+    def close(self) -> None:
+        """Stop the fork server (children already made keep running until their end)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._process is not None:
+            if self._process.poll() is None:
+                self._process.terminate()
+            self._process.wait()
+            self._process = None
+
+
+def _reap(exited: list[int]) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        exited.append(pid)
+
+
+def _fork_child(
+    make: Callable[..., object], typename: str, args: list[Any], ctl: socket.socket, wake: int
+) -> tuple[int, str]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into the fork server's loop
+        status = 1
+        try:
+            ctl.close()
+            os.close(read_fd)
+            signal.set_wakeup_fd(-1)
+            os.close(wake)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            _children.serve_child(make(*args), typename, sbh_fd=write_fd)
+            status = 0
+        except BaseException as exc:
+            print(f"kos child {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    os.close(write_fd)
+    try:
+        sbh = _children._read_sbh(read_fd, _children.SPAWN_TIMEOUT)
+    finally:
+        os.close(read_fd)
+    if not sbh:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pid, sbh
+
+
+def main(argv: list[str]) -> int:
+    """Run the fork server: ``TARGET TYPENAME CONTROL_FD``."""
+    target, typename, ctl_fd = argv
+    make = _resolve(target)
+    find_interface(typename).methods()  # preload and check the interface
+    ctl = socket.socket(fileno=int(ctl_fd))
+    lifeline = int(os.environ.get(_children.LIFELINE_ENV, "-1"))
+    reader = ctl.makefile("rb")
+    exited: list[int] = []
+    # SIGCHLD wakes the loop (through the wakeup pipe) so exited children are reaped at once.
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    watched = [ctl.fileno(), wake_read] + ([lifeline] if lifeline >= 0 else [])
+    while True:
+        ready, _, _ = select.select(watched, [], [], 5.0)
+        if wake_read in ready:
+            os.read(wake_read, 512)
+        _reap(exited)
+        if lifeline in ready and not os.read(lifeline, 1):
+            return 0  # the plugin died
+        if ctl.fileno() not in ready:
+            continue
+        line = reader.readline()
+        if not line:
+            return 0  # the plugin closed the factory
+        try:
+            args = list(json.loads(line)["args"])
+            pid, sbh = _fork_child(make, typename, args, ctl, wake_read)
+        except Exception as exc:
+            print(f"kos fork server: {type(exc).__name__}: {exc}", file=sys.stderr)
+            pid, sbh = 0, ""
+        _reap(exited)
+        reply = {"sbh": sbh, "pid": pid, "exited": exited}
+        ctl.sendall(json.dumps(reply).encode() + b"\n")
+        exited = []
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,138 @@
+"""``FileAPI``: Python's file-like interface as a kos interface, and a wrapper that serves
+any file-like object by reference (the successor of ``FileImpl.FileWrapper``).
+
+A method typed ``-> File`` returns a :class:`FileWrapper` (or a subclass); the client
+gets a proxy whose calls go to the wrapped file where it lives::
+
+    class Requester:
+        def Get(self, url: str) -> File:
+            return FileWrapper(urlopen(url))
+
+Every failure of the wrapped file reaches the client as :class:`FileIOError`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
+
+from .errors import InterfaceError
+from .interface import Interface, raises
+
+__all__ = ["File", "FileIOError", "FileWrapper"]
+
+_R = TypeVar("_R")
+Data = bytes | str
+
+
+class FileIOError(InterfaceError):
+    """A file operation failed (the message says which and why)."""
+
+    wire_name = "FileAPI.FileIOError"
+
+
+class File(Interface, wire_name="FileAPI.File"):
+    """A file-like object: bytes for binary files, text for text files."""
+
+    @raises(FileIOError)
+    def read(self, size: int = -1) -> bytes | str:
+        """Up to ``size`` bytes (or characters); everything left when ``size`` is negative."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def readline(self, size: int = -1) -> bytes | str:
+        """One line, with its newline; empty at end of file."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def readlines(self, hint: int = -1) -> list[bytes | str]:
+        """The remaining lines."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def write(self, s: bytes | str) -> int:
+        """Write ``s``; return how much was written."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def writelines(self, lines: list[bytes | str]) -> None:
+        """Write each of ``lines``."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def tell(self) -> int:
+        """The current position."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move to ``offset`` (from the start, the current position or the end)."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def flush(self) -> None:
+        """Flush written data."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def close(self) -> None:
+        """Close the file."""
+        raise NotImplementedError
+
+    @raises(FileIOError)
+    def open(self, mode: str) -> None:
+        """(Re)open the file in ``mode``; what that means depends on the file."""
+        raise NotImplementedError
+
+
+def _guard(what: str, call: Callable[[], _R]) -> _R:
+    try:
+        return call()
+    except FileIOError:
+        raise
+    except (OSError, ValueError, io.UnsupportedOperation) as exc:
+        raise FileIOError(f"{what}: {exc}") from exc
+
+
+class FileWrapper:
+    """Implements ``FileAPI.File`` on top of a file-like object ``self._fp``.
+
+    Every call passes through to ``self._fp``; failures become :class:`FileIOError`.
+    ``open`` is refused unless a subclass defines what it means.
+    """
+
+    def __init__(self, fp: IO[Any]) -> None:
+        self._fp = fp
+
+    def read(self, size: int = -1) -> bytes | str:
+        return _guard("read", lambda: self._fp.read(size))  # type: ignore[no-any-return]
+
+    def readline(self, size: int = -1) -> bytes | str:
+        return _guard("readline", lambda: self._fp.readline(size))  # type: ignore[no-any-return]
+
+    def readlines(self, hint: int = -1) -> list[bytes | str]:
+        return _guard("readlines", lambda: list(self._fp.readlines(hint)))
+
+    def write(self, s: bytes | str) -> int:
+        written = _guard("write", lambda: self._fp.write(s))
+        return len(s) if written is None else int(written)
+
+    def writelines(self, lines: list[bytes | str]) -> None:
+        _guard("writelines", lambda: self._fp.writelines(lines))
+
+    def tell(self) -> int:
+        return int(_guard("tell", self._fp.tell))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        result = _guard("seek", lambda: self._fp.seek(offset, whence))
+        return int(result) if result is not None else int(_guard("tell", self._fp.tell))
+
+    def flush(self) -> None:
+        _guard("flush", self._fp.flush)
+
+    def close(self) -> None:
+        _guard("close", self._fp.close)
+
+    def open(self, mode: str) -> None:
+        raise FileIOError(f"open({mode!r}) is not supported by this file")

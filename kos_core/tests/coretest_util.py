@@ -1,0 +1,137 @@
+"""Helpers shared by kos-core's tests: echo servers, process checks, plugin scripts."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from kos_core import _rpc, _wire
+from toyapi import TESTS_DIR, Echo, EchoImpl
+
+TOKEN = "toy-token_0123456789"
+
+
+@contextlib.contextmanager
+def short_dir() -> Iterator[Path]:
+    """A short temporary directory (Unix socket paths are limited to 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="kt-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class EchoServer:
+    """A running in-process :class:`_rpc.Server` serving one :class:`EchoImpl`."""
+
+    server: _rpc.Server
+    impl: EchoImpl
+    token: str
+    authorized: list[str]
+
+    @property
+    def address(self) -> _wire.Address:
+        return self.server.address
+
+    @property
+    def sbh(self) -> str:
+        return _wire.format_sbh(self.server.address, self.token)
+
+    def proxy(self) -> Echo:
+        return _rpc.object_of_sbh(self.sbh, Echo)  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def echo_server(
+    address: _wire.Address | None = None,
+    authorize: Callable[[str], _rpc.Session | None] | None = None,
+) -> Iterator[EchoServer]:
+    """Serve an :class:`EchoImpl` on ``address`` (default: a Unix socket in a short dir)."""
+    impl = EchoImpl()
+    seen: list[str] = []
+
+    def default_authorize(token: str) -> _rpc.Session | None:
+        seen.append(token)
+        if _wire.tokens_equal(token, TOKEN):
+            return _rpc.Session(impl, Echo)
+        return None
+
+    with short_dir() as base:
+        where = address or _wire.Address(path=str(base / "echo.sock"))
+        server = _rpc.Server(where, authorize or default_authorize, name="toy").start()
+        try:
+            yield EchoServer(server, impl, TOKEN, seen)
+        finally:
+            server.close()
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` is a live process (zombies count as dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    state = stat.rpartition(")")[2].split()[0]
+    return state not in ("Z", "X")
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """``os.environ`` plus this tests folder on ``PYTHONPATH`` (for ``import toyapi``)."""
+    env = dict(os.environ)
+    parts = [str(TESTS_DIR), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(parts)
+    env.update(extra or {})
+    return env
+
+
+def write_script(path: Path, body: str) -> Path:
+    """Write a Python script (dedented) and return its path."""
+    path.write_text(textwrap.dedent(body).lstrip())
+    return path
+
+
+class Processes:
+    """Processes a test started; :meth:`stop_all` kills whichever are still running."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(args, **kwargs)  # type: ignore[call-overload]
+        self.started.append(process)
+        return process  # type: ignore[no-any-return]
+
+    def python(
+        self, script: Path, *args: str, env: dict[str, str] | None = None, log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        out = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            return self.start(
+                [sys.executable, str(script), *args],
+                env=env or python_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            if log:
+                out.close()  # type: ignore[union-attr]
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGKILL)
+            process.wait()
