@@ -27,9 +27,22 @@ Data = bytes | str
 
 
 class FileIOError(InterfaceError):
-    """A file operation failed (the message says which and why)."""
+    """A file operation failed (the message says which and why).
+
+    ``status`` and ``reason`` carry a protocol's error code and text when there is
+    one (an HTTP 404 gives ``status == 404``, ``reason == "NOT FOUND"``); else 0 and "".
+    """
 
     wire_name = "FileAPI.FileIOError"
+
+    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
+        super().__init__(message, status, reason)
+        self.message = message
+        self.status = status
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class File(Interface, wire_name="FileAPI.File"):

@@ -37,8 +37,8 @@ from typing import Any, NoReturn
 
 from . import _paths, _proc, _rpc, _wire
 from ._children import end_connection, serve_child, spawnserver
-from ._forkserver import ChildFactory
 from ._client import Context, Kos, kernel_link
+from ._forkserver import ChildFactory
 from .errors import KosError, RegistrationRefused, ServiceUnavailable
 from .interface import Interface, find_interface
 

@@ -1,0 +1,153 @@
+"""What a requester may fetch: schemes, hosts, size, redirects and time.
+
+Read from the plugin's section of the setup files (see the README)::
+
+    [http]
+    allow-hosts: *.example.org 127.0.0.1
+    deny-hosts: private.example.org
+    max-size: 104857600
+    max-redirects: 5
+    timeout: 30
+    ca-file: /etc/ssl/my-ca.pem
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatchcase
+from urllib.parse import urlsplit
+
+from kos_core.fileapi import FileIOError
+
+SCHEMES = ("http", "https", "ftp")
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The limits one requester works under."""
+
+    allow_hosts: tuple[str, ...] = ()
+    deny_hosts: tuple[str, ...] = ()
+    max_size: int = 100 * 1024 * 1024
+    max_redirects: int = 5
+    timeout: float = 30.0
+    ca_file: str = ""
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, str]) -> Policy:
+        """Build from setup-file keys; raises ``ValueError`` naming a bad key."""
+
+        def number(key: str, default: float, kind: type[int] | type[float]) -> float:
+            raw = options.get(key, "").strip()
+            if not raw:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ValueError(f"{key}: {raw!r} is not a number") from None
+            if value < 0:
+                raise ValueError(f"{key}: must not be negative")
+            return value
+
+        policy = cls(
+            allow_hosts=tuple(_words(options.get("allow-hosts", ""))),
+            deny_hosts=tuple(_words(options.get("deny-hosts", ""))),
+            max_size=int(number("max-size", cls.max_size, int)),
+            max_redirects=int(number("max-redirects", cls.max_redirects, int)),
+            timeout=float(number("timeout", cls.timeout, float)),
+            ca_file=options.get("ca-file", "").strip(),
+        )
+        for pattern in policy.allow_hosts + policy.deny_hosts:
+            _network(pattern)  # a bad CIDR fails here, at startup
+        return policy
+
+    def to_json(self) -> str:
+        """The policy as a JSON string (to hand to a child)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        """The policy :meth:`to_json` wrote."""
+        data = json.loads(text)
+        data["allow_hosts"] = tuple(data["allow_hosts"])
+        data["deny_hosts"] = tuple(data["deny_hosts"])
+        return cls(**data)
+
+    def check_url(self, url: str) -> None:
+        """Raise :class:`FileIOError` unless ``url`` may be fetched."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError as exc:
+            raise FileIOError(f"bad URL {url!r}: {exc}") from None
+        if parts.scheme.lower() not in SCHEMES:
+            raise FileIOError(
+                f"scheme {parts.scheme or '(none)'!r} is not allowed in {url!r}"
+                f" (allowed: {', '.join(SCHEMES)})"
+            )
+        if not host:
+            raise FileIOError(f"no host in {url!r}")
+        self.check_host(host.lower())
+
+    def check_host(self, host: str) -> None:
+        """Raise :class:`FileIOError` unless ``host`` may be contacted."""
+        addresses = _addresses(host)
+        if _matches(host, addresses, self.deny_hosts):
+            raise FileIOError(f"host {host!r} is denied by deny-hosts")
+        if self.allow_hosts:
+            if not _matches(host, addresses, self.allow_hosts):
+                raise FileIOError(f"host {host!r} is not in allow-hosts")
+            return
+        for address in addresses:
+            if not address.is_global:
+                raise FileIOError(
+                    f"host {host!r} is a local or private address ({address});"
+                    " list it in allow-hosts to allow it"
+                )
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in text.replace(",", " ").split() if w]
+
+
+def _network(pattern: str) -> _Network | None:
+    if not any(c.isdigit() for c in pattern) or "*" in pattern:
+        return None
+    try:
+        return ipaddress.ip_network(pattern, strict=False)
+    except ValueError:
+        if "/" in pattern:
+            raise ValueError(f"bad network {pattern!r}") from None
+        return None
+
+
+def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        return [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise FileIOError(f"cannot resolve host {host!r}: {exc}") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def _matches(
+    host: str,
+    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    patterns: tuple[str, ...],
+) -> bool:
+    for pattern in patterns:
+        network = _network(pattern)
+        if network is not None:
+            if any(a in network for a in addresses):
+                return True
+        elif fnmatchcase(host, pattern.lower()):
+            return True
+    return False

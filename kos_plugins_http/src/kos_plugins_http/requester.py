@@ -1,0 +1,229 @@
+"""The requester: the child process that fetches URLs for one client.
+
+Made by the http plugin's factory through the fork server (``make_requester``), or
+run as a :func:`~kos_core.pluginlib.spawnserver` child script::
+
+    python requester.py -f FD POLICY_JSON
+
+http and https go through urllib3 (streaming bodies, explicit redirect control so
+each target is re-checked, separate connect/read timeouts); ftp through the
+standard library's urllib.
+"""
+
+from __future__ import annotations
+
+import getopt
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import urllib3
+from kos_core.fileapi import FileIOError, FileWrapper
+
+from kos_core import pluginlib
+
+from .policy import Policy
+
+_REDIRECTS = (301, 302, 303, 307, 308)
+_CHUNK = 1024 * 1024
+_MIN_READ = 64 * 1024
+
+
+class Body(FileWrapper):
+    """A response body served by reference, never yielding more than ``limit`` bytes.
+
+    Reads go to the response in chunks of at least 64 KiB; lines are cut from a
+    buffer, so ``readline`` costs no extra network reads.
+    """
+
+    def __init__(self, fp: Any, limit: int, url: str, on_close: Any = None) -> None:
+        super().__init__(fp)
+        self._limit = limit
+        self._seen = 0
+        self._url = url
+        self._on_close = on_close
+        self._buffer = b""
+        self._eof = False
+
+    def _fill(self, want: int) -> None:
+        """Read from the response until the buffer holds ``want`` bytes or the body ends."""
+        while len(self._buffer) < want and not self._eof:
+            room = self._limit - self._seen + 1
+            try:
+                chunk = self._fp.read(min(max(want - len(self._buffer), _MIN_READ), room))
+            except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+                raise FileIOError(f"read {self._url}: {exc}") from exc
+            if not chunk:
+                self._eof = True
+                break
+            self._seen += len(chunk)
+            if self._seen > self._limit:
+                self.close()
+                raise FileIOError(
+                    f"{self._url}: response larger than max-size ({self._limit} bytes)"
+                )
+            self._buffer += chunk
+
+    def _take(self, count: int) -> bytes:
+        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = [self._take(len(self._buffer))]
+            while not self._eof:
+                self._fill(_CHUNK)
+                chunks.append(self._take(len(self._buffer)))
+            return b"".join(chunks)
+        self._fill(size)
+        return self._take(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        limit = size if size is not None and size >= 0 else None
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0 and (limit is None or end < limit):
+                return self._take(end + 1)
+            if limit is not None and len(self._buffer) >= limit:
+                return self._take(limit)
+            if self._eof:
+                return self._take(len(self._buffer))
+            self._fill(len(self._buffer) + _MIN_READ)
+
+    def readlines(self, hint: int = -1) -> list[bytes | str]:
+        lines: list[bytes | str] = []
+        total = 0
+        while hint is None or hint <= 0 or total < hint:
+            line = self.readline()
+            if not line:
+                break
+            lines.append(line)
+            total += len(line)
+        return lines
+
+    def tell(self) -> int:
+        return self._seen - len(self._buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        raise FileIOError(f"{self._url}: a response body cannot seek")
+
+    def write(self, s: bytes | str) -> int:
+        raise FileIOError(f"{self._url}: a response body is read-only")
+
+    def writelines(self, lines: list[bytes | str]) -> None:
+        raise FileIOError(f"{self._url}: a response body is read-only")
+
+    def flush(self) -> None:
+        """Nothing to flush on a read-only body."""
+
+    def close(self) -> None:
+        self._buffer, self._eof = b"", True
+        super().close()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    def open(self, mode: str) -> None:
+        """The body is already open (as the 1998 MyFileWrapper.open)."""
+        if "w" in mode or "a" in mode or "+" in mode:
+            raise FileIOError(f"{self._url}: a response body cannot be opened for writing")
+
+
+class Requester:
+    """Implements ``HTTPAPI.Requester`` for one client."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._pool = urllib3.PoolManager(
+            retries=False,
+            timeout=urllib3.Timeout(connect=policy.timeout, read=policy.timeout),
+            ca_certs=policy.ca_file or None,
+        )
+
+    def Get(self, url: str) -> Body:
+        return self._open(url)[1]
+
+    def GetWithInfo(self, url: str) -> tuple[list[tuple[str, str]], Body]:
+        return self._open(url)
+
+    def Close(self) -> None:
+        self._pool.clear()
+        pluginlib.end_connection()
+
+    def _open(self, url: str) -> tuple[list[tuple[str, str]], Body]:
+        for _ in range(self.policy.max_redirects + 1):
+            self.policy.check_url(url)
+            if urlsplit(url).scheme.lower() == "ftp":
+                return self._ftp(url)
+            response = self._request(url)
+            if response.status in _REDIRECTS:
+                location = response.headers.get("Location")
+                response.drain_conn()
+                response.release_conn()
+                if not location:
+                    raise FileIOError(
+                        f"{url}: redirect {response.status} without a Location",
+                        response.status,
+                        response.reason or "",
+                    )
+                url = urljoin(url, location)
+                continue
+            headers = [(str(k), str(v)) for k, v in response.headers.items()]
+            if response.status >= 400:
+                response.drain_conn()
+                response.release_conn()
+                raise FileIOError(
+                    f"HTTP {response.status} {response.reason or ''} for {url}".replace("  ", " "),
+                    response.status,
+                    response.reason or "",
+                )
+            self._check_length(url, response.headers.get("Content-Length"))
+            return headers, Body(response, self.policy.max_size, url, response.release_conn)
+        raise FileIOError(f"too many redirects (more than {self.policy.max_redirects})")
+
+    def _request(self, url: str) -> urllib3.BaseHTTPResponse:
+        try:
+            return self._pool.request("GET", url, redirect=False, preload_content=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise FileIOError(f"GET {url}: {_reason(exc)}") from exc
+
+    def _check_length(self, url: str, length: str | None) -> None:
+        if length and length.isdigit() and int(length) > self.policy.max_size:
+            raise FileIOError(
+                f"{url}: response of {length} bytes is larger than max-size"
+                f" ({self.policy.max_size} bytes)"
+            )
+
+    def _ftp(self, url: str) -> tuple[list[tuple[str, str]], Body]:
+        try:
+            response = urllib.request.urlopen(url, timeout=self.policy.timeout)
+        except urllib.error.URLError as exc:
+            raise FileIOError(f"ftp {url}: {exc.reason}") from exc
+        except (OSError, ValueError) as exc:
+            raise FileIOError(f"ftp {url}: {exc}") from exc
+        headers = [(str(k), str(v)) for k, v in response.headers.items()]
+        self._check_length(url, response.headers.get("Content-length"))
+        return headers, Body(response, self.policy.max_size, url)
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)
+
+
+def make_requester(policy_json: str) -> Requester:
+    """Build a requester in a child (the fork server's target)."""
+    return Requester(Policy.from_json(policy_json))
+
+
+def main(argv: list[str]) -> None:
+    """Run as a spawnserver child: ``requester.py -f FD POLICY_JSON``."""
+    _, rest = getopt.getopt(argv, "f:")
+    policy = Policy.from_json(rest[0]) if rest else Policy()
+    pluginlib.serve_child(Requester(policy), "HTTPAPI.Requester", argv=argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
