@@ -24,8 +24,9 @@ nox.options.reuse_existing_virtualenvs = False
 
 
 def _with_core(dist: str) -> list[str]:
-    """A distribution and, unless it is kos_core itself, the local kos_core it needs."""
-    return [f"./{dist}"] if dist == "kos_core" else ["./kos_core", f"./{dist}"]
+    """A distribution with its test extras and, unless it is kos_core itself, the local
+    kos_core it needs (kos-core is not taken from an index)."""
+    return [f"./{dist}[test]"] if dist == "kos_core" else ["./kos_core", f"./{dist}[test]"]
 
 
 @nox.session(python=PYTHONS)
@@ -39,7 +40,7 @@ def tests(session: nox.Session, dist: str) -> None:
 @nox.session(python=PYTHONS[0])
 def integration(session: nox.Session) -> None:
     """Every distribution installed non-editable; tests/ against real kernels and plugins."""
-    session.install(*(f"./{d}" for d in DISTRIBUTIONS), *TEST_TOOLS)
+    session.install(*(f"./{d}[test]" for d in DISTRIBUTIONS), *TEST_TOOLS)
     session.run("pytest", "tests", *session.posargs)
 
 
