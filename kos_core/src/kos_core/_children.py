@@ -15,6 +15,7 @@ plugin, so the plugin's death, however it happens, is an end-of-file the child s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import select
@@ -95,27 +96,33 @@ _lifeline = _Lifeline()
 _reaper = _Reaper()
 
 
-def _read_sbh(fd: int, timeout: float) -> str:
-    """Read one line from ``fd`` within ``timeout``; ``""`` on EOF, timeout or garbage."""
+def read_sbh(fd: int, timeout: float) -> tuple[str, str]:
+    """Read the child's line from ``fd`` within ``timeout``: ``(sbh, "")``, or
+    ``("", why)`` on a reported failure, EOF, timeout or garbage.
+    """
     deadline = time.monotonic() + timeout
     data = b""
     while b"\n" not in data and len(data) < _MAX_SBH:
         left = deadline - time.monotonic()
         if left <= 0:
-            return ""
+            return "", f"the child wrote no SBH within {timeout:g} s"
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
-            return ""
+            return "", f"the child wrote no SBH within {timeout:g} s"
         chunk = os.read(fd, _MAX_SBH)
         if not chunk:
             break
         data += chunk
-    line = data.partition(b"\n")[0].decode("ascii", "replace").strip()
+    line = data.partition(b"\n")[0].decode("utf-8", "replace").strip()
+    if line.startswith("!"):
+        return "", line[1:]
+    if not line:
+        return "", "the child exited before writing its SBH"
     try:
         _wire.parse_sbh(line)
     except Exception:
-        return ""
-    return line
+        return "", "the child wrote something that is not an SBH"
+    return line, ""
 
 
 def spawnserver(filename: str, *args: object, flagoption: str = "-f") -> tuple[str, int, list[int]]:
@@ -143,7 +150,7 @@ def spawnserver(filename: str, *args: object, flagoption: str = "-f") -> tuple[s
         return "", 0, _reaper.take_exited()
     os.close(write_fd)
     try:
-        sbh = _read_sbh(read_fd, SPAWN_TIMEOUT)
+        sbh, _why = read_sbh(read_fd, SPAWN_TIMEOUT)
     finally:
         os.close(read_fd)
     if not sbh:
@@ -182,6 +189,56 @@ def _watch_lifeline(stop: threading.Event) -> None:
     threading.Thread(target=watch, name="kos-lifeline", daemon=True).start()
 
 
+class ChildServer:
+    """The child side of a factory child: a one-shot server for one object.
+
+    Starting it writes the SBH to ``sbh_fd``. :attr:`done` turns true once the client
+    has gone, no client came in time, the parent died, or SIGTERM arrived. Use
+    :func:`serve_child` unless the child's main thread has other work (a Tk main loop
+    polls :attr:`done` instead of calling :meth:`wait`).
+    """
+
+    def __init__(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
+        iface = find_interface(typename) if isinstance(typename, str) else typename
+        self.stop = threading.Event()
+        _watch_lifeline(self.stop)
+        token = secrets.token_urlsafe(24)
+        address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
+
+        def authorize(given: str) -> _rpc.Session | None:
+            return _rpc.Session(obj, iface) if _wire.tokens_equal(given, token) else None
+
+        self._server = _rpc.Server(address, authorize, name=f"child-{os.getpid()}", one_shot=True)
+        self._server.start()
+        self._deadline = time.monotonic() + CLIENT_TIMEOUT
+        os.write(sbh_fd, (_wire.format_sbh(self._server.address, token) + "\n").encode("ascii"))
+        os.close(sbh_fd)
+
+    @property
+    def done(self) -> bool:
+        """True once this child should exit."""
+        if self.stop.is_set() or self._server.finished.is_set():
+            return True
+        return not self._server.connected.is_set() and time.monotonic() > self._deadline
+
+    def wait(self) -> None:
+        """Block until :attr:`done`."""
+        while not self.done:
+            self.stop.wait(0.05)
+
+    def close(self) -> None:
+        """Stop serving (ends the client's connection if it is still open)."""
+        self._server.close()
+
+
+def report_failure(reason: str, sbh_fd: int) -> None:
+    """Tell the parent, on the SBH pipe, why this child cannot serve."""
+    line = "!" + " ".join(reason.split())[:1000] + "\n"
+    with contextlib.suppress(OSError):
+        os.write(sbh_fd, line.encode("utf-8", "replace"))
+        os.close(sbh_fd)
+
+
 def serve_child(
     obj: object,
     typename: str | type[Interface],
@@ -195,33 +252,22 @@ def serve_child(
     Takes the SBH pipe from ``flagoption FD`` in ``argv`` (default ``sys.argv[1:]``)
     unless ``sbh_fd`` is given, writes the SBH there, and returns once the client has
     gone, no client came in time, the parent died, or SIGTERM arrived.
+
+    If ``obj`` has a ``kos_serve(child)`` method, the main thread runs that instead of
+    waiting (a GUI main loop, say); it must return soon after ``child.done`` turns true.
     """
-    iface = find_interface(typename) if isinstance(typename, str) else typename
-    fd = (
-        sbh_fd
-        if sbh_fd is not None
-        else _sbh_fd(sys.argv[1:] if argv is None else argv, flagoption)
-    )
-    stop = threading.Event()
-    _watch_lifeline(stop)
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    token = secrets.token_urlsafe(24)
-    address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
-
-    def authorize(given: str) -> _rpc.Session | None:
-        return _rpc.Session(obj, iface) if _wire.tokens_equal(given, token) else None
-
-    server = _rpc.Server(address, authorize, name=f"child-{os.getpid()}", one_shot=True).start()
+    if sbh_fd is None:
+        sbh_fd = _sbh_fd(sys.argv[1:] if argv is None else argv, flagoption)
+    child = ChildServer(obj, typename, sbh_fd)
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.stop.set())
+    own_loop = getattr(obj, "kos_serve", None)
     try:
-        os.write(fd, (_wire.format_sbh(server.address, token) + "\n").encode("ascii"))
-        os.close(fd)
-        deadline = time.monotonic() + CLIENT_TIMEOUT
-        while not stop.is_set() and not server.finished.is_set():
-            if not server.connected.is_set() and time.monotonic() > deadline:
-                break
-            stop.wait(0.05)
+        if callable(own_loop):
+            own_loop(child)
+        else:
+            child.wait()
     finally:
-        server.close()
+        child.close()
 
 
 def end_connection() -> None:

@@ -56,6 +56,8 @@ class ChildFactory:
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._reader: Any = None
+        #: why the last :meth:`spawn` gave no SBH ("" if it gave one)
+        self.last_error = ""
         with self._lock:
             self._start()  # now, so the first client does not pay for the imports
 
@@ -104,6 +106,7 @@ class ChildFactory:
                 self.close()  # the fork server died: start a new one once
                 if attempt:
                     break
+            self.last_error = "the fork server is not running"
             return "", 0, []
 
     def close(self) -> None:
@@ -131,7 +134,7 @@ def _reap(exited: list[int]) -> None:
 
 def _fork_child(
     make: Callable[..., object], typename: str, args: list[Any], ctl: socket.socket, wake: int
-) -> tuple[int, str]:
+) -> tuple[int, str, str]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into the fork server's loop
@@ -143,7 +146,12 @@ def _fork_child(
             os.close(wake)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            _children.serve_child(make(*args), typename, sbh_fd=write_fd)
+            try:
+                obj = make(*args)
+            except Exception as exc:
+                _children.report_failure(f"{type(exc).__name__}: {exc}", write_fd)
+                raise
+            _children.serve_child(obj, typename, sbh_fd=write_fd)
             status = 0
         except BaseException as exc:
             print(f"kos child {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -153,13 +161,13 @@ def _fork_child(
             os._exit(status)
     os.close(write_fd)
     try:
-        sbh = _children._read_sbh(read_fd, _children.SPAWN_TIMEOUT)
+        sbh, why = _children.read_sbh(read_fd, _children.SPAWN_TIMEOUT)
     finally:
         os.close(read_fd)
     if not sbh:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    return pid, sbh
+    return pid, sbh, why
 
 
 def main(argv: list[str]) -> int:
@@ -191,12 +199,12 @@ def main(argv: list[str]) -> int:
             return 0  # the plugin closed the factory
         try:
             args = list(json.loads(line)["args"])
-            pid, sbh = _fork_child(make, typename, args, ctl, wake_read)
+            pid, sbh, why = _fork_child(make, typename, args, ctl, wake_read)
         except Exception as exc:
             print(f"kos fork server: {type(exc).__name__}: {exc}", file=sys.stderr)
-            pid, sbh = 0, ""
+            pid, sbh, why = 0, "", f"fork server: {exc}"
         _reap(exited)
-        reply = {"sbh": sbh, "pid": pid, "exited": exited}
+        reply = {"sbh": sbh, "pid": pid, "exited": exited, "error": why}
         ctl.sendall(json.dumps(reply).encode() + b"\n")
         exited = []
 
