@@ -9,11 +9,9 @@ import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, _namespace, _paths, _proc, _rpc, _wire
@@ -21,35 +19,12 @@ from ._client import kernel_link, read_connection_file
 from ._discovery import InstalledPlugin
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
-from .errors import KernelUnreachable, KosError, RegistrationRefused, UsageError
+from ._supervisor import PluginRecord, Supervisor
+from .errors import KernelUnreachable, KosError, NameNotFound, RegistrationRefused, UsageError
 from .kernel_api import Kernel as KernelInterface
 from .kernel_api import PluginRow
 
 log = logging.getLogger("kos.kernel")
-
-STOP_GRACE = 3.0
-PLUGIN_SETTINGS_ENV = "KOS_PLUGIN_OPTIONS"
-
-
-@dataclass
-class PluginRecord:
-    """What the kernel knows of one plugin."""
-
-    name: str
-    command: list[str] | None = None
-    run_at_boot: bool = False
-    options: dict[str, str] = field(default_factory=dict)
-    state: str = "stopped"
-    process: subprocess.Popen[bytes] | None = None
-    pid: int = 0
-    started: float = 0.0
-    last_exit: str = ""
-    session: KernelSession | None = None
-
-    @property
-    def owner(self) -> str:
-        """The namespace owner tag of everything this plugin binds."""
-        return f"plugin:{self.name}"
 
 
 def plugin_command(
@@ -91,11 +66,26 @@ class KernelSession:
     def Unbind(self, path: str) -> None:
         self._kernel.namespace.unbind(path, owner=self.owner)
 
-    def RegisterPlugin(self, name: str, pid: int) -> PluginEntry:
-        return self._kernel.register_plugin(self, name, pid)
+    def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
+        return self._kernel.register_plugin(self, name, pid, health_sbh)
 
     def Plugins(self) -> list[PluginRow]:
         return self._kernel.plugin_rows()
+
+    def StartPlugin(self, name: str) -> str:
+        return self._kernel.supervisor.start(name)
+
+    def StopPlugin(self, name: str) -> str:
+        return self._kernel.supervisor.stop(name)
+
+    def RestartPlugin(self, name: str) -> str:
+        return self._kernel.supervisor.restart(name)
+
+    def LogPath(self, name: str) -> str:
+        record = self._kernel.supervisor.records.get(name)
+        if record is None or record.command is None:
+            raise NameNotFound(f"no plugin named {name!r} is run by this kernel")
+        return str(self._kernel.supervisor.log_path(name))
 
     def Info(self) -> tuple[str, int, str]:
         return (self._kernel.name, os.getpid(), __version__)
@@ -142,10 +132,11 @@ class KernelCore:
         self._listen = listen or _wire.Address(path=str(_paths.runtime_dir() / f"{name}.sock"))
         self._state_dir = state_dir or _paths.state_dir(name)
         self._secret = secrets.token_urlsafe(32)
-        self._lock = threading.RLock()
         self._server: _rpc.Server | None = None
         self._conn_file = _paths.connection_file(name)
-        self.records: dict[str, PluginRecord] = {}
+        self.supervisor = Supervisor(name, self._state_dir, self.namespace)
+        self._lock = self.supervisor.lock
+        self.records = self.supervisor.records
         self._load_records()
 
     def _load_records(self) -> None:
@@ -158,7 +149,7 @@ class KernelCore:
             if command is None:  # named in a setup file but broken: discovery reported it
                 continue
             self.records[name] = PluginRecord(
-                name, command, settings.run_at_boot, dict(settings.options)
+                name, command, settings.run_at_boot, dict(settings.options), settings.supervision
             )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -171,9 +162,7 @@ class KernelCore:
         self._write_connection_file(self._server.address)
         self._server.start()
         log.info("kernel %s listening on %s", self.name, self._server.address)
-        for record in self.records.values():
-            if record.run_at_boot:
-                self.launch(record)
+        self.supervisor.boot()
 
     @property
     def address(self) -> _wire.Address:
@@ -222,30 +211,14 @@ class KernelCore:
         session = KernelSession(self)
         return _rpc.Session(session, KernelInterface, on_close=session.closed)
 
-    def run(self, stop: threading.Event, poll_interval: float = 0.1) -> None:
-        """Watch plugin processes until ``stop`` is set."""
+    def run(self, stop: threading.Event, poll_interval: float = 0.05) -> None:
+        """Supervise plugins until ``stop`` is set."""
         while not stop.wait(poll_interval):
-            self.reap()
+            self.supervisor.tick()
 
     def shutdown(self) -> None:
         """Stop every plugin (SIGTERM, then SIGKILL after a grace period) and stop serving."""
-        with self._lock:
-            running = [r for r in self.records.values() if r.process and r.process.poll() is None]
-        for record in running:
-            assert record.process is not None
-            record.state = "stopping"
-            with contextlib.suppress(ProcessLookupError):
-                record.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for record in running:
-            assert record.process is not None
-            try:
-                record.process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("plugin %s did not stop in %.0f s; killing it", record.name, STOP_GRACE)
-                record.process.kill()
-                record.process.wait()
-        self.reap()
+        self.supervisor.stop_all()
         if self._server is not None:
             self._server.close()
         try:
@@ -258,49 +231,9 @@ class KernelCore:
 
     # -- plugins --------------------------------------------------------------------
 
-    def launch(self, record: PluginRecord) -> None:
-        """Start a plugin's process (does not wait for it to register)."""
-        assert record.command is not None
-        cwd = self._state_dir / "plugins" / record.name
-        env = dict(os.environ)
-        env.update(
-            {
-                "KOS_KERNEL": self.name,
-                "KOS_RUNTIME_DIR": str(_paths.runtime_dir()),
-                _proc.PARENT_ENV: str(os.getpid()),
-                PLUGIN_SETTINGS_ENV: json.dumps(record.options),
-            }
-        )
-        try:
-            cwd.mkdir(parents=True, exist_ok=True)
-            process = subprocess.Popen(record.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            record.state, record.last_exit = "failed", f"cannot start: {exc}"
-            log.error("plugin %s: cannot start: %s", record.name, exc)
-            return
-        with self._lock:
-            record.process, record.pid = process, process.pid
-            record.state, record.started = "starting", time.time()
-        log.info("plugin %s started (pid %d)", record.name, process.pid)
-
-    def reap(self) -> None:
-        """Notice plugin processes that have exited; unbind what they bound."""
-        with self._lock:
-            for record in self.records.values():
-                process = record.process
-                if process is None or process.poll() is None:
-                    continue
-                record.process = None
-                record.last_exit = _proc.describe_exit(process.returncode)
-                record.state = "exited" if process.returncode == 0 else "failed"
-                if record.session is None:
-                    record.pid = 0
-                removed = self.namespace.remove_owner(record.owner)
-                log.info(
-                    "plugin %s %s; unbound %s", record.name, record.last_exit, removed or "nothing"
-                )
-
-    def register_plugin(self, session: KernelSession, name: str, pid: int) -> PluginEntry:
+    def register_plugin(
+        self, session: KernelSession, name: str, pid: int, health_sbh: str = ""
+    ) -> PluginEntry:
         """Handle ``RegisterPlugin`` from ``session``."""
         _paths.check_name(name, "plugin")
         with self._lock:
@@ -321,8 +254,11 @@ class KernelCore:
             if record is None:
                 record = self.records[name] = PluginRecord(name)
             if record.process is None:
-                record.started = time.time()
+                record.started, record.started_mono = time.time(), time.monotonic()
             record.session, record.pid, record.state = session, pid, "running"
+            if health_sbh:
+                _wire.parse_sbh(health_sbh)
+                self.supervisor.set_health(record, health_sbh)
             session.plugin, session.owner = name, record.owner
             context = f"plugins/{name}"
             self.namespace.make_context(context, owner=record.owner)
@@ -341,9 +277,10 @@ class KernelCore:
             if record is None or record.session is not session:
                 return
             record.session = None
+            self.supervisor.forget_health(record)
             if record.command is None:
                 del self.records[record.name]
-            elif record.process is None:
+            elif record.process is None and record.state == "running":
                 record.state, record.pid = "stopped", 0
         log.info("plugin %s disconnected", name)
 
@@ -359,6 +296,7 @@ class KernelCore:
                     self.namespace.services_of(r.owner),
                     now - r.started if r.state in ("starting", "running") else 0.0,
                     r.last_exit,
+                    r.restarts,
                 )
                 for r in self.records.values()
             ]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from ._policy import Supervision, parse_supervision
 from .errors import SetupFileError
 
 __all__ = [
@@ -67,6 +68,8 @@ class PluginSettings:
     options: Mapping[str, str]
     #: ``path:line`` of the section header that defined the plugin, or ``"built-in default"``.
     where: str
+    #: How the kernel supervises it (restart policy, health checks, log rotation).
+    supervision: Supervision = field(default_factory=Supervision)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class _Implicit:
     args: tuple[str, ...]
     file: Path | None
     options: Mapping[str, str]
+    supervision: Supervision = field(default_factory=Supervision)
 
 
 _NOTHING = _Implicit(None, (), None, MappingProxyType({}))
@@ -126,6 +130,7 @@ class SetupConfig:
             file=implicit.file,
             options=implicit.options,
             where=_BUILT_IN,
+            supervision=implicit.supervision,
         )
 
 
@@ -365,6 +370,7 @@ class _Values:
     args: tuple[str, ...]
     file: Path | None
     options: Mapping[str, str]
+    supervision: Supervision
 
 
 class _Merged:
@@ -418,12 +424,15 @@ class _Merged:
                     file=values.file,
                     options=values.options,
                     where=f"{layer.path}:{line}",
+                    supervision=values.supervision,
                 )
 
         implicit: _Implicit | SetupFileError
         values, found = self.evaluate(_DEFAULTS)
         if values is not None:
-            implicit = _Implicit(values.run_at_boot, values.args, values.file, values.options)
+            implicit = _Implicit(
+                values.run_at_boot, values.args, values.file, values.options, values.supervision
+            )
         else:
             first = min(found, key=lambda p: p.order)
             implicit = first.error
@@ -494,9 +503,13 @@ class _Merged:
                 layer, _ = self.origin(section, _FILE)
                 file = (layer.path.parent / Path(value.strip()).expanduser()).absolute()
 
-        if problems:
+        def report(key: str, message: str) -> None:
+            problems.append(self.problem(section, key, message))
+
+        supervision = parse_supervision(options, report)
+        if problems or supervision is None:
             return None, problems
-        return _Values(run_at_boot, args, file, MappingProxyType(options)), []
+        return _Values(run_at_boot, args, file, MappingProxyType(options), supervision), []
 
 
 def _scope(section: str) -> str:

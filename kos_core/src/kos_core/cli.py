@@ -255,6 +255,125 @@ def plugins(kernel: str | None, as_json: bool) -> None:
         click.echo(f"kos: warning: plugin {broken.name} is broken: {broken.error}", err=True)
 
 
+def _duration(seconds: float) -> str:
+    if seconds <= 0:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+@cli.command()
+@kernel_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def status(kernel: str | None, as_json: bool) -> None:
+    """Show each plugin of a running kernel: state, pid, uptime, restarts, services,
+    last exit.
+
+    \b
+    States: starting, running, stopping, stopped, backoff (waiting to restart),
+    exited (ended; not restarted), fatal (kept failing), unhealthy (not answering).
+    """
+    from ._client import connect
+
+    with connect(kernel) as kos:
+        rows = kos.plugins()
+    records: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "state": state,
+            "pid": pid or None,
+            "uptime": round(uptime, 1),
+            "restarts": restarts,
+            "services": list(services),
+            "last_exit": last_exit,
+        }
+        for name, state, pid, services, uptime, last_exit, restarts in rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"kernel": kos.name, "plugins": records}, indent=2))
+        return
+    _table(
+        ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "SERVICES", "LAST EXIT"],
+        [
+            [
+                r["name"],
+                r["state"],
+                str(r["pid"] or "-"),
+                _duration(r["uptime"]),
+                str(r["restarts"]),
+                ",".join(r["services"]) or "-",
+                r["last_exit"] or "-",
+            ]
+            for r in records
+        ],
+    )
+
+
+@cli.group()
+def plugin() -> None:
+    """Start, stop or restart a plugin of a running kernel."""
+
+
+def _plugin_action(action: str) -> click.Command:
+    @kernel_option
+    @click.argument("name")
+    @reports_errors
+    def command(kernel: str | None, name: str) -> None:
+        from ._client import connect
+
+        with connect(kernel) as kos:
+            method = getattr(kos.kernel, f"{action.capitalize()}Plugin")
+            click.echo(f"{name}: {method(name)}")
+
+    command.__doc__ = {
+        "start": "Start plugin NAME (also one that is stopped, exited or fatal).",
+        "stop": "Stop plugin NAME and keep it stopped (it is not restarted).",
+        "restart": "Stop plugin NAME, wait for it to end, and start it again.",
+    }[action]
+    return click.command(name=action)(command)
+
+
+for _action in ("start", "stop", "restart"):
+    plugin.add_command(_plugin_action(_action))
+
+
+@cli.command()
+@kernel_option
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
+@click.option(
+    "--lines",
+    "-l",
+    "count",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="How many of the last lines to print first.",
+)
+@click.argument("name")
+@reports_errors
+def logs(kernel: str | None, follow: bool, count: int, name: str) -> None:
+    """Print the captured output (stdout and stderr) of plugin NAME."""
+    from ._client import connect
+    from ._logs import follow_file, last_lines
+
+    with connect(kernel) as kos:
+        path = Path(kos.kernel.LogPath(name))
+    if not path.exists():
+        raise UsageError(f"plugin {name!r} has written no output yet ({path})")
+    for line in last_lines(path, count):
+        click.echo(line)
+    if follow:
+        try:
+            for line in follow_file(path):
+                click.echo(line)
+        except KeyboardInterrupt:
+            return
+
+
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:

@@ -5,11 +5,19 @@ from __future__ import annotations
 from .errors import NameAlreadyBound, NameNotFound, NotAContext, RegistrationRefused, UsageError
 from .interface import Interface, raises
 
-__all__ = ["Kernel", "PluginEntry"]
+__all__ = ["Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
 
 #: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
-#: seconds since start (0 if not running), last exit reason ("" if none).
-PluginRow = tuple[str, str, int, list[str], float, str]
+#: seconds since start (0 if not running), last exit reason ("" if none), restarts.
+PluginRow = tuple[str, str, int, list[str], float, str, int]
+
+
+class PluginHealth(Interface, wire_name="KernelAPI.PluginHealth"):
+    """Served by every plugin for its kernel's health checks."""
+
+    def Ping(self) -> int:
+        """Answer at once with the plugin's pid."""
+        raise NotImplementedError
 
 
 class PluginEntry(Interface, wire_name="KernelAPI.PluginEntry"):
@@ -52,16 +60,37 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
         raise NotImplementedError
 
     @raises(RegistrationRefused, UsageError)
-    def RegisterPlugin(self, name: str, pid: int) -> PluginEntry:
+    def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         """Register this connection as plugin ``name`` (process ``pid``).
 
         Creates ``plugins/<name>`` holding ``kos`` and ``world``. The registration,
-        and everything the plugin bound, ends when this connection closes.
+        and everything the plugin bound, ends when this connection closes. The kernel
+        pings ``health_sbh`` (a ``KernelAPI.PluginHealth``) to see the plugin answers.
         """
         raise NotImplementedError
 
     def Plugins(self) -> list[PluginRow]:
         """The plugin table, one row per known plugin."""
+        raise NotImplementedError
+
+    @raises(NameNotFound, UsageError)
+    def StartPlugin(self, name: str) -> str:
+        """Start a plugin the kernel supervises; returns its state."""
+        raise NotImplementedError
+
+    @raises(NameNotFound, UsageError)
+    def StopPlugin(self, name: str) -> str:
+        """Stop a plugin and keep it stopped; returns its state."""
+        raise NotImplementedError
+
+    @raises(NameNotFound, UsageError)
+    def RestartPlugin(self, name: str) -> str:
+        """Stop a plugin and start it again; returns its state."""
+        raise NotImplementedError
+
+    @raises(NameNotFound)
+    def LogPath(self, name: str) -> str:
+        """The file a supervised plugin's output goes to."""
         raise NotImplementedError
 
     def Info(self) -> tuple[str, int, str]:

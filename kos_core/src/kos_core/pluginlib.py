@@ -41,6 +41,7 @@ from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
 from .errors import KosError, RegistrationRefused, ServiceUnavailable
 from .interface import Interface, find_interface
+from .kernel_api import PluginHealth
 
 __all__ = [
     "ChildFactory",
@@ -92,13 +93,14 @@ def register(
         _fail(plugin_name, str(exc))
     kos = PluginKos(kernel, link, plugin_name)
     try:
-        entry = kos.kernel.RegisterPlugin(plugin_name, os.getpid())
+        health_sbh = kos._serve_health()
+        entry = kos.kernel.RegisterPlugin(plugin_name, os.getpid(), health_sbh)
         context = entry.Context()
     except RegistrationRefused as exc:
-        link.close()
+        kos.close()
         _fail(plugin_name, f"registration refused by kernel {kernel!r}: {exc}")
     except KosError as exc:
-        link.close()
+        kos.close()
         _fail(plugin_name, f"cannot register with kernel {kernel!r}: {exc}")
     kos._arm()
     return kos, Context(kos, context)
@@ -114,6 +116,13 @@ def options() -> dict[str, str]:
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+class _Health:
+    """Implements ``KernelAPI.PluginHealth``: answering at all is the point."""
+
+    def Ping(self) -> int:
+        return os.getpid()
 
 
 def _fail(plugin_name: str, message: str) -> NoReturn:
@@ -175,6 +184,14 @@ class PluginKos(Kos):
                 self._objects.pop(token, None)
         with contextlib.suppress(ServiceUnavailable):
             self.unbind(sid)
+
+    def _serve_health(self) -> str:
+        """Serve the kernel's health pings; return the SBH to give it."""
+        server = self._ensure_server()
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._objects[token] = (_Health(), PluginHealth)
+        return _wire.format_sbh(server.address, token)
 
     def _ensure_server(self) -> _rpc.Server:
         with self._lock:

@@ -1,0 +1,386 @@
+"""The supervisor: starts plugin processes, watches them, restarts them with backoff.
+
+States (as ``kos status`` shows them)::
+
+    stopped ──start──▶ starting ──registers──▶ running ──exits──▶ backoff ──delay──▶ starting
+                                                 │                   │ (too many quick failures)
+                                                 │                   ▼
+                                     stop ◀──────┘                 fatal
+    stopping ──exits──▶ stopped          exited: ended, and the policy says not to restart
+
+Every process is started from the kernel's main thread (a plugin asks Linux to signal
+it when the thread that forked it dies, so that thread must live as long as the
+kernel); operator commands arriving on connection threads are queued to it.
+A health thread pings every running plugin; one that does not answer in time is
+killed and handled like a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from . import _namespace, _paths, _proc, _rpc, _wire
+from ._policy import Supervision
+from .errors import NameNotFound, UsageError
+from .kernel_api import PluginHealth
+
+log = logging.getLogger("kos.kernel")
+_T = TypeVar("_T")
+
+STOP_GRACE = 3.0
+PLUGIN_SETTINGS_ENV = "KOS_PLUGIN_OPTIONS"
+COMMAND_TIMEOUT = 15.0
+
+
+@dataclass
+class PluginRecord:
+    """What the kernel knows of one plugin."""
+
+    name: str
+    command: list[str] | None = None  # None: started by hand, not supervised
+    run_at_boot: bool = False
+    options: dict[str, str] = field(default_factory=dict)
+    supervision: Supervision = field(default_factory=Supervision)
+    state: str = "stopped"
+    process: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+    started: float = 0.0  # wall clock, for uptime
+    started_mono: float = 0.0
+    last_exit: str = ""
+    restarts: int = 0
+    failures: int = 0  # quick failures in a row
+    next_start: float = 0.0  # monotonic time of the next start, in backoff
+    stop_deadline: float = 0.0  # when a stopping plugin gets SIGKILL
+    wanted: bool = False  # the operator (or boot) wants it running
+    killed_for: str = ""  # why the kernel killed it (health), if it did
+    health: _rpc.Link | None = None
+    next_ping: float = 0.0
+    session: Any = None  # the KernelSession it registered on
+
+    @property
+    def owner(self) -> str:
+        """The namespace owner tag of everything this plugin binds."""
+        return f"plugin:{self.name}"
+
+    @property
+    def alive(self) -> bool:
+        """True while its process runs."""
+        return self.process is not None and self.process.poll() is None
+
+
+class Supervisor:
+    """Runs plugin processes for one kernel."""
+
+    def __init__(self, kernel: str, state_dir: Path, namespace: _namespace.Namespace) -> None:
+        self.kernel = kernel
+        self.state_dir = state_dir
+        self.namespace = namespace
+        self.records: dict[str, PluginRecord] = {}
+        self.lock = threading.RLock()
+        self._main = threading.get_ident()
+        self._commands: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        self._stopping = threading.Event()
+        self._health_thread = threading.Thread(
+            target=self._health_loop, name="kos-health", daemon=True
+        )
+
+    # -- the main thread --------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Start the run-at-boot plugins and the health checks."""
+        self._main = threading.get_ident()
+        for record in list(self.records.values()):
+            if record.run_at_boot and record.command is not None:
+                record.wanted = True
+                self.launch(record)
+        self._health_thread.start()
+
+    def tick(self) -> None:
+        """Run queued commands, notice exits, start plugins whose backoff is over."""
+        while True:
+            try:
+                func, future = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(func())
+                except BaseException as exc:
+                    future.set_exception(exc)
+        now = time.monotonic()
+        with self.lock:
+            for record in list(self.records.values()):
+                if record.process is not None and record.process.poll() is not None:
+                    self._exited(record, now)
+                elif record.state == "stopping" and record.alive and now > record.stop_deadline:
+                    log.warning("plugin %s did not stop in time; killing it", record.name)
+                    record.process.kill()  # type: ignore[union-attr]
+                elif record.state == "backoff" and now >= record.next_start and record.wanted:
+                    record.restarts += 1
+                    self.launch(record)
+                elif (
+                    record.failures
+                    and record.alive
+                    and now - record.started_mono >= record.supervision.startsecs
+                ):
+                    record.failures = 0  # it stayed up: the next crash starts a new count
+
+    def launch(self, record: PluginRecord) -> None:
+        """Start a plugin's process (main thread only; does not wait for it to register)."""
+        assert record.command is not None
+        cwd = self.state_dir / "plugins" / record.name
+        env = dict(os.environ)
+        env.update(
+            {
+                "KOS_KERNEL": self.kernel,
+                "KOS_RUNTIME_DIR": str(_paths.runtime_dir()),
+                "PYTHONUNBUFFERED": "1",
+                _proc.PARENT_ENV: str(os.getpid()),
+                PLUGIN_SETTINGS_ENV: json.dumps(record.options),
+            }
+        )
+        try:
+            cwd.mkdir(parents=True, exist_ok=True)
+            process = subprocess.Popen(
+                record.command,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError as exc:
+            record.state, record.last_exit = "fatal", f"cannot start: {exc}"
+            log.error("plugin %s: cannot start: %s", record.name, exc)
+            return
+        assert process.stdout is not None
+        _PluginLog(self.log_path(record.name), record.name, record.supervision).follow(
+            process.stdout
+        )
+        with self.lock:
+            record.process, record.pid = process, process.pid
+            record.state, record.killed_for = "starting", ""
+            record.started, record.started_mono = time.time(), time.monotonic()
+        log.info("plugin %s started (pid %d)", record.name, process.pid)
+
+    def _exited(self, record: PluginRecord, now: float) -> None:
+        process = record.process
+        assert process is not None
+        record.process = None
+        if record.session is None:
+            record.pid = 0
+        reason = record.killed_for or _proc.describe_exit(process.returncode)
+        record.last_exit = reason
+        removed = self.namespace.remove_owner(record.owner)
+        self._drop_health(record)
+        failed = process.returncode != 0 or bool(record.killed_for)
+        policy = record.supervision
+        if not record.wanted or self._stopping.is_set():
+            record.state = "stopped"
+        elif policy.restart == "never" or (policy.restart == "on-failure" and not failed):
+            record.state = "exited"
+        else:
+            record.failures += 1
+            if record.failures > policy.startretries:
+                record.state = "fatal"
+                log.error(
+                    "plugin %s failed %d times in a row (%s); giving up (fatal)",
+                    record.name,
+                    record.failures,
+                    reason,
+                )
+            else:
+                delay = policy.delay(record.failures)
+                record.state, record.next_start = "backoff", now + delay
+                log.warning("plugin %s %s; restarting in %.1f s", record.name, reason, delay)
+        log.info("plugin %s %s; unbound %s", record.name, reason, removed or "nothing")
+
+    def stop_all(self, grace: float = STOP_GRACE) -> None:
+        """Stop every plugin: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        self._stopping.set()
+        with self.lock:
+            running = [r for r in self.records.values() if r.alive]
+            for record in running:
+                record.state = "stopping"
+                with contextlib.suppress(ProcessLookupError):
+                    record.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + grace
+        for record in running:
+            assert record.process is not None
+            try:
+                record.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("plugin %s did not stop in %.0f s; killing it", record.name, grace)
+                record.process.kill()
+                record.process.wait()
+        self.tick()
+
+    # -- operator commands (any thread) -----------------------------------------------
+
+    def call_in_main(self, func: Callable[[], _T]) -> _T:
+        """Run ``func`` in the main thread (now, if this is it) and return its result."""
+        if threading.get_ident() == self._main:
+            return func()
+        future: Future[_T] = Future()
+        self._commands.put((func, future))
+        return future.result(COMMAND_TIMEOUT)
+
+    def _supervised(self, name: str) -> PluginRecord:
+        record = self.records.get(name)
+        if record is None:
+            raise NameNotFound(f"no plugin named {name!r} (see: kos status)")
+        if record.command is None:
+            raise UsageError(
+                f"plugin {name!r} was started by hand, not by this kernel; stop it where it runs"
+            )
+        return record
+
+    def start(self, name: str) -> str:
+        """Start a stopped, exited or fatal plugin; returns its state."""
+
+        def do() -> str:
+            record = self._supervised(name)
+            record.wanted = True
+            if record.state in ("starting", "running", "stopping"):
+                return record.state
+            record.failures = 0
+            self.launch(record)
+            return record.state
+
+        return self.call_in_main(do)
+
+    def stop(self, name: str) -> str:
+        """Stop a plugin and keep it stopped (no restart); returns its state."""
+
+        def do() -> str:
+            record = self._supervised(name)
+            record.wanted = False
+            if record.alive:
+                assert record.process is not None
+                record.state = "stopping"
+                record.stop_deadline = time.monotonic() + STOP_GRACE
+                with contextlib.suppress(ProcessLookupError):
+                    record.process.send_signal(signal.SIGTERM)
+            elif record.state in ("backoff", "fatal", "exited"):
+                record.state = "stopped"
+            return record.state
+
+        return self.call_in_main(do)
+
+    def restart(self, name: str) -> str:
+        """Stop a plugin (waiting for it to end) and start it again; returns its state."""
+        self.stop(name)
+        deadline = time.monotonic() + STOP_GRACE + 2.0
+        while time.monotonic() < deadline:
+            with self.lock:
+                record = self.records[name]
+                if not record.alive and record.process is None:
+                    break
+            time.sleep(0.02)
+        return self.start(name)
+
+    def log_path(self, name: str) -> Path:
+        """Where a plugin's output is logged."""
+        return self.state_dir / "logs" / f"{name}.log"
+
+    # -- health -----------------------------------------------------------------------
+
+    def set_health(self, record: PluginRecord, sbh: str) -> None:
+        """Start pinging a registered plugin through the health object ``sbh`` names."""
+        self._drop_health(record)
+        if not sbh or record.supervision.health_interval <= 0:
+            return
+        address, token = _wire.parse_sbh(sbh)
+        timeout = record.supervision.health_timeout
+        config = _rpc.RpcConfig(call_timeout=timeout, connect_timeout=timeout)
+        record.health = _rpc.Link(address, token, f"plugin {record.name} (health)", config)
+        record.next_ping = time.monotonic() + record.supervision.health_interval
+
+    def forget_health(self, record: PluginRecord) -> None:
+        """Stop pinging a plugin (its registration ended)."""
+        with self.lock:
+            self._drop_health(record)
+
+    def _drop_health(self, record: PluginRecord) -> None:
+        link, record.health = record.health, None
+        if link is not None:
+            link.close()
+
+    def _health_loop(self) -> None:
+        ping = PluginHealth.methods()["Ping"]
+        while not self._stopping.wait(0.1):
+            now = time.monotonic()
+            with self.lock:
+                due = [
+                    r
+                    for r in self.records.values()
+                    if r.health is not None and r.state == "running" and now >= r.next_ping
+                ]
+                for record in due:
+                    record.next_ping = now + record.supervision.health_interval
+            for record in due:
+                link = record.health
+                if link is None:
+                    continue
+                try:
+                    link.invoke(0, ping, ())
+                except Exception as exc:
+                    self._unhealthy(record, link, str(exc))
+
+    def _unhealthy(self, record: PluginRecord, link: _rpc.Link, why: str) -> None:
+        with self.lock:
+            if record.health is not link or self._stopping.is_set():
+                return
+            log.error("plugin %s is not answering (%s); unbinding its services", record.name, why)
+            record.state = "unhealthy"
+            record.killed_for = "unhealthy: no answer to a health ping"
+            self.namespace.remove_owner(record.owner)
+            self._drop_health(record)
+            if record.alive:
+                assert record.process is not None
+                with contextlib.suppress(ProcessLookupError):
+                    record.process.kill()
+
+
+class _PluginLog:
+    """Copies a plugin's output to its rotating log file and, prefixed, to the kernel's stderr."""
+
+    def __init__(self, path: Path, name: str, policy: Supervision) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._name = name
+        self._handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=policy.log_max_bytes, backupCount=policy.log_backups, encoding="utf-8"
+        )
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def follow(self, stream: IO[bytes]) -> None:
+        threading.Thread(
+            target=self._copy, args=(stream,), name=f"kos-log-{self._name}", daemon=True
+        ).start()
+
+    def _copy(self, stream: IO[bytes]) -> None:
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self._handler.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.write(f"{self._name}| {line}\n")
+                    sys.stderr.flush()
+        finally:
+            stream.close()
+            self._handler.close()
