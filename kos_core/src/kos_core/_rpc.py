@@ -15,6 +15,7 @@ Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, args)``,
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import logging
 import os
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from rpyc.core import consts
+from rpyc.core import brine, consts
 from rpyc.core.async_ import AsyncResultTimeout
 from rpyc.core.channel import Channel
 from rpyc.core.protocol import Connection
@@ -52,6 +53,11 @@ log = logging.getLogger("kos.rpc")
 HANDLE_KOS_CALL = 64
 HANDLE_KOS_RELEASE = 65
 OK, DECLARED, FAULT = 0, 1, 2
+#: The largest request a service accepts unless it says otherwise (``kos_max_request``).
+DEFAULT_MAX_REQUEST = int(os.environ.get("KOS_MAX_REQUEST", str(64 * 1024 * 1024)))
+_OVERSIZED = b"\xff"  # marks a frame the channel refused to hold in memory
+_PREFIX = 4096
+_DISCARD_CHUNK = 64 * 1024
 _T = TypeVar("_T")
 
 
@@ -84,8 +90,71 @@ class RpcConfig:
 DEFAULT_CONFIG = RpcConfig()
 
 
+class KosChannel(Channel):  # type: ignore[misc]
+    """An rpyc channel that never holds more than ``max_frame`` bytes of one request.
+
+    A longer frame is read and dropped in small chunks; ``recv`` then returns a marker
+    with the frame's first bytes, from which the connection answers the request with
+    an error (so the caller gets a clear exception and the connection goes on).
+    """
+
+    def __init__(self, stream: SocketStream, max_frame: int | None = None) -> None:
+        super().__init__(stream, compress=False)
+        self.max_frame = max_frame
+
+    def recv(self) -> bytes:
+        header = self.stream.read(self.FRAME_HEADER.size)
+        length, compressed = self.FRAME_HEADER.unpack(header)
+        if compressed:
+            raise EOFError("compressed frames are not accepted")
+        if self.max_frame is None or length <= self.max_frame:
+            data: bytes = self.stream.read(length + len(self.FLUSHER))
+            frame: bytes = data[: -len(self.FLUSHER)]
+            return frame
+        prefix = self.stream.read(min(length, _PREFIX))
+        left = length - len(prefix) + len(self.FLUSHER)
+        while left > 0:
+            left -= len(self.stream.read(min(left, _DISCARD_CHUNK)))
+        marker: bytes = _OVERSIZED + length.to_bytes(8, "big") + bytes(prefix)
+        return marker
+
+
+def _peek_call(prefix: bytes) -> tuple[int, int, Any, Any] | None:
+    """``(seq, handler, handle, method)`` from the start of a request frame, if readable."""
+    stream = io.BytesIO(prefix)
+    try:
+        if stream.read(1) != brine.I1.pack(consts.MSG_REQUEST) or stream.read(1) != brine.TAG_TUP2:
+            return None
+        seq = brine._load(stream)
+        if stream.read(1) != brine.TAG_TUP2:
+            return None
+        handler = brine._load(stream)
+        if handler != HANDLE_KOS_CALL or stream.read(1) != brine.TAG_TUP2:
+            return int(seq), int(handler), None, None
+        brine._load(stream)  # the boxing label
+        if stream.read(1) != brine.TAG_TUP3:
+            return int(seq), int(handler), None, None
+        return int(seq), int(handler), brine._load(stream), brine._load(stream)
+    except Exception:
+        return None
+
+
 class KosConnection(Connection):  # type: ignore[misc]
     """An rpyc connection that serves only kos requests."""
+
+    def _dispatch(self, data: bytes) -> None:
+        if not data.startswith(_OVERSIZED):
+            super()._dispatch(data)
+            return
+        size = int.from_bytes(data[1:9], "big")
+        call = _peek_call(data[9:])
+        self._recvlock.release()  # as rpyc's own dispatch does before handling a request
+        if call is None:
+            raise EOFError(f"refused an unreadable request of {size} bytes")
+        seq, _handler, handle, method = call
+        session = cast(Session, self._local_root)
+        reply = session.too_large(handle, method, size)
+        self._send(consts.MSG_REPLY, seq, self._box(reply))
 
     @classmethod
     def _request_handlers(cls) -> dict[int, Callable[..., Any]]:
@@ -140,6 +209,27 @@ class Session:
         self._next = itertools.count(1)
         self._on_close = on_close
         self.ending = False
+        limit = getattr(root, "kos_max_request", None)
+        #: requests larger than this are refused without being held in memory
+        self.max_request = int(limit) if isinstance(limit, int) else DEFAULT_MAX_REQUEST
+
+    def too_large(self, handle: Any, method: Any, size: int) -> tuple[int, Any]:
+        """The reply to a request of ``size`` bytes that was too large to accept.
+
+        The object may say what that means for it with ``kos_too_large(method, size)``,
+        raising one of its declared exceptions (a full bucket, say).
+        """
+        entry = self._objects.get(handle) if type(handle) is int else None
+        spec = entry[1].methods().get(method) if entry and type(method) is str else None
+        hook = getattr(entry[0], "kos_too_large", None) if entry else None
+        message = f"a request of {size} bytes is larger than this service accepts"
+        if spec is not None and callable(hook):
+            try:
+                hook(method, size)
+            except KosError as exc:
+                if exc.wire_name and spec.exception(exc.wire_name) is not None:
+                    return DECLARED, (exc.wire_name, _plain_args(exc))
+        return FAULT, ("RequestTooLarge", f"{message} ({self.max_request} bytes)")
 
     def end_after_reply(self) -> None:
         """Close this connection once the call being served has been answered."""
@@ -189,7 +279,7 @@ class Session:
             log.warning("%s.%s failed", interface.wire_name, method, exc_info=True)
             return FAULT, (type(exc).__name__, str(exc))
         try:
-            if contains_interface(spec.returns):
+            if spec.returns_refs:
                 return OK, self._encode_refs(result, spec.returns)
             return OK, check_value(result, spec.returns, f"result of {method}()")
         except TypeError as exc:
@@ -221,24 +311,15 @@ class Session:
 def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:
     if type(args) is not tuple:
         raise TypeError("arguments must be a tuple")
-    params = spec.params
-    if not spec.required <= len(args) <= len(params):
-        raise TypeError(f"{spec.name}() takes {len(params)} arguments, {len(args)} given")
+    if not spec.required <= len(args) <= len(spec.params):
+        raise TypeError(f"{spec.name}() takes {len(spec.params)} arguments, {len(args)} given")
     out = []
-    for given, param in zip(args, params[: len(args)], strict=True):
-        what = f"{spec.name}() argument {param.name!r}"
-        if is_interface(param.type):
+    for given, (tp, what, by_reference, as_list) in zip(args, spec.arg_checks, strict=False):
+        if by_reference:
             raise TypeError(f"{what}: passing objects by reference to a server is not supported")
-        value = check_value(given, param.type, what)
-        out.append(list(value) if typing_origin_is_list(param.type) else value)
+        value = check_value(given, tp, what)
+        out.append(list(value) if as_list else value)
     return tuple(out)
-
-
-def typing_origin_is_list(tp: Any) -> bool:
-    """True for ``list[...]`` annotations."""
-    import typing
-
-    return typing.get_origin(tp) is list
 
 
 def _plain_args(exc: BaseException) -> tuple[Any, ...]:
@@ -321,9 +402,8 @@ class Server:
             log.info("%s: refused a connection: %s", self._name, exc)
             sock.close()
             return
-        conn = KosConnection(
-            session, Channel(SocketStream(sock), compress=False), self._config.rpyc()
-        )
+        channel = KosChannel(SocketStream(sock), session.max_request)
+        conn = KosConnection(session, channel, self._config.rpyc())
         with self._lock:
             self._connections.add(conn)
         try:
@@ -419,7 +499,7 @@ class Link:
             except BaseException:
                 sock.close()
                 raise
-            channel = Channel(SocketStream(sock), compress=False)
+            channel = KosChannel(SocketStream(sock))
             self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc())
             return self._conn
 
@@ -435,8 +515,8 @@ class Link:
         except (EOFError, OSError) as exc:
             raise ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})") from None
         if status == OK:
-            if contains_interface(spec.returns):
-                return from_wire(payload, spec.returns, self._make_ref)
+            if spec.plain_result:
+                return payload
             return from_wire(payload, spec.returns, self._make_ref)
         kind, detail = payload
         if status == DECLARED:
@@ -511,8 +591,7 @@ def proxy_class(interface: type[Interface]) -> type[RemoteObject]:
 
 
 def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
-    params = spec.params
-    checks = tuple((p.type, f"{spec.name}() argument {p.name!r}") for p in params)
+    checks = tuple((tp, what) for tp, what, _, _ in spec.arg_checks)
 
     def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
         bound = spec.bind(args, kwargs)

@@ -30,6 +30,7 @@ the distribution first.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import types
 import typing
@@ -79,10 +80,33 @@ class MethodSpec:
     raises: tuple[type[KosError], ...]
     doc: str
 
-    @property
+    @functools.cached_property
     def required(self) -> int:
         """How many leading parameters have no default."""
         return sum(1 for p in self.params if p.default is inspect.Parameter.empty)
+
+    @functools.cached_property
+    def arg_checks(self) -> tuple[tuple[Any, str, bool, bool], ...]:
+        """Per parameter, worked out once: ``(type, description, by reference, is a list)``."""
+        return tuple(
+            (
+                p.type,
+                f"{self.name}() argument {p.name!r}",
+                is_interface(p.type),
+                typing.get_origin(p.type) is list,
+            )
+            for p in self.params
+        )
+
+    @functools.cached_property
+    def returns_refs(self) -> bool:
+        """True if results may hold references (they need encoding per value)."""
+        return contains_interface(self.returns)
+
+    @functools.cached_property
+    def plain_result(self) -> bool:
+        """True if a received result needs no rebuilding (no lists, no references)."""
+        return typing.get_origin(self.returns) is None and not is_interface(self.returns)
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, ...]:
         """Arrange a call's arguments positionally, filling defaults; raise ``TypeError``."""

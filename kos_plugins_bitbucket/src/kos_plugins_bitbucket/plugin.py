@@ -14,17 +14,23 @@ from kos_core import pluginlib
 from .api import BucketFull, NotFound
 
 DEFAULT_CAPACITY = 102400
+_REQUEST_OVERHEAD = 64 * 1024  # room for the name and framing around a value
 _SHORTOPTS = "c:"
 _LONGOPTS = ("capacity=",)
 
 
 class BitBucket:
-    """Implements ``BitBucketAPI.BitBucket``: values by name, total size never above capacity."""
+    """Implements ``BitBucketAPI.BitBucket``: values by name, total size never above capacity.
+
+    A request larger than the capacity (plus room for the name) is refused by kos
+    before it is held in memory, and answered with :class:`BucketFull`.
+    """
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         if capacity < 0:
             raise ValueError("capacity must not be negative")
         self.capacity = capacity
+        self.kos_max_request = capacity + _REQUEST_OVERHEAD
         self.entries: dict[str, bytes] = {}
         self.cur_size = 0
         self._lock = threading.Lock()
@@ -59,6 +65,12 @@ class BitBucket:
     def List(self) -> list[str]:
         with self._lock:
             return sorted(self.entries)
+
+    def kos_too_large(self, method: str, size: int) -> None:
+        """What a request too large to accept means here: it cannot fit."""
+        raise BucketFull(
+            f"a {method} request of {size} bytes cannot fit in a bucket of {self.capacity} bytes"
+        )
 
 
 def parse_capacity(argv: list[str]) -> int:
