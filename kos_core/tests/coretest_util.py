@@ -135,3 +135,67 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     process.send_signal(signal.SIGKILL)
             process.wait()
+
+
+#: A plugin script using the toy interface. Settings come from its setup-file section
+#: (``pluginlib.options()``) or, when started by hand, from ``TOY_*`` variables.
+TOY_PLUGIN = """
+import json
+import os
+import sys
+
+from kos_core import pluginlib
+from kos_core.errors import NameAlreadyBound
+
+from toyapi import EchoImpl, HalfEcho
+
+opts = pluginlib.options()
+
+
+def setting(key, default=""):
+    return opts.get(key) or os.environ.get("TOY_" + key.upper().replace("-", "_"), default)
+
+
+def attempt(func):
+    try:
+        func()
+    except Exception as exc:
+        return [type(exc).__name__, str(exc)]
+    return ["no error", ""]
+
+
+name = setting("plugin-name", "toy")
+service = setting("service", "toy-echo")
+kos, ns = pluginlib.register(name, longopts=["color="])
+report = {
+    "cwd": os.getcwd(),
+    "argv": sys.argv,
+    "options": opts,
+    "pid": os.getpid(),
+    "ns_path": ns.path,
+    "ns_list": ns.list(),
+    "kos_list": ns.lookup("kos").list(),
+    "world_list": ns.lookup("world").list(),
+    "top_list": kos.list(""),
+}
+sid = kos.bind_service(service, EchoImpl(), "ToyAPI.Echo")
+report["sid"] = sid
+report["rebind"] = attempt(lambda: kos.bind_service(service, EchoImpl(), "ToyAPI.Echo"))
+report["half"] = attempt(lambda: kos.bind_service(service + "-half", HalfEcho(), "ToyAPI.Echo"))
+temp = kos.bind_service(service + "-temp", EchoImpl(), "ToyAPI.Echo")
+report["temp_sbh"] = kos.kernel.Lookup(temp)[2]
+report["before_unbind"] = kos.list("")
+kos.unbind_service(temp)
+report["after_unbind"] = kos.list("")
+report_path = setting("report")
+if report_path:
+    with open(report_path + ".tmp", "w") as fh:
+        json.dump(report, fh)
+    os.replace(report_path + ".tmp", report_path)
+print("toy plugin", name, "ready", flush=True)
+try:
+    kos.run()
+finally:
+    kos.unbind_service(sid)
+    print("toy plugin", name, "exiting", flush=True)
+"""

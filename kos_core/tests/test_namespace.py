@@ -7,6 +7,7 @@ import threading
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kos_core._namespace import Context, Link, Namespace, Service, join, split_path
 from kos_core.errors import (
     KosError,
@@ -58,7 +59,7 @@ def test_name_already_bound(ns: Namespace) -> None:
         ns.bind("echo", service("b"))
     with pytest.raises(NameAlreadyBound):
         ns.bind("plugins", Context())
-    assert ns.lookup("echo").owner == "a"  # type: ignore[union-attr]
+    assert ns.lookup("echo").owner == "a"
 
 
 def test_name_not_found(ns: Namespace) -> None:
@@ -280,7 +281,7 @@ def test_concurrent_binds_of_one_name_have_one_winner(ns: Namespace) -> None:
         thread.join(10)
     assert len(winners) == 1
     assert len(losers) == 15
-    assert ns.lookup("contested").owner == str(winners[0])  # type: ignore[union-attr]
+    assert ns.lookup("contested").owner == str(winners[0])
 
 
 # -- property: every operation succeeds or raises a KosError ------------------------------

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rpyc.core import consts
+
+from coretest_util import TOKEN, EchoServer, echo_server, short_dir
 from kos_core import _rpc, _wire
 from kos_core.errors import (
     AuthenticationFailed,
@@ -22,9 +25,6 @@ from kos_core.errors import (
 )
 from kos_core.interface import Interface, MethodSpec
 from kos_core.testing import wait_for
-from rpyc.core import consts
-
-from coretest_util import TOKEN, EchoServer, echo_server, short_dir
 from toyapi import Counter, Echo, EchoImpl, OddStr, Oops
 
 
@@ -43,7 +43,10 @@ def echo(server: EchoServer) -> Iterator[Any]:
     link.close()
 
 
-def spec(name: str, *, returns: Any = type(None)) -> MethodSpec:
+NONE_TYPE = type(None)
+
+
+def spec(name: str, *, returns: Any = NONE_TYPE) -> MethodSpec:
     return MethodSpec(name=name, params=(), returns=returns, raises=(), doc="")
 
 
@@ -166,7 +169,7 @@ def test_system_exit_in_an_implementation_does_not_exit_the_client(echo: Any) ->
         echo.Exit()
     except RemoteError as exc:
         assert exc.kind == "SystemExit"
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         pytest.fail(f"the client got {type(exc).__name__}: {exc!r}, not RemoteError")
     else:
         pytest.fail("no error")
@@ -188,7 +191,7 @@ def test_a_str_subclass_result_arrives_as_a_plain_value_or_a_kos_error(echo: Any
         result = echo.Odd()
     except KosError:
         pass
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"the client got {type(exc).__name__}: {exc}")
     else:
         assert result == "odd"
@@ -202,7 +205,7 @@ def test_a_str_subclass_argument_is_sent_as_str_or_refused_locally(
         result = echo.Str(OddStr("sub"))
     except TypeError:
         pass
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"the client got {type(exc).__name__}: {exc}")
     else:
         assert result == "sub"
@@ -307,7 +310,7 @@ def test_rpyc_requests_outside_kos_are_refused(
     link = open_link(server)
     try:
         conn = link.connect()
-        with pytest.raises(Exception):  # noqa: B017, PT011 (rpyc's own refusal)
+        with pytest.raises(Exception):  # noqa: B017 (rpyc's own refusal)
             conn.sync_request(*request_)
         proxy = _rpc.make_proxy(Echo, link)
         assert proxy.Str("still fine") == "still fine"
@@ -360,9 +363,7 @@ def test_references_die_with_their_connection(server: EchoServer) -> None:
 # -- robustness ------------------------------------------------------------------------
 
 
-def closing_authorize(
-    server_impl: EchoImpl, closed: list[str]
-) -> tuple[Any, threading.Event]:
+def closing_authorize(server_impl: EchoImpl, closed: list[str]) -> tuple[Any, threading.Event]:
     opened = threading.Event()
 
     def authorize(token: str) -> _rpc.Session | None:
@@ -476,7 +477,7 @@ def test_service_unavailable_names_the_object() -> None:
     with short_dir() as base:
         sbh = _wire.format_sbh(_wire.Address(path=str(base / "nobody.sock")), "tok")
         proxy = _rpc.object_of_sbh(sbh, "ToyAPI.Echo")
-        with pytest.raises(ServiceUnavailable, match="ToyAPI.Echo"):
+        with pytest.raises(ServiceUnavailable, match=r"ToyAPI\.Echo"):
             proxy.Str("x")
 
 
@@ -535,7 +536,7 @@ def hammer(proxy: Any, worker: int, rounds: int, errors: list[BaseException]) ->
             assert proxy.Str(text) == text
             assert proxy.Add(worker, i) == worker + i
             assert proxy.Words([text, str(i)]) == [text, str(i)]
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         errors.append(exc)
 
 
@@ -605,3 +606,26 @@ def test_wrong_token_never_reaches_the_object(server: EchoServer) -> None:
     with pytest.raises(AuthenticationFailed):
         proxy.Str("x")
     assert server.impl.calls == []
+
+
+class SmallEcho(EchoImpl):
+    """An echo that accepts requests of at most 4 KiB."""
+
+    kos_max_request = 4096
+
+
+def test_an_oversized_request_is_refused_and_the_connection_goes_on() -> None:
+    impl = SmallEcho()
+
+    def authorize(token: str) -> _rpc.Session | None:
+        return _rpc.Session(impl, Echo) if token == TOKEN else None
+
+    with echo_server(authorize=authorize) as srv:
+        proxy = srv.proxy()
+        assert proxy.Bytes(b"x" * 1000) == b"x" * 1000
+        with pytest.raises(RemoteError) as info:
+            proxy.Bytes(b"y" * 100_000)
+        assert info.value.kind == "RequestTooLarge"
+        assert "100" in info.value.message
+        assert proxy.Str("still connected") == "still connected"
+        assert [name for name, _ in impl.calls] == ["Bytes", "Str"]

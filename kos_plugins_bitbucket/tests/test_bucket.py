@@ -7,10 +7,10 @@ import getopt
 import threading
 
 import pytest
-from kos_plugins_bitbucket.plugin import DEFAULT_CAPACITY, parse_capacity
-from kos_plugins_bitbucket.plugin import BitBucket as BitBucketImpl
 
 from kos_plugins_bitbucket import BitBucket, BucketFull, NotFound
+from kos_plugins_bitbucket.plugin import DEFAULT_CAPACITY, parse_capacity
+from kos_plugins_bitbucket.plugin import BitBucket as BitBucketImpl
 
 
 def test_default_capacity_is_100k() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, distributions
 
 import pluggy
 
@@ -63,15 +63,30 @@ def _wanted() -> set[str] | None:
     return {n.strip() for n in value.split(",") if n.strip()}
 
 
+def _entry_points() -> list[tuple[EntryPoint, str, str]]:
+    """Every ``kos.plugins`` entry point with its distribution's name and version,
+    in ``sys.path`` order (so the distribution Python would import wins a name).
+    """
+    found = []
+    seen: set[str] = set()
+    for dist in distributions():
+        name = (dist.metadata["Name"] or "?").lower().replace("_", "-")
+        if name in seen:  # the same distribution reached twice through sys.path
+            continue
+        seen.add(name)
+        for ep in dist.entry_points:
+            if ep.group == ENTRY_POINT_GROUP:
+                found.append((ep, dist.metadata["Name"] or "?", dist.version or "?"))
+    return found
+
+
 def discover() -> Discovery:
     """Load every installed plugin's entry point (as limited by ``$KOS_LOAD_PLUGINS``)."""
     found = Discovery(make_plugin_manager())
     wanted = _wanted()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep, dist, version in _entry_points():
         if wanted is not None and ep.name not in wanted:
             continue
-        dist = ep.dist.name if ep.dist else "?"
-        version = ep.dist.version if ep.dist else "?"
         problem = _load_one(found, ep)
         if problem is not None:
             found.broken.append(BrokenPlugin(ep.name, dist, problem))
@@ -89,8 +104,10 @@ def _load_one(found: Discovery, ep: EntryPoint) -> str | None:
     manager = found.manager
     if ep.name in found.plugins or manager.get_plugin(ep.name) is not None:
         return f"the name {ep.name!r} is already provided by another distribution"
+    # What pluggy's load_setuptools_entrypoints does, one entry point at a time, so
+    # that each plugin's failure stays its own.
     try:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=ep.name)
+        manager.register(ep.load(), name=ep.name)
         manager.check_pending()
     except Exception as exc:  # any failure of third-party code is that plugin's problem
         if manager.get_plugin(ep.name) is not None:

@@ -275,7 +275,7 @@ class Session:
             if spec.exception(exc.wire_name) is None:
                 return FAULT, (exc.wire_name, str(exc))
             return DECLARED, (exc.wire_name, _plain_args(exc))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit must not travel as itself
             log.warning("%s.%s failed", interface.wire_name, method, exc_info=True)
             return FAULT, (type(exc).__name__, str(exc))
         try:
@@ -314,12 +314,16 @@ def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:
     if not spec.required <= len(args) <= len(spec.params):
         raise TypeError(f"{spec.name}() takes {len(spec.params)} arguments, {len(args)} given")
     out = []
-    for given, (tp, what, by_reference, as_list) in zip(args, spec.arg_checks, strict=False):
+    for given, (tp, what, by_reference, has_lists) in zip(args, spec.arg_checks, strict=False):
         if by_reference:
             raise TypeError(f"{what}: passing objects by reference to a server is not supported")
         value = check_value(given, tp, what)
-        out.append(list(value) if as_list else value)
+        out.append(from_wire(value, tp, _no_references) if has_lists else value)
     return tuple(out)
+
+
+def _no_references(value: Any, interface: type[Interface]) -> Any:
+    raise TypeError("references cannot be passed to a server")
 
 
 def _plain_args(exc: BaseException) -> tuple[Any, ...]:

@@ -95,6 +95,7 @@ class Supervisor:
         self._main = threading.get_ident()
         self._commands: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
         self._stopping = threading.Event()
+        self._log_threads: list[threading.Thread] = []
         self._health_thread = threading.Thread(
             target=self._health_loop, name="kos-health", daemon=True
         )
@@ -169,9 +170,8 @@ class Supervisor:
             log.error("plugin %s: cannot start: %s", record.name, exc)
             return
         assert process.stdout is not None
-        _PluginLog(self.log_path(record.name), record.name, record.supervision).follow(
-            process.stdout
-        )
+        plugin_log = _PluginLog(self.log_path(record.name), record.name, record.supervision)
+        self._log_threads.append(plugin_log.follow(process.stdout))
         with self.lock:
             record.process, record.pid = process, process.pid
             record.state, record.killed_for = "starting", ""
@@ -229,6 +229,10 @@ class Supervisor:
                 record.process.kill()
                 record.process.wait()
         self.tick()
+        # Let the last lines the plugins (and their children) wrote reach the logs.
+        log_deadline = time.monotonic() + 2.0
+        for thread in self._log_threads:
+            thread.join(max(0.0, log_deadline - time.monotonic()))
 
     # -- operator commands (any thread) -----------------------------------------------
 
@@ -368,10 +372,12 @@ class _PluginLog:
         )
         self._handler.setFormatter(logging.Formatter("%(message)s"))
 
-    def follow(self, stream: IO[bytes]) -> None:
-        threading.Thread(
+    def follow(self, stream: IO[bytes]) -> threading.Thread:
+        thread = threading.Thread(
             target=self._copy, args=(stream,), name=f"kos-log-{self._name}", daemon=True
-        ).start()
+        )
+        thread.start()
+        return thread
 
     def _copy(self, stream: IO[bytes]) -> None:
         try:

@@ -16,7 +16,7 @@ import contextlib
 import hmac
 import socket
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import AuthenticationFailed, ProtocolMismatch, UsageError
 
@@ -37,14 +37,17 @@ class Address:
     @classmethod
     def parse(cls, text: str) -> Address:
         """Parse ``unix:/path``, ``/path``, ``tcp:HOST:PORT`` or ``HOST:PORT``."""
-        if text.startswith("unix:"):
-            return cls(path=text[5:])
-        if text.startswith("/"):
-            return cls(path=text)
+        if text.startswith(("unix:", "/")):
+            path = text[5:] if text.startswith("unix:") else text
+            if not path:
+                raise UsageError(f"bad address {text!r}: unix: needs a socket path")
+            return cls(path=path)
         rest = text[4:] if text.startswith("tcp:") else text
         host, sep, port = rest.rpartition(":")
-        if not sep or not port.isdigit() or not host:
+        if not sep or not port.isdigit() or not host.strip("[]"):
             raise UsageError(f"bad address {text!r}: use HOST:PORT, tcp:HOST:PORT or unix:PATH")
+        if not 0 <= int(port) <= 65535:
+            raise UsageError(f"bad address {text!r}: port {port} is not between 0 and 65535")
         return cls(host=host.strip("[]"), port=int(port))
 
     def __str__(self) -> str:
@@ -105,7 +108,7 @@ class Address:
 def format_sbh(address: Address, token: str) -> str:
     """The SBH of the object that ``token`` names at ``address``."""
     if address.path is not None:
-        return f"kos+unix://{address.path}#{token}"
+        return f"kos+unix://{quote(address.path)}#{token}"
     host = f"[{address.host}]" if address.host and ":" in address.host else address.host
     return f"kos+tcp://{host}:{address.port}#{token}"
 
@@ -116,7 +119,7 @@ def parse_sbh(sbh: str) -> tuple[Address, str]:
         parts = urlsplit(sbh)
         token = parts.fragment
         if parts.scheme == "kos+unix" and parts.path.startswith("/") and not parts.netloc:
-            address = Address(path=parts.path)
+            address = Address(path=unquote(parts.path))
         elif parts.scheme == "kos+tcp" and parts.hostname and parts.port is not None:
             address = Address(host=parts.hostname, port=parts.port)
         else:

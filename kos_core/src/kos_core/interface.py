@@ -87,13 +87,13 @@ class MethodSpec:
 
     @functools.cached_property
     def arg_checks(self) -> tuple[tuple[Any, str, bool, bool], ...]:
-        """Per parameter, worked out once: ``(type, description, by reference, is a list)``."""
+        """Per parameter, worked out once: ``(type, description, by reference, holds lists)``."""
         return tuple(
             (
                 p.type,
                 f"{self.name}() argument {p.name!r}",
                 is_interface(p.type),
-                typing.get_origin(p.type) is list,
+                contains_list(p.type),
             )
             for p in self.params
         )
@@ -263,6 +263,9 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return int(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return str.__str__(value)  # a plain str, also for str subclasses (enums...)
     elif tp in _SCALARS:
         if isinstance(value, tp):
             return value
@@ -316,6 +319,13 @@ def from_wire(value: Any, tp: Any, make_ref: Callable[[Any, type[Interface]], An
             if option is not type(None):
                 return from_wire(value, option, make_ref)
     return value
+
+
+def contains_list(tp: Any) -> bool:
+    """True if values of declared type ``tp`` may hold lists (sent as tuples)."""
+    if typing.get_origin(tp) is list:
+        return True
+    return any(contains_list(a) for a in typing.get_args(tp) if a is not Ellipsis)
 
 
 def contains_interface(tp: Any) -> bool:

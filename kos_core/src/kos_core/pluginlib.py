@@ -78,6 +78,7 @@ def register(
     (``SystemExit(0)``) end the plugin, running its ``finally`` blocks.
     """
     opts, _ = getopt.getopt(sys.argv[1:], "n:" + shortopts, ["kernel=", *longopts])
+    _install_signal_handlers()
     for opt, value in opts:
         if opt in ("-n", "--kernel"):
             kernel_name = value
@@ -123,6 +124,39 @@ class _Health:
 
     def Ping(self) -> int:
         return os.getpid()
+
+
+_current: PluginKos | None = None
+
+
+def _install_signal_handlers() -> None:
+    # Installed before registering, so a SIGTERM at any point runs the plugin's cleanup.
+    signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _ignore_further_signals() -> None:
+    # One interrupt ends the plugin; a second (Ctrl-C reaches the whole process
+    # group while the kernel also sends SIGTERM) must not cut its cleanup short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    _ignore_further_signals()
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _ignore_further_signals()
+    kos = _current
+    if kos is not None and kos._kernel_lost:
+        print(
+            f"kos plugin {kos.plugin_name}: kernel {kos.name!r} went away; exiting",
+            file=sys.stderr,
+            flush=True,
+        )
+    raise SystemExit(0)
 
 
 def _fail(plugin_name: str, message: str) -> NoReturn:
@@ -234,33 +268,13 @@ class PluginKos(Kos):
         super().close()
 
     def _arm(self) -> None:
-        signal.signal(signal.SIGINT, self._on_sigint)
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        global _current
+        _current = self
         atexit.register(self.close)
         conn = self._link.connect()
         threading.Thread(
             target=self._watch_kernel, args=(conn.fileno(),), name="kernel-lifeline", daemon=True
         ).start()
-
-    def _ignore_further_signals(self) -> None:
-        # One interrupt ends the plugin; a second (Ctrl-C reaches the whole process
-        # group while the kernel also sends SIGTERM) must not cut its cleanup short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self._ignore_further_signals()
-        raise KeyboardInterrupt
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self._ignore_further_signals()
-        if self._kernel_lost:
-            print(
-                f"kos plugin {self.plugin_name}: kernel {self.name!r} went away; exiting",
-                file=sys.stderr,
-                flush=True,
-            )
-        raise SystemExit(0)
 
     def _watch_kernel(self, fd: int) -> None:
         # Wait for the kernel's end of the connection to close without reading from

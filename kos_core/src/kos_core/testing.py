@@ -122,8 +122,9 @@ class KernelProcess:
         return self.process.pid
 
     def log(self) -> str:
-        """Everything the kernel and its plugins printed so far."""
-        self._log.flush()
+        """Everything the kernel and its plugins printed so far (also after :meth:`stop`)."""
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def connect(self) -> Any:

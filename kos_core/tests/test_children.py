@@ -1,0 +1,457 @@
+"""Factory children: spawnserver, serve_child, end_connection, the lifeline, ChildFactory.
+
+Real processes throughout: the test process (or a parent script the test can kill)
+starts children that serve the toy ``ChildTest.Counter`` interface from
+``childapi.py``; every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from childapi import (
+    FLAG_ENV,
+    MODE_ENV,
+    SCRIPT,
+    TARGET,
+    TESTS_DIR,
+    WIRE_NAME,
+    Counter,
+    children_of,
+    gone,
+    reaped,
+)
+from kos_core import _rpc, _wire, pluginlib
+from kos_core.errors import AuthenticationFailed, ServiceUnavailable
+from kos_core.testing import KosEnv, wait_for
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def child_env(kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
+    """The test's kos place, with ``childapi`` importable by every process started."""
+    paths = [str(TESTS_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.delenv(FLAG_ENV, raising=False)
+    monkeypatch.delenv(MODE_ENV, raising=False)
+    return kos_env
+
+
+class Tracker:
+    """Child pids and client proxies a test made; :meth:`cleanup` ends them all."""
+
+    def __init__(self) -> None:
+        self.pids: list[int] = []
+        self.proxies: list[Any] = []
+
+    def proxy(self, sbh: str) -> Any:
+        proxy = _rpc.object_of_sbh(sbh, Counter)
+        self.proxies.append(proxy)
+        return proxy
+
+    def cleanup(self) -> None:
+        for proxy in self.proxies:
+            link = _rpc.link_of(proxy)
+            if link is not None:
+                link.close()
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                if not gone(pid):
+                    os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: all(gone(pid) for pid in self.pids), 10, "the test's children to end")
+
+
+@pytest.fixture
+def track(child_env: KosEnv) -> Iterator[Tracker]:
+    tracker = Tracker()
+    try:
+        yield tracker
+    finally:
+        tracker.cleanup()
+
+
+def spawn(track: Tracker, *args: object, **kwargs: Any) -> tuple[str, int, list[int]]:
+    """``spawnserver`` of ``childapi.py``; the child is ended after the test."""
+    sbh, pid, pids = pluginlib.spawnserver(str(SCRIPT), *args, **kwargs)
+    if pid:
+        track.pids.append(pid)
+    return sbh, pid, pids
+
+
+@pytest.fixture
+def factory(track: Tracker) -> Iterator[pluginlib.ChildFactory]:
+    made = pluginlib.ChildFactory(TARGET, WIRE_NAME)
+    try:
+        yield made
+    finally:
+        track.cleanup()  # first the children (the fork server reaps them), then the server
+        made.close()
+
+
+class Parents:
+    """Parent scripts (``childapi.py parent-...``) a test runs; killed after the test."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), *args],
+            env=dict(os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+@pytest.fixture
+def parents(child_env: KosEnv) -> Iterator[Parents]:
+    made = Parents()
+    try:
+        yield made
+    finally:
+        made.stop_all()
+
+
+def read_json_line(process: subprocess.Popen[str], timeout: float = 15.0) -> Any:
+    """The first line ``process`` prints, parsed as JSON (within ``timeout``)."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, f"process {process.pid} printed nothing within {timeout:g} s"
+    line = process.stdout.readline()
+    assert line, f"process {process.pid} exited with {process.wait()} before printing"
+    return json.loads(line)
+
+
+def socket_file(kos_env: KosEnv, pid: int) -> Path:
+    """Where a child's one-shot server listens."""
+    return kos_env.runtime_dir / f"p{pid}.sock"
+
+
+def wait_gone(pid: int, timeout: float, check: Callable[[int], bool] = reaped) -> None:
+    wait_for(lambda: check(pid), timeout, f"process {pid} to end")
+
+
+# ---------------------------------------------------------------------------- spawnserver
+
+
+def test_spawnserver_starts_a_script_child_serving_one_object(track: Tracker) -> None:
+    sbh, pid, pids = spawn(track)
+    assert sbh.startswith("kos+")
+    assert pid > 0 and pid not in pids
+    counter = track.proxy(sbh)
+    assert isinstance(counter, Counter)
+    assert [counter.Incr(), counter.Incr(), counter.Incr()] == [1, 2, 3]
+    assert counter.Pid() == pid
+    assert counter.ParentPid() == os.getpid()
+
+
+def test_children_are_separate_processes_with_separate_state(track: Tracker) -> None:
+    first = track.proxy(spawn(track)[0])
+    second = track.proxy(spawn(track)[0])
+    assert first.Incr() == 1 and first.Incr() == 2
+    assert second.Incr() == 1
+    assert first.Pid() != second.Pid()
+
+
+def test_child_argv_is_filename_flag_fd_and_args(track: Tracker) -> None:
+    sbh, _pid, _ = spawn(track, "two words", 7, "-x")
+    argv = track.proxy(sbh).Argv()
+    assert argv[0] == str(SCRIPT)
+    assert argv[1] == "-f"
+    assert argv[2].isdigit() and int(argv[2]) > 2
+    assert argv[3:] == ["two words", "7", "-x"]
+    assert len(argv) == 6
+
+
+def test_spawnserver_flagoption_is_used_on_the_command_line(
+    track: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FLAG_ENV, "-p")
+    sbh, _pid, _ = spawn(track, "arg", flagoption="-p")
+    assert sbh
+    argv = track.proxy(sbh).Argv()
+    assert argv[1] == "-p" and argv[2].isdigit() and argv[3:] == ["arg"]
+
+
+def test_missing_script_gives_empty_sbh_and_a_reaped_child(track: Tracker, tmp_path: Path) -> None:
+    sbh, pid, pids = pluginlib.spawnserver(str(tmp_path / "no-such-script.py"))
+    assert sbh == ""
+    assert pid in pids or reaped(pid)
+    assert reaped(pid), f"child {pid} of a failed spawn is still there (a zombie?)"
+
+
+def test_child_writing_garbage_instead_of_an_sbh_is_stopped_and_reaped(
+    track: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MODE_ENV, "garbage")
+    sbh, pid, pids = spawn(track)
+    assert sbh == ""
+    assert pid > 0
+    assert pid in pids or reaped(pid)
+    assert reaped(pid)
+
+
+def test_a_second_client_with_the_same_sbh_is_refused(track: Tracker) -> None:
+    sbh, _pid, _ = spawn(track)
+    first = track.proxy(sbh)
+    assert first.Incr() == 1
+    second = track.proxy(sbh)
+    with pytest.raises(AuthenticationFailed):
+        second.Incr()
+    assert first.Incr() == 2  # the first client is not disturbed
+
+
+def test_a_wrong_token_is_refused_and_does_not_use_up_the_child(track: Tracker) -> None:
+    sbh, _pid, _ = spawn(track)
+    address, token = _wire.parse_sbh(sbh)
+    forged = _wire.format_sbh(address, "x" + token[1:] if token[0] != "x" else "y" + token[1:])
+    with pytest.raises(AuthenticationFailed):
+        track.proxy(forged).Incr()
+    assert track.proxy(sbh).Incr() == 1
+
+
+def test_close_ends_the_child_and_the_next_call_fails(track: Tracker, child_env: KosEnv) -> None:
+    sbh, pid, _ = spawn(track)
+    counter = track.proxy(sbh)
+    assert counter.Incr() == 1
+    assert socket_file(child_env, pid).exists()
+    assert counter.Close() is None
+    wait_gone(pid, 10)
+    with pytest.raises(ServiceUnavailable):
+        counter.Incr()
+    assert not socket_file(child_env, pid).exists()
+    # The reaper remembers it: the next spawnserver call reports it in ``pids``.
+    _sbh, _other, pids = spawn(track)
+    assert pid in pids
+
+
+def test_dropping_the_connection_without_close_ends_the_child(track: Tracker) -> None:
+    sbh, pid, _ = spawn(track)
+    counter = track.proxy(sbh)
+    assert counter.Incr() == 1
+    link = _rpc.link_of(counter)
+    assert link is not None
+    link.close()
+    wait_gone(pid, 10)
+
+
+def test_sigterm_ends_a_child(track: Tracker) -> None:
+    sbh, pid, _ = spawn(track)
+    assert track.proxy(sbh).Incr() == 1
+    os.kill(pid, signal.SIGTERM)
+    wait_gone(pid, 10)
+
+
+def test_a_child_whose_client_never_comes_ends_after_the_client_timeout(
+    track: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")
+    sbh, pid, _ = spawn(track)
+    started = time.monotonic()
+    assert sbh
+    wait_gone(pid, 10)
+    assert time.monotonic() - started > 0.5  # it waited for a client first
+
+
+def test_a_connected_client_keeps_its_child_past_the_client_timeout(
+    track: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")
+    sbh, pid, _ = spawn(track)
+    counter = track.proxy(sbh)
+    assert counter.Incr() == 1
+    deadline = time.monotonic() + 1.5
+    calls = 1
+    while time.monotonic() < deadline:  # keep using it well past the timeout
+        calls += 1
+        assert counter.Incr() == calls
+    assert not gone(pid)
+
+
+def test_killing_the_parent_ends_its_child_within_two_seconds(parents: Parents) -> None:
+    parent = parents.start("parent-spawn")
+    made = read_json_line(parent)
+    pid = made["pid"]
+    assert made["sbh"], "the parent could not start its child"
+    counter = _rpc.object_of_sbh(made["sbh"], Counter)
+    try:
+        assert counter.Pid() == pid
+        assert counter.ParentPid() == parent.pid
+        parent.kill()
+        parent.wait()
+        wait_gone(pid, 2.0, gone)
+        with pytest.raises(ServiceUnavailable):
+            counter.Incr()
+    finally:
+        link = _rpc.link_of(counter)
+        assert link is not None
+        link.close()
+
+
+def test_end_connection_outside_a_call_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="outside"):
+        pluginlib.end_connection()
+
+
+# ---------------------------------------------------------------------------- ChildFactory
+
+
+def test_child_factory_spawns_working_children(
+    factory: pluginlib.ChildFactory, track: Tracker
+) -> None:
+    sbh, pid, _exited = factory.spawn("a", "b")
+    track.pids.append(pid)
+    assert sbh and pid > 0
+    counter = track.proxy(sbh)
+    assert counter.Argv() == ["a", "b"]
+    assert counter.Pid() == pid
+    fork_server = counter.ParentPid()
+    assert fork_server in children_of(os.getpid())
+    assert pid in children_of(fork_server)
+    assert [counter.Incr(), counter.Incr()] == [1, 2]
+
+    sbh2, pid2, _ = factory.spawn()
+    track.pids.append(pid2)
+    other = track.proxy(sbh2)
+    assert pid2 != pid
+    assert other.Incr() == 1
+    assert other.ParentPid() == fork_server
+
+
+def test_child_factory_children_refuse_a_second_client(
+    factory: pluginlib.ChildFactory, track: Tracker
+) -> None:
+    sbh, pid, _ = factory.spawn()
+    track.pids.append(pid)
+    assert track.proxy(sbh).Incr() == 1
+    with pytest.raises(AuthenticationFailed):
+        track.proxy(sbh).Incr()
+
+
+def test_child_factory_reports_exited_children(
+    factory: pluginlib.ChildFactory, track: Tracker
+) -> None:
+    sbh, pid, _ = factory.spawn()
+    track.pids.append(pid)
+    counter = track.proxy(sbh)
+    assert counter.Incr() == 1
+    counter.Close()
+    wait_gone(pid, 10)  # the fork server reaped it
+    with pytest.raises(ServiceUnavailable):
+        counter.Incr()
+
+    sbh2, pid2, exited = factory.spawn()
+    track.pids.append(pid2)
+    assert pid in exited  # reported once, by the next spawn
+    link = _rpc.link_of(track.proxy(sbh2))
+    assert link is not None
+    link.connect()
+    link.close()  # a dropped connection ends a forked child too
+    wait_gone(pid2, 10)
+
+    _sbh3, pid3, exited = factory.spawn()
+    track.pids.append(pid3)
+    assert pid2 in exited
+    assert pid not in exited
+
+
+def test_child_factory_child_without_client_ends_after_the_client_timeout(
+    child_env: KosEnv, track: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")
+    made = pluginlib.ChildFactory(TARGET, WIRE_NAME)  # the fork server inherits the setting
+    try:
+        sbh, pid, _ = made.spawn()
+        track.pids.append(pid)
+        assert sbh
+        wait_gone(pid, 10)
+    finally:
+        track.cleanup()
+        made.close()
+
+
+def test_child_factory_child_that_cannot_build_its_object_gives_empty_sbh(
+    factory: pluginlib.ChildFactory, track: Tracker
+) -> None:
+    sbh, pid, _ = factory.spawn("fail")
+    if pid:
+        track.pids.append(pid)
+    assert sbh == ""
+    if pid:
+        wait_gone(pid, 10)
+    sbh2, pid2, _ = factory.spawn("fine")  # the fork server is still working
+    track.pids.append(pid2)
+    assert track.proxy(sbh2).Argv() == ["fine"]
+
+
+def test_child_factory_restarts_a_dead_fork_server(
+    factory: pluginlib.ChildFactory, track: Tracker
+) -> None:
+    sbh, pid, _ = factory.spawn()
+    track.pids.append(pid)
+    counter = track.proxy(sbh)
+    fork_server = counter.ParentPid()
+    os.kill(fork_server, signal.SIGKILL)
+    wait_gone(fork_server, 10, gone)  # our child: the ChildFactory reaps it when it notices
+
+    sbh2, pid2, _ = factory.spawn("again")
+    track.pids.append(pid2)
+    assert sbh2
+    again = track.proxy(sbh2)
+    assert again.Argv() == ["again"]
+    assert again.ParentPid() != fork_server
+    # A child made before keeps serving its client until its own end.
+    assert counter.Incr() == 1
+    counter.Close()
+    wait_gone(pid, 10, gone)
+
+
+def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(
+    parents: Parents,
+) -> None:
+    parent = parents.start("parent-factory", "3")
+    made = read_json_line(parent)
+    assert all(made["sbhs"]), made
+    servers = children_of(parent.pid)
+    assert len(servers) == 1, f"expected one fork server under {parent.pid}: {servers}"
+    fork_server = servers.pop()
+    pids = set(made["pids"])
+    assert pids <= children_of(fork_server)
+    counter = _rpc.object_of_sbh(made["sbhs"][0], Counter)  # one of them has a client
+    try:
+        assert counter.Incr() == 1
+        parent.kill()
+        parent.wait()
+        for pid in [fork_server, *pids]:
+            wait_gone(pid, 5.0, gone)
+        with pytest.raises(ServiceUnavailable):
+            counter.Incr()
+    finally:
+        link = _rpc.link_of(counter)
+        assert link is not None
+        link.close()
