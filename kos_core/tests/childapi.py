@@ -15,8 +15,10 @@ Only kos-core may be imported here. The module is used three ways:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -83,9 +85,18 @@ class CounterImpl:
 
 
 def make_counter(*args: str) -> CounterImpl:
-    """The fork server's target: ``make_counter("fail")`` fails to build its object."""
+    """The fork server's target.
+
+    ``make_counter("fail")`` fails to build its object. ``make_counter("wait-for",
+    PATH)`` first waits until the Unix socket listening at ``PATH`` goes away (it
+    connects and waits for the connection to end), so a test decides when it is built.
+    """
     if args[:1] == ("fail",):
         raise RuntimeError("make_counter was asked to fail")
+    if args[:1] == ("wait-for",):
+        with socket.socket(socket.AF_UNIX) as gate, contextlib.suppress(OSError):
+            gate.connect(args[1])
+            gate.recv(1)
     return CounterImpl([str(a) for a in args])
 
 

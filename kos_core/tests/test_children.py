@@ -11,9 +11,13 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -145,6 +149,16 @@ def read_json_line(process: subprocess.Popen[str], timeout: float = 15.0) -> Any
     line = process.stdout.readline()
     assert line, f"process {process.pid} exited with {process.wait()} before printing"
     return json.loads(line)
+
+
+@contextlib.contextmanager
+def short_socket_dir() -> Iterator[Path]:
+    """A short temporary directory (Unix socket paths are limited to 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="kc-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def socket_file(kos_env: KosEnv, pid: int) -> Path:
@@ -429,6 +443,55 @@ def test_child_factory_restarts_a_dead_fork_server(
     assert counter.Incr() == 1
     counter.Close()
     wait_gone(pid, 10, gone)
+
+
+def test_spawn_does_not_hang_when_the_fork_server_dies_during_a_request(
+    factory: pluginlib.ChildFactory, track: Tracker
+) -> None:
+    # A live child made earlier, with its client.
+    sbh, pid, _ = factory.spawn()
+    track.pids.append(pid)
+    counter = track.proxy(sbh)
+    fork_server = counter.ParentPid()
+    # The next child waits, inside the fork server's request, until the test lets it go.
+    # Only that one waits: the gate stops listening once it has come.
+    with short_socket_dir() as gate_dir:
+        gate_path = str(gate_dir / "gate.sock")
+        gate = socket.socket(socket.AF_UNIX)
+        gate.bind(gate_path)
+        gate.listen(1)
+        gate.settimeout(15)
+        replies: list[tuple[str, int, list[int]]] = []
+        request = threading.Thread(
+            target=lambda: replies.append(factory.spawn("wait-for", gate_path)), daemon=True
+        )
+        request.start()
+        held, _ = gate.accept()
+        gate.close()
+        os.unlink(gate_path)
+        try:
+            waiting = (children_of(fork_server) - {pid}).pop()
+            track.pids.append(waiting)
+            os.kill(fork_server, signal.SIGKILL)
+            request.join(5)
+            returned_on_its_own = not request.is_alive()
+        finally:
+            held.close()  # the waiting child goes on (and finds its fork server gone)
+        if not returned_on_its_own:
+            counter.Close()  # the last holders of the dead fork server's socket go away
+            wait_gone(waiting, 10, gone)
+            request.join(15)
+    assert not request.is_alive(), "ChildFactory.spawn() still hangs"
+    for _sbh, new_pid, _ in replies:
+        if new_pid:
+            track.pids.append(new_pid)
+    assert returned_on_its_own, (
+        "ChildFactory.spawn() hung after its fork server died: the forked children keep"
+        " the fork server's end of the control socket open, so no end-of-file arrives"
+    )
+    # It started a new fork server and made the child.
+    assert replies and replies[0][0], replies
+    assert track.proxy(replies[0][0]).Argv() == ["wait-for", gate_path]
 
 
 def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import os
+import secrets
 import threading
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -16,7 +19,7 @@ from .kernel_api import PluginRow
 
 _T = TypeVar("_T")
 
-__all__ = ["Context", "Kos", "connect"]
+__all__ = ["Context", "Kos", "connect", "run_kp"]
 
 
 def read_connection_file(kernel: str) -> dict[str, str] | None:
@@ -66,6 +69,11 @@ class Kos:
         self._kernel: Any = _rpc.make_proxy(KernelInterface, link)
         self._links: list[_rpc.Link] = []
         self._lock = threading.Lock()
+        self._objects: dict[str, tuple[object, type[Interface]]] = {}
+        self._sids: dict[str, str] = {}
+        self._server: _rpc.Server | None = None
+        self._server_name = f"client-{os.getpid()}"
+        self._stopped = threading.Event()
 
     @property
     def kernel(self) -> Any:
@@ -117,6 +125,87 @@ class Kos:
         """Unbind something this connection bound."""
         self._kernel.Unbind(path)
 
+    # -- serving objects ----------------------------------------------------------------
+
+    def bind_service(self, name: str, obj: object, typename: str) -> str:
+        """Serve ``obj`` as a ``typename`` service bound at ``name``; return its sid.
+
+        Calls reach ``obj`` in this process, on the server's threads, until the
+        service is unbound or this connection closes. Raises
+        :class:`~kos_core.errors.NameAlreadyBound` if the name is taken and
+        ``TypeError`` if ``obj`` lacks a method of the interface.
+        """
+        if not typename:
+            raise UsageError(
+                "bind_service needs the interface's wire name (e.g. 'BitBucketAPI.BitBucket')"
+            )
+        iface = find_interface(typename)
+        missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
+        if missing:
+            raise TypeError(
+                f"{type(obj).__name__} does not implement {typename}: missing {missing}"
+            )
+        token, sbh = self._serve(obj, iface)
+        try:
+            sid = self.bind(name, typename, sbh)
+        except BaseException:
+            with self._lock:
+                del self._objects[token]
+            raise
+        with self._lock:
+            self._sids[sid] = token
+        return sid
+
+    def unbind_service(self, sid: str) -> None:
+        """Unbind a service bound with :meth:`bind_service`; new clients can no longer reach
+        it. Only forgets it if the kernel is already gone.
+        """
+        with self._lock:
+            token = self._sids.pop(sid, None)
+            if token is not None:
+                self._objects.pop(token, None)
+        with contextlib.suppress(ServiceUnavailable):
+            self.unbind(sid)
+
+    def run(self) -> None:
+        """Serve bound services until :meth:`stop` is called (or a signal ends the process)."""
+        while not self._stopped.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        """Make :meth:`run` return."""
+        self._stopped.set()
+
+    def _serve(self, obj: object, iface: type[Interface]) -> tuple[str, str]:
+        """Serve ``obj``; return its token and SBH."""
+        server = self._ensure_server()
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._objects[token] = (obj, iface)
+        return token, _wire.format_sbh(server.address, token)
+
+    def _ensure_server(self) -> _rpc.Server:
+        with self._lock:
+            if self._server is None:
+                kernel_address = self._link.address
+                if kernel_address.path is not None:
+                    path = str(_paths.runtime_dir() / f"p{os.getpid()}.sock")
+                    address = _wire.Address(path=path)
+                else:
+                    address = _wire.Address(host=kernel_address.host, port=0)
+                self._server = _rpc.Server(address, self._authorize, name=self._server_name)
+                self._server.start()
+            return self._server
+
+    def _authorize(self, token: str) -> _rpc.Session | None:
+        with self._lock:
+            for known, (obj, iface) in self._objects.items():
+                if _wire.tokens_equal(token, known):
+                    return _rpc.Session(obj, iface)
+        return None
+
+    # -- the kernel -----------------------------------------------------------------------
+
     def plugins(self) -> builtins.list[PluginRow]:
         """The kernel's plugin table (name, state, pid, services, uptime, last exit)."""
         return builtins.list(self._kernel.Plugins())
@@ -126,7 +215,12 @@ class Kos:
         return Context(self, "")
 
     def close(self) -> None:
-        """Close the connection to the kernel and every service connection made through it."""
+        """Stop serving, and close the connection to the kernel and every service
+        connection made through it.
+        """
+        self._stopped.set()
+        if self._server is not None:
+            self._server.close()
         with self._lock:
             links, self._links = self._links, []
         for link in links:
@@ -171,6 +265,17 @@ class Context:
 
     def __repr__(self) -> str:
         return f"<kos context /{self.path} of kernel {self._kos.name!r}>"
+
+
+def run_kp(kp: Any, kernel: str | None = None) -> Any:
+    """Run a KP-style object: ``kp.__main__(kos)`` with a connection to the kernel.
+
+    The same class can serve as a plugin (``kp.__main__(*pluginlib.register(name))``)
+    or, through this, as a client; it tells which from whether it gets ``ns``.
+    Returns what ``__main__`` returns; the connection is closed afterwards.
+    """
+    with connect(kernel) as kos:
+        return kp.__main__(kos)
 
 
 def connect(kernel: str | None = None) -> Kos:

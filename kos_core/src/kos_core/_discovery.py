@@ -47,6 +47,13 @@ class Discovery:
     manager: pluggy.PluginManager
     plugins: dict[str, InstalledPlugin] = field(default_factory=dict)
     broken: list[BrokenPlugin] = field(default_factory=list)
+    #: installed plugins that ``$KOS_LOAD_PLUGINS`` left out
+    skipped: set[str] = field(default_factory=set)
+
+    @property
+    def known(self) -> set[str]:
+        """Every installed plugin name: loaded, broken or left out."""
+        return set(self.plugins) | {b.name for b in self.broken} | self.skipped
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -86,6 +93,7 @@ def discover() -> Discovery:
     wanted = _wanted()
     for ep, dist, version in _entry_points():
         if wanted is not None and ep.name not in wanted:
+            found.skipped.add(ep.name)
             continue
         problem = _load_one(found, ep)
         if problem is not None:

@@ -79,6 +79,8 @@ class ChildFactory:
             command, pass_fds=(child_end.fileno(), lifeline), stdin=subprocess.DEVNULL, env=env
         )
         child_end.close()
+        # A fork server that stops answering must not hang its plugin for ever.
+        parent_end.settimeout(_children.SPAWN_TIMEOUT + 5.0)
         self._sock = parent_end
         self._reader = parent_end.makefile("rb")
 
@@ -98,11 +100,9 @@ class ChildFactory:
                     line = b""
                 if line:
                     reply = json.loads(line)
-                    return (
-                        str(reply.get("sbh", "")),
-                        int(reply.get("pid", 0)),
-                        list(reply["exited"]),
-                    )
+                    self.last_error = str(reply.get("error", ""))
+                    exited = [int(pid) for pid in reply.get("exited", [])]
+                    return str(reply.get("sbh", "")), int(reply.get("pid", 0)), exited
                 self.close()  # the fork server died: start a new one once
                 if attempt:
                     break
@@ -133,17 +133,28 @@ def _reap(exited: list[int]) -> None:
 
 
 def _fork_child(
-    make: Callable[..., object], typename: str, args: list[Any], ctl: socket.socket, wake: int
+    make: Callable[..., object],
+    typename: str,
+    args: list[Any],
+    ctl: socket.socket,
+    inherited: tuple[Any, ...],
 ) -> tuple[int, str, str]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into the fork server's loop
         status = 1
         try:
+            # Nothing of the fork server's plumbing may stay open in a child: its control
+            # socket must see end-of-file when the fork server dies.
+            signal.set_wakeup_fd(-1)
+            for item in inherited:
+                with contextlib.suppress(OSError):
+                    if isinstance(item, int):
+                        os.close(item)
+                    else:
+                        item.close()
             ctl.close()
             os.close(read_fd)
-            signal.set_wakeup_fd(-1)
-            os.close(wake)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
@@ -199,7 +210,7 @@ def main(argv: list[str]) -> int:
             return 0  # the plugin closed the factory
         try:
             args = list(json.loads(line)["args"])
-            pid, sbh, why = _fork_child(make, typename, args, ctl, wake_read)
+            pid, sbh, why = _fork_child(make, typename, args, ctl, (reader, wake_read, wake_write))
         except Exception as exc:
             print(f"kos fork server: {type(exc).__name__}: {exc}", file=sys.stderr)
             pid, sbh, why = 0, "", f"fork server: {exc}"

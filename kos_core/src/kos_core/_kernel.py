@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import logging
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from . import __version__, _namespace, _paths, _proc, _rpc, _wire
-from ._client import kernel_link, read_connection_file
+from ._client import read_connection_file
 from ._discovery import InstalledPlugin
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
@@ -133,6 +134,7 @@ class KernelCore:
         self._state_dir = state_dir or _paths.state_dir(name)
         self._secret = secrets.token_urlsafe(32)
         self._server: _rpc.Server | None = None
+        self._lock_fd: int | None = None
         self._conn_file = _paths.connection_file(name)
         self.supervisor = Supervisor(name, self._state_dir, self.namespace)
         self._lock = self.supervisor.lock
@@ -171,22 +173,24 @@ class KernelCore:
         return self._server.address
 
     def _claim_name(self) -> None:
+        # A lock held for the kernel's life makes the name ours; whatever an earlier
+        # kernel of this name left behind (it was killed) is then stale.
+        lock_path = _paths.runtime_dir() / f"{self.name}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            info = read_connection_file(self.name)
-        except KernelUnreachable:
-            info = None
-        if info is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
             try:
-                kernel_link(self.name).close()
-                alive = True
-            except KosError:
-                alive = False
-            if alive:
-                raise UsageError(
-                    f"a kernel named {self.name!r} is already running (pid {info.get('pid')});"
-                    " choose another name with -n"
-                )
-            self._conn_file.unlink(missing_ok=True)
+                info = read_connection_file(self.name) or {}
+            except KernelUnreachable:
+                info = {}
+            raise UsageError(
+                f"a kernel named {self.name!r} is already running (pid {info.get('pid', '?')});"
+                " choose another name with -n"
+            ) from None
+        self._lock_fd = fd
+        self._conn_file.unlink(missing_ok=True)
         if self._listen.path is not None and os.path.exists(self._listen.path):
             os.unlink(self._listen.path)
 
@@ -228,6 +232,9 @@ class KernelCore:
         if info is not None and info.get("secret") == self._secret:
             self._conn_file.unlink(missing_ok=True)
         _proc.sweep_stale_sockets(_paths.runtime_dir())
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the name
+            self._lock_fd = None
 
     # -- plugins --------------------------------------------------------------------
 

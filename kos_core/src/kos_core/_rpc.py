@@ -23,6 +23,7 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -57,6 +58,8 @@ OK, DECLARED, FAULT = 0, 1, 2
 DEFAULT_MAX_REQUEST = int(os.environ.get("KOS_MAX_REQUEST", str(64 * 1024 * 1024)))
 _OVERSIZED = b"\xff"  # marks a frame the channel refused to hold in memory
 _PREFIX = 4096
+_REQUEST = brine.I1.pack(consts.MSG_REQUEST)
+_MAX_WORKERS = 4
 _DISCARD_CHUNK = 64 * 1024
 _T = TypeVar("_T")
 
@@ -142,7 +145,23 @@ def _peek_call(prefix: bytes) -> tuple[int, int, Any, Any] | None:
 class KosConnection(Connection):  # type: ignore[misc]
     """An rpyc connection that serves only kos requests."""
 
+    _workers: ThreadPoolExecutor | None = None
+
     def _dispatch(self, data: bytes) -> None:
+        root = self._local_root
+        if (
+            data[:1] == _REQUEST
+            and isinstance(root, Session)
+            and root.concurrent
+            and not self._bind_threads
+        ):
+            # rpyc's own request dispatch, except that the call runs on a worker thread.
+            self._recvlock.release()
+            seq, args = brine.load(data[1:])
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(_MAX_WORKERS, thread_name_prefix="kos-call")
+            self._workers.submit(self._dispatch_request, seq, args)
+            return
         if not data.startswith(_OVERSIZED):
             super()._dispatch(data)
             return
@@ -172,6 +191,11 @@ class KosConnection(Connection):  # type: ignore[misc]
             return session.dispatch(handle, method, args)
         finally:
             _current.session = None
+
+    def _cleanup(self, _anyway: bool = True) -> None:
+        super()._cleanup(_anyway)
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _dispatch_request(self, seq: int, raw_args: Any) -> None:
         super()._dispatch_request(seq, raw_args)
@@ -209,6 +233,9 @@ class Session:
         self._next = itertools.count(1)
         self._on_close = on_close
         self.ending = False
+        #: run this client's calls on worker threads, so one that blocks (a read waiting
+        #: for a person to type) does not hold up the others (set ``kos_concurrent``)
+        self.concurrent = getattr(root, "kos_concurrent", False) is True
         limit = getattr(root, "kos_max_request", None)
         #: requests larger than this are refused without being held in memory
         self.max_request = int(limit) if isinstance(limit, int) else DEFAULT_MAX_REQUEST
@@ -359,7 +386,10 @@ class Server:
         self.finished = threading.Event()
         self._name = name
         self._config = config
-        self._listener, self.address = address.listen()
+        try:
+            self._listener, self.address = address.listen()
+        except OSError as exc:
+            raise KosError(f"cannot listen on {address}: {exc.strerror or exc}") from None
         if address.path is not None:
             os.chmod(address.path, 0o600)
         self._closed = threading.Event()

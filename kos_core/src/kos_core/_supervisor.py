@@ -164,6 +164,9 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                # Its own process group: Ctrl-C at the terminal reaches only the kernel,
+                # which then stops each plugin with SIGTERM.
+                process_group=0,
             )
         except OSError as exc:
             record.state, record.last_exit = "fatal", f"cannot start: {exc}"

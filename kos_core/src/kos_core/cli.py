@@ -150,8 +150,7 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
             f"kos: warning: plugin {broken.name} ({broken.distribution}) skipped: {broken.error}",
             err=True,
         )
-    known = set(found.plugins) | {b.name for b in found.broken}
-    setup = load_setup(config_dir or default_config_dir(), name, known)
+    setup = load_setup(config_dir or default_config_dir(), name, found.known)
     address = _wire.Address.parse(listen) if listen else None
     core = KernelCore(name, installed=found.plugins, setup=setup, listen=address)
     stop = threading.Event()
@@ -169,9 +168,16 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
 
 @cli.command()
 @kernel_option
+@click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Directory of the plugin setup files (as given to kos run).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
-def plugins(kernel: str | None, as_json: bool) -> None:
+def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
     """List installed plugins, and their state if a kernel is running."""
     from . import _paths
     from ._discovery import discover
@@ -179,8 +185,7 @@ def plugins(kernel: str | None, as_json: bool) -> None:
 
     name = _paths.kernel_name(kernel)
     found = discover()
-    known = set(found.plugins) | {b.name for b in found.broken}
-    setup = load_setup(default_config_dir(), name, known)
+    setup = load_setup(config_dir or default_config_dir(), name, found.known)
     live: dict[str, tuple[str, int]] = {}
     try:
         from ._client import connect

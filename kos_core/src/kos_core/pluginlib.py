@@ -27,7 +27,6 @@ import contextlib
 import getopt
 import json
 import os
-import secrets
 import select
 import signal
 import sys
@@ -35,12 +34,11 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from . import _paths, _proc, _rpc, _wire
+from . import _paths, _proc, _rpc
 from ._children import end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
-from .errors import KosError, RegistrationRefused, ServiceUnavailable
-from .interface import Interface, find_interface
+from .errors import KosError, RegistrationRefused
 from .kernel_api import PluginHealth
 
 __all__ = [
@@ -172,100 +170,12 @@ class PluginKos(Kos):
     def __init__(self, name: str, link: _rpc.Link, plugin_name: str) -> None:
         super().__init__(name, link)
         self.plugin_name = plugin_name
-        self._objects: dict[str, tuple[object, type[Interface]]] = {}
-        self._sids: dict[str, str] = {}
-        self._server: _rpc.Server | None = None
-        self._stopped = threading.Event()
+        self._server_name = f"plugin-{plugin_name}"
         self._kernel_lost = False
-        self._lock = threading.Lock()
-
-    # -- services -------------------------------------------------------------------
-
-    def bind_service(self, name: str, obj: object, typename: str) -> str:
-        """Serve ``obj`` as a ``typename`` service bound at ``name``; return its sid.
-
-        Raises :class:`~kos_core.errors.NameAlreadyBound` if the name is taken and
-        ``TypeError`` if ``obj`` lacks a method of the interface.
-        """
-        iface = find_interface(typename)
-        missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
-        if missing:
-            raise TypeError(
-                f"{type(obj).__name__} does not implement {typename}: missing {missing}"
-            )
-        server = self._ensure_server()
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._objects[token] = (obj, iface)
-        try:
-            sid = self.bind(name, typename, _wire.format_sbh(server.address, token))
-        except BaseException:
-            with self._lock:
-                del self._objects[token]
-            raise
-        with self._lock:
-            self._sids[sid] = token
-        return sid
-
-    def unbind_service(self, sid: str) -> None:
-        """Unbind a service bound with :meth:`bind_service`; new clients can no longer reach it.
-
-        Quietly does nothing more than forget it if the kernel is already gone.
-        """
-        with self._lock:
-            token = self._sids.pop(sid, None)
-            if token is not None:
-                self._objects.pop(token, None)
-        with contextlib.suppress(ServiceUnavailable):
-            self.unbind(sid)
 
     def _serve_health(self) -> str:
         """Serve the kernel's health pings; return the SBH to give it."""
-        server = self._ensure_server()
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._objects[token] = (_Health(), PluginHealth)
-        return _wire.format_sbh(server.address, token)
-
-    def _ensure_server(self) -> _rpc.Server:
-        with self._lock:
-            if self._server is None:
-                kernel_address = self._link.address
-                if kernel_address.path is not None:
-                    address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
-                else:
-                    address = _wire.Address(host=kernel_address.host, port=0)
-                self._server = _rpc.Server(
-                    address, self._authorize, name=f"plugin-{self.plugin_name}"
-                ).start()
-            return self._server
-
-    def _authorize(self, token: str) -> _rpc.Session | None:
-        with self._lock:
-            for known, entry in self._objects.items():
-                if _wire.tokens_equal(token, known):
-                    return _rpc.Session(entry[0], entry[1])
-        return None
-
-    # -- serving --------------------------------------------------------------------
-
-    def run(self) -> None:
-        """Serve until interrupted: Ctrl-C raises ``KeyboardInterrupt``, SIGTERM
-        ``SystemExit(0)``; returns when :meth:`stop` is called.
-        """
-        while not self._stopped.wait(0.5):
-            pass
-
-    def stop(self) -> None:
-        """Make :meth:`run` return."""
-        self._stopped.set()
-
-    def close(self) -> None:
-        """Stop serving and close every connection."""
-        self._stopped.set()
-        if self._server is not None:
-            self._server.close()
-        super().close()
+        return self._serve(_Health(), PluginHealth)[1]
 
     def _arm(self) -> None:
         global _current
@@ -291,4 +201,5 @@ class PluginKos(Kos):
             return
         self._kernel_lost = True
         self._stopped.set()
-        _thread.interrupt_main(signal.SIGTERM)
+        with contextlib.suppress(OSError):  # already stopping: the handler ignores it
+            _thread.interrupt_main(signal.SIGTERM)

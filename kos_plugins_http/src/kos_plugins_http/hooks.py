@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from kos_core.hookspecs import PluginSpec, hookimpl
 
 
@@ -29,9 +30,8 @@ def http_group() -> None:
 @click.argument("url")
 def http_get(kernel: str | None, include: bool, url: str) -> None:
     """Fetch URL with a private requester and write the body to stdout."""
-    from kos_core.cli import reports_errors
-
     import kos_core
+    from kos_core.cli import reports_errors
 
     from .api import Factory
 

@@ -62,8 +62,15 @@ class Policy:
             timeout=float(number("timeout", cls.timeout, float)),
             ca_file=options.get("ca-file", "").strip(),
         )
-        for pattern in policy.allow_hosts + policy.deny_hosts:
-            _network(pattern)  # a bad CIDR fails here, at startup
+        for key, patterns in (
+            ("allow-hosts", policy.allow_hosts),
+            ("deny-hosts", policy.deny_hosts),
+        ):
+            for pattern in patterns:
+                try:
+                    _network(pattern)  # a bad CIDR fails here, at startup
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
         return policy
 
     def to_json(self) -> str:

@@ -20,11 +20,10 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
-from kos_core.fileapi import FileIOError, FileWrapper
 
 from kos_core import pluginlib
-
-from .policy import Policy
+from kos_core.fileapi import FileIOError, FileWrapper
+from kos_plugins_http.policy import Policy  # absolute: this file also runs as a script
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _CHUNK = 1024 * 1024
@@ -47,24 +46,29 @@ class Body(FileWrapper):
         self._buffer = b""
         self._eof = False
 
+    def _read_once(self, size: int) -> None:
+        """One read from the response into the buffer (what has arrived, up to ``size``)."""
+        room = self._limit - self._seen + 1
+        # read1 returns what has arrived instead of waiting for a whole chunk, so a
+        # line the server has sent is not held back by the rest of the body.
+        read = getattr(self._fp, "read1", None) or self._fp.read
+        try:
+            chunk = read(min(max(size, 1), room))
+        except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
+            raise FileIOError(f"read {self._url}: {exc}") from exc
+        if not chunk:
+            self._eof = True
+            return
+        self._seen += len(chunk)
+        if self._seen > self._limit:
+            self.close()
+            raise FileIOError(f"{self._url}: response larger than max-size ({self._limit} bytes)")
+        self._buffer += chunk
+
     def _fill(self, want: int) -> None:
-        """Read from the response until the buffer holds ``want`` bytes or the body ends."""
+        """Read until the buffer holds ``want`` bytes or the body ends."""
         while len(self._buffer) < want and not self._eof:
-            room = self._limit - self._seen + 1
-            try:
-                chunk = self._fp.read(min(max(want - len(self._buffer), _MIN_READ), room))
-            except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
-                raise FileIOError(f"read {self._url}: {exc}") from exc
-            if not chunk:
-                self._eof = True
-                break
-            self._seen += len(chunk)
-            if self._seen > self._limit:
-                self.close()
-                raise FileIOError(
-                    f"{self._url}: response larger than max-size ({self._limit} bytes)"
-                )
-            self._buffer += chunk
+            self._read_once(max(want - len(self._buffer), _MIN_READ))
 
     def _take(self, count: int) -> bytes:
         data, self._buffer = self._buffer[:count], self._buffer[count:]
@@ -90,7 +94,7 @@ class Body(FileWrapper):
                 return self._take(limit)
             if self._eof:
                 return self._take(len(self._buffer))
-            self._fill(len(self._buffer) + _MIN_READ)
+            self._read_once(_MIN_READ)
 
     def readlines(self, hint: int = -1) -> list[bytes | str]:
         lines: list[bytes | str] = []

@@ -11,9 +11,8 @@ import itertools
 import os
 import threading
 
-from kos_core.fileapi import File
-
 from kos_core import pluginlib
+from kos_core.fileapi import File
 
 from .api import SpawnError
 

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from kos_core.fileapi import FileIOError
-
 from kos_core import pluginlib
+from kos_core.fileapi import FileIOError
 
 _T = TypeVar("_T")
 PUMP_MS = 10
@@ -35,6 +34,9 @@ class TkStdio:
 
     DEFAULTHEIGHT = 24
     DEFAULTWIDTH = 80
+    #: calls run on their own threads: a read waiting for the person does not hold up
+    #: a write or a close from another thread of the client
+    kos_concurrent = True
 
     def __init__(self, height: int = 0, width: int = 0, title: str = "simpleio") -> None:
         self._height = height or self.DEFAULTHEIGHT
@@ -43,6 +45,7 @@ class TkStdio:
         self._input = ""
         self._cond = threading.Condition()
         self._eof = False  # the person closed the window
+        self._eof_read = False  # a read has returned end-of-file since
         self._written = 0
         self._master = tkinter.Tk(className="KOSStdio")  # fails here without a display
         self._create_widgets(title)
@@ -74,8 +77,10 @@ class TkStdio:
         self._child = child
         self._master.after(PUMP_MS, self._pump)
         self._master.mainloop()
-        # The person may have closed the window while the client is still connected:
-        # keep answering (with FileIOError) until the client goes.
+        # However the window went (closed by the person, destroyed from outside), the
+        # readers must see end-of-file; then keep answering (FileIOError) until the
+        # client goes.
+        self._window_gone()
         child.wait()
 
     def _pump(self) -> None:
@@ -110,10 +115,13 @@ class TkStdio:
         self.text.configure(state="disabled")
 
     def _quit(self) -> None:
+        self._window_gone()
+        self._master.destroy()
+
+    def _window_gone(self) -> None:
         with self._cond:
             self._eof = True
             self._cond.notify_all()
-        self._master.destroy()
 
     # -- RPC threads ----------------------------------------------------------------
 
@@ -133,6 +141,8 @@ class TkStdio:
         if self._eof:
             raise FileIOError("the window was closed")
 
+
+
     def write(self, s: bytes | str) -> int:
         text = s.decode("utf-8", "replace") if isinstance(s, bytes) else s
         self._in_tk(lambda: self._show(text))
@@ -143,8 +153,10 @@ class TkStdio:
         for line in lines:
             self.write(line)
 
+    # After the person closes the window, what they sent is still read; then one read
+    # returns end-of-file (""), and reading past that fails with FileIOError.
+
     def readline(self, size: int = -1) -> str:
-        self._check_open()
         with self._cond:
             while "\n" not in self._input and not self._eof:
                 if 0 <= size <= len(self._input):
@@ -153,17 +165,21 @@ class TkStdio:
             end = self._input.find("\n") + 1 or len(self._input)
             if size >= 0:
                 end = min(end, size)
-            line, self._input = self._input[:end], self._input[end:]
-            return line
+            return self._take(end)
 
     def read(self, size: int = -1) -> str:
-        self._check_open()
         with self._cond:
             while not self._eof and (size < 0 or len(self._input) < size):
                 self._cond.wait()
-            end = len(self._input) if size < 0 else size
-            data, self._input = self._input[:end], self._input[end:]
-            return data
+            return self._take(len(self._input) if size < 0 else size)
+
+    def _take(self, end: int) -> str:
+        data, self._input = self._input[:end], self._input[end:]
+        if not data and self._eof:
+            if self._eof_read:
+                raise FileIOError("the window was closed")
+            self._eof_read = True
+        return data
 
     def readlines(self, hint: int = -1) -> list[bytes | str]:
         return list(self.read().splitlines(keepends=True))

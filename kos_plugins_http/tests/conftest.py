@@ -1,0 +1,109 @@
+"""Fixtures of the http plugin's tests: loopback HTTP, HTTPS and FTP servers, and
+kernels running the installed http plugin (each in the test's own kos place).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+from pytest_httpserver import HTTPServer
+
+from httptest_helpers import LOOPBACK, ONLY_HTTP, FtpSite, HttpPlugin, start_http_plugin
+from kos_core.testing import KernelProcess, KosEnv
+
+StartHttp = Callable[..., HttpPlugin]
+
+
+@pytest.fixture(scope="session")
+def web_server() -> Iterator[HTTPServer]:
+    """One threaded HTTP server on 127.0.0.1 for the session (see :func:`web`)."""
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def web(web_server: HTTPServer) -> Iterator[HTTPServer]:
+    """The HTTP server on 127.0.0.1, with no handlers and an empty log."""
+    web_server.clear()
+    try:
+        yield web_server
+    finally:
+        web_server.clear()
+
+
+@pytest.fixture(scope="session")
+def tls_ca(tmp_path_factory: pytest.TempPathFactory) -> tuple[trustme.CA, Path]:
+    """A private CA and its certificate as a PEM file."""
+    ca = trustme.CA()
+    path = tmp_path_factory.mktemp("tls") / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ca, path
+
+
+@pytest.fixture(scope="session")
+def secure_web_server(tls_ca: tuple[trustme.CA, Path]) -> Iterator[HTTPServer]:
+    """One HTTPS server on 127.0.0.1 for the session, its certificate from :func:`tls_ca`."""
+    ca, _ = tls_ca
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context, threaded=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def secure_web(secure_web_server: HTTPServer) -> Iterator[HTTPServer]:
+    """The HTTPS server on 127.0.0.1, with no handlers and an empty log."""
+    secure_web_server.clear()
+    try:
+        yield secure_web_server
+    finally:
+        secure_web_server.clear()
+
+
+@pytest.fixture
+def ftp_site(tmp_path: Path) -> Iterator[FtpSite]:
+    """An anonymous read-only FTP server on 127.0.0.1 serving ``tmp_path/ftp``."""
+    root = tmp_path / "ftp"
+    root.mkdir()
+    site = FtpSite(root).start()
+    try:
+        yield site
+    finally:
+        site.stop()
+
+
+@pytest.fixture
+def start_http(kos_env: KosEnv) -> Iterator[StartHttp]:
+    """``start_http(section)`` writes ``[http]`` with ``section`` (default: the loopback
+    servers allowed), starts a kernel and waits for the http plugin. Everything is
+    stopped after the test.
+    """
+    started: list[tuple[KernelProcess, HttpPlugin | None]] = []
+
+    def start(section: str = LOOPBACK) -> HttpPlugin:
+        kos_env.write_setup(f"{ONLY_HTTP}[http]\nrun-at-boot: yes\n{section}")
+        kernel = KernelProcess(kos_env)
+        started.append((kernel, None))
+        plugin = start_http_plugin(kernel, fork="child-start: exec" not in section)
+        started[-1] = (kernel, plugin)
+        return plugin
+
+    try:
+        yield start
+    finally:
+        for kernel, plugin in started:
+            if plugin is not None:
+                plugin.close()
+            kernel.stop()

@@ -1,0 +1,188 @@
+"""Helpers of the http plugin's tests: the process tree from ``/proc``, an FTP site,
+and a running kernel with the http plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+
+from kos_core import _rpc
+from kos_core.testing import KernelProcess, wait_for
+from kos_plugins_http import Factory, Requester
+
+#: Setup lines that keep other installed plugins from booting in these tests.
+ONLY_HTTP = "[DEFAULTS]\nrun-at-boot: no\n\n"
+#: The ``[http]`` section most tests use: the loopback test servers are allowed.
+LOOPBACK = "allow-hosts: 127.0.0.1 localhost\n"
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def children_of(pid: int) -> set[int]:
+    """The pids whose parent is ``pid`` (zombies included: they are not reaped yet)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and int(fields[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> set[int]:
+    """Every process below ``pid`` in the process tree."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def reaped(pid: int) -> bool:
+    """True once ``pid`` has ended and its parent has reaped it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def gone(pid: int) -> bool:
+    """True once ``pid`` has ended. An orphan (its parent was killed) goes to pid 1,
+    which may never reap it; an exited orphan left as a zombie counts as ended.
+    """
+    if reaped(pid):
+        return True
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")
+
+
+def sbh_pid(sbh: str) -> int:
+    """The pid in a factory child's SBH (its socket is ``p<pid>.sock``)."""
+    name = sbh.partition("#")[0].rpartition("/")[2]
+    assert name.startswith("p") and name.endswith(".sock"), sbh
+    return int(name[1:-5])
+
+
+# ---------------------------------------------------------------------------- FTP
+
+
+class FtpSite:
+    """An anonymous, read-only FTP server on 127.0.0.1 serving ``root``, in a thread."""
+
+    def __init__(self, root: Path) -> None:
+        authorizer = DummyAuthorizer()
+        authorizer.add_anonymous(str(root), perm="elr")
+        handler = type("Handler", (FTPHandler,), {"authorizer": authorizer, "banner": "kos-test"})
+        self.root = root
+        self.server = FTPServer(("127.0.0.1", 0), handler)
+        self.port = int(self.server.address[1])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ftp-site", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.server.ioloop.loop(timeout=0.05, blocking=False)
+        finally:
+            self.server.close_all()
+
+    def url(self, name: str) -> str:
+        return f"ftp://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> FtpSite:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+# ---------------------------------------------------------------------------- the plugin
+
+
+@dataclass
+class HttpPlugin:
+    """A running kernel with the http plugin, and a client connection to it."""
+
+    kernel: KernelProcess
+    pid: int
+    kos: Any
+    fork: bool = True
+    requesters: list[Any] = field(default_factory=list)
+
+    @property
+    def factory(self) -> Factory:
+        return self.kos.lookup("http", Factory)  # type: ignore[no-any-return]
+
+    def requester(self) -> Requester:
+        """A new requester (its connection is closed after the test)."""
+        requester = self.factory.GetHTTPRequester()
+        self.requesters.append(requester)
+        return requester
+
+    def fork_server(self) -> int:
+        """The plugin's fork server (its only child in ``child-start: fork``)."""
+        children = children_of(self.pid)
+        assert len(children) == 1, f"expected one fork server under {self.pid}: {children}"
+        return children.pop()
+
+    def requesters_parent(self) -> int:
+        """The process whose children the requesters are: the fork server, or (with
+        ``child-start: exec``) the plugin itself.
+        """
+        return self.fork_server() if self.fork else self.pid
+
+    def requester_with_pid(self, keep: bool = True) -> tuple[Requester, int]:
+        """A new requester and the pid of its child, found from ``/proc``. With
+        ``keep=False`` the caller holds the only reference to the requester.
+        """
+        parent = self.requesters_parent()
+        before = children_of(parent)
+        requester = self.requester() if keep else self.factory.GetHTTPRequester()
+        new = children_of(parent) - before
+        assert len(new) == 1, f"expected one new child of {parent}: {new}"
+        return requester, new.pop()
+
+    def close(self) -> None:
+        for requester in self.requesters:
+            link = _rpc.link_of(requester)
+            if link is not None:
+                link.close()
+        self.requesters.clear()
+        with contextlib.suppress(Exception):
+            self.kos.close()
+
+
+def start_http_plugin(kernel: KernelProcess, fork: bool = True) -> HttpPlugin:
+    """Wait for ``kernel`` and its http plugin (and, with ``fork``, its fork server);
+    connect a client.
+    """
+    kernel.wait_ready()
+    pid = kernel.wait_plugin("http", services=["http"])
+    if fork:
+        wait_for(lambda: len(children_of(pid)) == 1, 10, "the http plugin's fork server")
+    return HttpPlugin(kernel, pid, kernel.connect(), fork)
