@@ -1,0 +1,158 @@
+"""Fixtures of the cross-distribution integration suite.
+
+``kos_env`` and ``kos_kernel`` come from ``kos_core.testing`` (a pytest plugin that
+the kos-core distribution installs); the fixtures here build on them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+from kos_core.testing import KernelProcess, KosEnv, make_env
+from kos_helpers import Cli, HandPlugin, Result, kos_environ, run
+
+StartKernel = Callable[..., KernelProcess]
+StartPlugin = Callable[..., HandPlugin]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "all_plugins: discover every installed plugin (by default tests load only bitbucket)",
+    )
+
+
+@pytest.fixture(autouse=True)
+def only_bitbucket(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Load only the bitbucket plugin (``KOS_LOAD_PLUGINS``): other installed plugin
+    distributions neither slow these tests down nor change what they see. Tests of
+    discovery and of the default boot are marked ``all_plugins`` and see everything.
+    """
+    if request.node.get_closest_marker("all_plugins") is None:
+        monkeypatch.setenv("KOS_LOAD_PLUGINS", "bitbucket")
+    else:
+        monkeypatch.delenv("KOS_LOAD_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def cli(kos_env: KosEnv, tmp_path: Path) -> Cli:
+    """Run the ``kos`` CLI in the test's kos place, from ``tmp_path``."""
+    from kos_helpers import CLI
+
+    def call(
+        *args: str, extra_env: Mapping[str, str] | None = None, timeout: float = 30.0
+    ) -> Result:
+        return run(
+            [*CLI, *args], env=kos_environ(kos_env, extra_env), cwd=tmp_path, timeout=timeout
+        )
+
+    return call
+
+
+@pytest.fixture
+def bb_kernel(kos_kernel: KernelProcess) -> KernelProcess:
+    """A running kernel whose bitbucket plugin is registered and bound."""
+    kos_kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    return kos_kernel
+
+
+@pytest.fixture
+def start_kernel(kos_env: KosEnv) -> Iterator[StartKernel]:
+    """Start kernels with other options (``start_kernel("--listen", ...)``); all are
+    stopped, with their process groups, after the test.
+    """
+    started: list[KernelProcess] = []
+
+    def start(*args: str, ready: bool = True, env: KosEnv | None = None) -> KernelProcess:
+        place = env or kos_env
+        log = place.state_dir / f"kernel-{place.kernel}-{len(started)}.log"
+        kernel = KernelProcess(place, args, log_path=log)
+        started.append(kernel)
+        if ready:
+            kernel.wait_ready()
+        return kernel
+
+    try:
+        yield start
+    finally:
+        for kernel in started:
+            kernel.stop()
+
+
+@pytest.fixture
+def start_plugin(kos_env: KosEnv, tmp_path: Path) -> Iterator[StartPlugin]:
+    """Run plugin scripts by hand (``start_plugin(script, kernel=None, args=())``);
+    every one is killed after the test.
+    """
+    started: list[HandPlugin] = []
+
+    def start(
+        script: Path,
+        kernel: str | None = None,
+        args: Sequence[str] = (),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> HandPlugin:
+        plugin = HandPlugin(
+            script,
+            kernel or kos_env.kernel,
+            kos_environ(kos_env, extra_env),
+            tmp_path,
+            args=args,
+            tag=f"-{len(started)}",
+        )
+        started.append(plugin)
+        return plugin
+
+    try:
+        yield start
+    finally:
+        for plugin in started:
+            plugin.stop()
+
+
+@pytest.fixture(scope="module")
+def module_kernel() -> Iterator[KernelProcess]:
+    """One kernel (bitbucket only) shared by the tests of a module that opts in by
+    overriding ``kos_env`` with ``shared_kos_env`` and ``bb_kernel`` with
+    ``shared_bb_kernel``; for tests that neither stop it nor need it fresh.
+    """
+    env = make_env("sharedk")
+    with pytest.MonkeyPatch.context() as patch:
+        # KernelProcess's helpers (and the kernel) find their place in the environment
+        for key, value in env.environ().items():
+            patch.setenv(key, value)
+        patch.setenv("KOS_LOAD_PLUGINS", "bitbucket")
+        kernel = KernelProcess(env)
+        try:
+            kernel.wait_ready()
+            kernel.wait_plugin("bitbucket", services=["bitbucket"])
+        except BaseException:
+            kernel.stop()
+            shutil.rmtree(env.runtime_dir.parent, ignore_errors=True)
+            raise
+    try:
+        yield kernel
+    finally:
+        kernel.stop()
+        shutil.rmtree(env.runtime_dir.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_kos_env(module_kernel: KernelProcess, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
+    """The module kernel's place, set in the environment for one test."""
+    for key, value in module_kernel.env.environ().items():
+        monkeypatch.setenv(key, value)
+    return module_kernel.env
+
+
+@pytest.fixture
+def shared_bb_kernel(module_kernel: KernelProcess, shared_kos_env: KosEnv) -> KernelProcess:
+    """The module kernel, checked to be still running with bitbucket bound."""
+    if module_kernel.process.poll() is not None:
+        pytest.fail(f"the module's shared kernel has exited:\n{module_kernel.log()}")
+    module_kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    return module_kernel
