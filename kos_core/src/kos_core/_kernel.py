@@ -233,6 +233,7 @@ class KernelCore:
             self._conn_file.unlink(missing_ok=True)
         _proc.sweep_stale_sockets(_paths.runtime_dir())
         if self._lock_fd is not None:
+            (_paths.runtime_dir() / f"{self.name}.lock").unlink(missing_ok=True)
             os.close(self._lock_fd)  # releases the name
             self._lock_fd = None
 

@@ -141,8 +141,6 @@ class TkStdio:
         if self._eof:
             raise FileIOError("the window was closed")
 
-
-
     def write(self, s: bytes | str) -> int:
         text = s.decode("utf-8", "replace") if isinstance(s, bytes) else s
         self._in_tk(lambda: self._show(text))
