@@ -172,21 +172,21 @@ def _sbh_fd(argv: Sequence[str], flagoption: str) -> int:
     raise SystemExit(f"kos child: no {flagoption} FD on the command line: {list(argv)}")
 
 
-def _watch_lifeline(stop: threading.Event) -> None:
+def _lifeline_fd() -> int | None:
     value = os.environ.get(LIFELINE_ENV, "")
-    if not value.isdigit():
-        return
-    fd = int(value)
+    return int(value) if value.isdigit() else None
 
-    def watch() -> None:
-        try:
-            while os.read(fd, 1):
-                pass
-        except OSError:
-            pass
-        stop.set()
 
-    threading.Thread(target=watch, name="kos-lifeline", daemon=True).start()
+def _parent_gone(fd: int | None, timeout: float) -> bool:
+    """True if the lifeline pipe has closed (its writer, the parent, is dead)."""
+    if fd is None:
+        time.sleep(timeout)
+        return False
+    try:
+        readable, _, _ = select.select([fd], [], [], timeout)
+        return bool(readable) and not os.read(fd, 1)
+    except OSError:
+        return True
 
 
 class ChildServer:
@@ -201,7 +201,7 @@ class ChildServer:
     def __init__(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
         iface = find_interface(typename) if isinstance(typename, str) else typename
         self.stop = threading.Event()
-        _watch_lifeline(self.stop)
+        self._lifeline = _lifeline_fd()
         token = secrets.token_urlsafe(24)
         address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
 
@@ -214,17 +214,26 @@ class ChildServer:
         os.write(sbh_fd, (_wire.format_sbh(self._server.address, token) + "\n").encode("ascii"))
         os.close(sbh_fd)
 
-    @property
-    def done(self) -> bool:
-        """True once this child should exit."""
+    def poll(self, timeout: float = 0.0) -> bool:
+        """Wait up to ``timeout`` seconds for a reason to exit; True once there is one
+        (the client has gone, no client came in time, the parent died, SIGTERM).
+        """
         if self.stop.is_set() or self._server.finished.is_set():
+            return True
+        if _parent_gone(self._lifeline, timeout):
+            self.stop.set()
             return True
         return not self._server.connected.is_set() and time.monotonic() > self._deadline
 
+    @property
+    def done(self) -> bool:
+        """True once this child should exit (checks without waiting)."""
+        return self.poll(0.0)
+
     def wait(self) -> None:
         """Block until :attr:`done`."""
-        while not self.done:
-            self.stop.wait(0.05)
+        while not self.poll(0.05):
+            pass
 
     def close(self) -> None:
         """Stop serving (ends the client's connection if it is still open)."""

@@ -22,7 +22,7 @@ import os
 import socket
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -58,6 +58,7 @@ OK, DECLARED, FAULT = 0, 1, 2
 DEFAULT_MAX_REQUEST = int(os.environ.get("KOS_MAX_REQUEST", str(64 * 1024 * 1024)))
 _OVERSIZED = b"\xff"  # marks a frame the channel refused to hold in memory
 _PREFIX = 4096
+_RECV_CHUNK = 256 * 1024
 _REQUEST = brine.I1.pack(consts.MSG_REQUEST)
 _MAX_WORKERS = 4
 _DISCARD_CHUNK = 64 * 1024
@@ -93,6 +94,35 @@ class RpcConfig:
 DEFAULT_CONFIG = RpcConfig()
 
 
+class KosStream(SocketStream):  # type: ignore[misc]
+    """rpyc's socket stream without its quadratic copying of large writes and reads."""
+
+    def read(self, count: int) -> bytes:
+        buffer = bytearray(count)
+        view = memoryview(buffer)
+        got = 0
+        while got < count:
+            try:
+                n = self.sock.recv_into(view[got:], min(count - got, _RECV_CHUNK))
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                self.close()
+                raise EOFError(exc) from None
+            if not n:
+                self.close()
+                raise EOFError("connection closed by peer")
+            got += n
+        return bytes(buffer)
+
+    def write(self, data: bytes | memoryview) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from None
+
+
 class KosChannel(Channel):  # type: ignore[misc]
     """An rpyc channel that never holds more than ``max_frame`` bytes of one request.
 
@@ -105,14 +135,23 @@ class KosChannel(Channel):  # type: ignore[misc]
         super().__init__(stream, compress=False)
         self.max_frame = max_frame
 
+    def send(self, data: bytes) -> None:
+        header = self.FRAME_HEADER.pack(len(data), 0)
+        if len(data) <= _RECV_CHUNK:
+            self.stream.write(header + data + self.FLUSHER)  # one system call
+        else:  # no copy of a large frame
+            self.stream.write(header)
+            self.stream.write(memoryview(data))
+            self.stream.write(self.FLUSHER)
+
     def recv(self) -> bytes:
         header = self.stream.read(self.FRAME_HEADER.size)
         length, compressed = self.FRAME_HEADER.unpack(header)
         if compressed:
             raise EOFError("compressed frames are not accepted")
         if self.max_frame is None or length <= self.max_frame:
-            data: bytes = self.stream.read(length + len(self.FLUSHER))
-            frame: bytes = data[: -len(self.FLUSHER)]
+            frame: bytes = self.stream.read(length)
+            self.stream.read(len(self.FLUSHER))
             return frame
         prefix = self.stream.read(min(length, _PREFIX))
         left = length - len(prefix) + len(self.FLUSHER)
@@ -436,7 +475,7 @@ class Server:
             log.info("%s: refused a connection: %s", self._name, exc)
             sock.close()
             return
-        channel = KosChannel(SocketStream(sock), session.max_request)
+        channel = KosChannel(KosStream(sock), session.max_request)
         conn = KosConnection(session, channel, self._config.rpyc())
         with self._lock:
             self._connections.add(conn)
@@ -533,21 +572,47 @@ class Link:
             except BaseException:
                 sock.close()
                 raise
-            channel = KosChannel(SocketStream(sock))
+            channel = KosChannel(KosStream(sock))
             self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc())
             return self._conn
 
     def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
         """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
         conn = self._conn or self.connect()
-        try:
+        with self._translated(spec):
             status, payload = conn.sync_request(HANDLE_KOS_CALL, handle, spec.name, args)
+        return self._result(spec, status, payload)
+
+    def begin(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Callable[[], Any]:
+        """Send a call without waiting; the returned function waits for its result.
+
+        Several calls in flight on one connection overlap their round trips (used to
+        stream a large read in pieces).
+        """
+        conn = self._conn or self.connect()
+        with self._translated(spec):
+            pending = conn.async_request(HANDLE_KOS_CALL, handle, spec.name, args)
+        pending.set_expiry(self._config.call_timeout)
+
+        def result() -> Any:
+            with self._translated(spec):
+                status, payload = pending.value
+            return self._result(spec, status, payload)
+
+        return result
+
+    @contextlib.contextmanager
+    def _translated(self, spec: MethodSpec) -> Iterator[None]:
+        try:
+            yield
         except AsyncResultTimeout:
             raise ServiceUnavailable(
                 f"{self.what}: no answer to {spec.name}() within {self._config.call_timeout:g} s"
             ) from None
         except (EOFError, OSError) as exc:
             raise ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})") from None
+
+    def _result(self, spec: MethodSpec, status: int, payload: Any) -> Any:
         if status == OK:
             if spec.plain_result:
                 return payload
@@ -616,10 +681,19 @@ def proxy_class(interface: type[Interface]) -> type[RemoteObject]:
     """The generated client proxy class for ``interface`` (a subclass of it)."""
     cls = _PROXY_CLASSES.get(interface)
     if cls is None:
+        # An interface may give its proxies client-side behaviour (a mixin whose
+        # methods call the remote ones as ``_kos_remote_<name>``).
+        mixin = getattr(interface, "_kos_client_mixin", None)
+        bases: tuple[type, ...] = (RemoteObject, interface)
         namespace: dict[str, Any] = {"_kos_proxy_of": interface, "__slots__": ()}
         for name, spec in interface.methods().items():
-            namespace[name] = _proxy_method(spec)
-        cls = type(f"{interface.__name__}Proxy", (RemoteObject, interface), namespace)
+            remote = _proxy_method(spec)
+            namespace[f"_kos_remote_{name}"] = remote
+            if mixin is None or name not in vars(mixin):
+                namespace[name] = remote
+        if mixin is not None:
+            bases = (mixin, *bases)
+        cls = type(f"{interface.__name__}Proxy", bases, namespace)
         _PROXY_CLASSES[interface] = cls
     return cls
 

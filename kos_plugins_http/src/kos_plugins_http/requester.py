@@ -43,46 +43,43 @@ class Body(FileWrapper):
         self._seen = 0
         self._url = url
         self._on_close = on_close
-        self._buffer = b""
+        self._buffer = bytearray()
         self._eof = False
 
-    def _read_once(self, size: int) -> None:
-        """One read from the response into the buffer (what has arrived, up to ``size``)."""
+    def _receive(self, size: int, *, arrived_only: bool) -> bytes:
+        """Read up to ``size`` bytes from the response, counting them against the limit.
+
+        With ``arrived_only``, return what has arrived (at least one byte) instead of
+        waiting for ``size``: a line the server has sent is not held back by the rest.
+        """
         room = self._limit - self._seen + 1
-        # read1 returns what has arrived instead of waiting for a whole chunk, so a
-        # line the server has sent is not held back by the rest of the body.
-        read = getattr(self._fp, "read1", None) or self._fp.read
+        read = (getattr(self._fp, "read1", None) if arrived_only else None) or self._fp.read
         try:
-            chunk = read(min(max(size, 1), room))
+            chunk: bytes = read(min(max(size, 1), room))
         except (OSError, ValueError, urllib3.exceptions.HTTPError) as exc:
             raise FileIOError(f"read {self._url}: {exc}") from exc
         if not chunk:
             self._eof = True
-            return
         self._seen += len(chunk)
         if self._seen > self._limit:
             self.close()
             raise FileIOError(f"{self._url}: response larger than max-size ({self._limit} bytes)")
-        self._buffer += chunk
-
-    def _fill(self, want: int) -> None:
-        """Read until the buffer holds ``want`` bytes or the body ends."""
-        while len(self._buffer) < want and not self._eof:
-            self._read_once(max(want - len(self._buffer), _MIN_READ))
+        return chunk
 
     def _take(self, count: int) -> bytes:
-        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
         return data
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            chunks = [self._take(len(self._buffer))]
-            while not self._eof:
-                self._fill(_CHUNK)
-                chunks.append(self._take(len(self._buffer)))
-            return b"".join(chunks)
-        self._fill(size)
-        return self._take(size)
+        whole = size is None or size < 0
+        chunks = [self._take(len(self._buffer) if whole else size)]
+        missing = 0 if whole else size - len(chunks[0])
+        while not self._eof and (whole or missing > 0):
+            chunk = self._receive(_CHUNK if whole else missing, arrived_only=False)
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return b"".join(chunks)
 
     def readline(self, size: int = -1) -> bytes:
         limit = size if size is not None and size >= 0 else None
@@ -94,7 +91,7 @@ class Body(FileWrapper):
                 return self._take(limit)
             if self._eof:
                 return self._take(len(self._buffer))
-            self._read_once(_MIN_READ)
+            self._buffer += self._receive(_MIN_READ, arrived_only=True)
 
     def readlines(self, hint: int = -1) -> list[bytes | str]:
         lines: list[bytes | str] = []
@@ -123,7 +120,7 @@ class Body(FileWrapper):
         """Nothing to flush on a read-only body."""
 
     def close(self) -> None:
-        self._buffer, self._eof = b"", True
+        self._buffer, self._eof = bytearray(), True
         super().close()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
