@@ -22,20 +22,19 @@ import json
 import logging
 import logging.handlers
 import os
-import queue
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from . import _namespace, _paths, _proc, _rpc, _wire
 from ._policy import Supervision
+from .calls import CallQueue
 from .errors import NameNotFound, UsageError
 from .kernel_api import PluginHealth
 
@@ -92,8 +91,7 @@ class Supervisor:
         self.namespace = namespace
         self.records: dict[str, PluginRecord] = {}
         self.lock = threading.RLock()
-        self._main = threading.get_ident()
-        self._commands: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        self._commands = CallQueue()
         self._stopping = threading.Event()
         self._log_threads: list[threading.Thread] = []
         self._health_thread = threading.Thread(
@@ -104,7 +102,7 @@ class Supervisor:
 
     def boot(self) -> None:
         """Start the run-at-boot plugins and the health checks."""
-        self._main = threading.get_ident()
+        self._commands.owner = threading.get_ident()
         for record in list(self.records.values()):
             if record.run_at_boot and record.command is not None:
                 record.wanted = True
@@ -113,16 +111,7 @@ class Supervisor:
 
     def tick(self) -> None:
         """Run queued commands, notice exits, start plugins whose backoff is over."""
-        while True:
-            try:
-                func, future = self._commands.get_nowait()
-            except queue.Empty:
-                break
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(func())
-                except BaseException as exc:
-                    future.set_exception(exc)
+        self._commands.run_pending()
         now = time.monotonic()
         with self.lock:
             for record in list(self.records.values()):
@@ -241,11 +230,7 @@ class Supervisor:
 
     def call_in_main(self, func: Callable[[], _T]) -> _T:
         """Run ``func`` in the main thread (now, if this is it) and return its result."""
-        if threading.get_ident() == self._main:
-            return func()
-        future: Future[_T] = Future()
-        self._commands.put((func, future))
-        return future.result(COMMAND_TIMEOUT)
+        return self._commands.call(func, COMMAND_TIMEOUT)
 
     def _supervised(self, name: str) -> PluginRecord:
         record = self.records.get(name)

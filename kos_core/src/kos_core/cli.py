@@ -55,6 +55,16 @@ kernel_option = click.option(
 )
 
 
+config_option = click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Directory of the plugin setup files "
+    "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
+)
+
+
 class KosGroup(click.Group):
     """The top-level group; installed plugins may add commands to it."""
 
@@ -105,13 +115,7 @@ def cli() -> None:
 
 @cli.command()
 @kernel_option
-@click.option(
-    "--config",
-    "config_dir",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="Directory of the plugin setup files (default: $KOS_CONFIG, else ~/.config/kos).",
-)
+@config_option
 @click.option(
     "--listen",
     metavar="ADDR",
@@ -168,13 +172,7 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
 
 @cli.command()
 @kernel_option
-@click.option(
-    "--config",
-    "config_dir",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="Directory of the plugin setup files (as given to kos run).",
-)
+@config_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
 def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:

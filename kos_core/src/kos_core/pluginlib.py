@@ -31,7 +31,7 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import _paths, _proc, _rpc
@@ -48,6 +48,7 @@ __all__ = [
     "object_of_sbh",
     "options",
     "register",
+    "serve",
     "serve_child",
     "spawnserver",
 ]
@@ -103,6 +104,35 @@ def register(
         _fail(plugin_name, f"cannot register with kernel {kernel!r}: {exc}")
     kos._arm()
     return kos, Context(kos, context)
+
+
+def serve(
+    plugin_name: str,
+    service_name: str,
+    typename: str,
+    make_service: Callable[[PluginKos], object],
+    *,
+    shortopts: str = "",
+    longopts: Sequence[str] = (),
+) -> None:
+    """The usual main of a plugin with one service: register, build the service with
+    ``make_service(kos)``, bind it at ``service_name``, serve until stopped, unbind.
+
+    ``make_service`` may raise ``ValueError`` for a bad setting: the plugin then ends
+    with exit status 2 and the message on one line.
+    """
+    kos, _ns = register(plugin_name, None, shortopts, longopts)
+    try:
+        service = make_service(kos)
+    except ValueError as exc:
+        print(f"kos plugin {plugin_name}: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    sid = kos.bind_service(service_name, service, typename)
+    print(f"{plugin_name} plugin registered {sid}", flush=True)
+    try:
+        kos.run()
+    finally:
+        kos.unbind_service(sid)
 
 
 def options() -> dict[str, str]:

@@ -9,7 +9,6 @@ as ``requester.py`` through :func:`~kos_core.pluginlib.spawnserver`
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from kos_core import pluginlib
@@ -42,21 +41,19 @@ class Factory:
         return pluginlib.object_of_sbh(sbh, Requester)  # type: ignore[no-any-return]
 
 
-def main() -> None:
-    """Register, bind the factory as ``http``, serve until stopped."""
-    kos, _ns = pluginlib.register("http")
+def make_factory(kos: object) -> Factory:
+    """The factory, configured from the ``[http]`` setup-file section."""
     options = pluginlib.options()
     try:
-        factory = Factory(Policy.from_options(options), options.get("child-start", "fork").strip())
+        policy = Policy.from_options(options)
+        return Factory(policy, options.get("child-start", "fork").strip())
     except ValueError as exc:
-        print(f"kos plugin http: error: bad setting in [http]: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    sid = kos.bind_service("http", factory, "HTTPAPI.Factory")
-    print(f"http plugin registered {sid}", flush=True)
-    try:
-        kos.run()
-    finally:
-        kos.unbind_service(sid)
+        raise ValueError(f"bad setting in [http]: {exc}") from None
+
+
+def main() -> None:
+    """Register, bind the factory as ``http``, serve until stopped."""
+    pluginlib.serve("http", "http", "HTTPAPI.Factory", make_factory)
 
 
 if __name__ == "__main__":

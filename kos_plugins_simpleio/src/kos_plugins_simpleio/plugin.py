@@ -52,13 +52,9 @@ class SimpleIOFactory:
 
 def main() -> None:
     """Register, bind the factory as ``simpleio``, serve until stopped."""
-    kos, _ns = pluginlib.register("simpleio")
-    sid = kos.bind_service("simpleio", SimpleIOFactory(), "SimpleIOAPI.SimpleIOFactory")
-    print(f"simpleio plugin registered {sid}", flush=True)
-    try:
-        kos.run()
-    finally:
-        kos.unbind_service(sid)
+    pluginlib.serve(
+        "simpleio", "simpleio", "SimpleIOAPI.SimpleIOFactory", lambda kos: SimpleIOFactory()
+    )
 
 
 if __name__ == "__main__":

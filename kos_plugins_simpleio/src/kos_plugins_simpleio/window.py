@@ -12,14 +12,13 @@ to a buffer that ``read``/``readline`` wait on.
 
 from __future__ import annotations
 
-import queue
 import threading
 import tkinter
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from kos_core import pluginlib
+from kos_core.calls import CallQueue
 from kos_core.fileapi import FileIOError
 
 _T = TypeVar("_T")
@@ -41,7 +40,7 @@ class TkStdio:
     def __init__(self, height: int = 0, width: int = 0, title: str = "simpleio") -> None:
         self._height = height or self.DEFAULTHEIGHT
         self._width = width or self.DEFAULTWIDTH
-        self._calls: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        self._calls = CallQueue()  # work for the Tk thread (this one)
         self._input = ""
         self._cond = threading.Condition()
         self._eof = False  # the person closed the window
@@ -84,16 +83,7 @@ class TkStdio:
         child.wait()
 
     def _pump(self) -> None:
-        while True:
-            try:
-                func, future = self._calls.get_nowait()
-            except queue.Empty:
-                break
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(func())
-                except BaseException as exc:
-                    future.set_exception(exc)
+        self._calls.run_pending()
         if self._child.done:
             self._master.destroy()
             return
@@ -127,12 +117,9 @@ class TkStdio:
 
     def _in_tk(self, func: Callable[[], _T]) -> _T:
         self._check_open()
-        future: Future[_T] = Future()
-        self._calls.put((func, future))
         try:
-            return future.result(CALL_TIMEOUT)
+            return self._calls.call(func, CALL_TIMEOUT)
         except TimeoutError:
-            future.cancel()
             raise FileIOError("the window did not answer (closed?)") from None
         except tkinter.TclError as exc:
             raise FileIOError(f"the window is gone: {exc}") from exc
