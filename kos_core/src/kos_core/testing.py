@@ -32,7 +32,16 @@ from .errors import KosError
 
 _T = TypeVar("_T")
 
-__all__ = ["KernelProcess", "KosEnv", "kos_env", "kos_kernel", "wait_for"]
+__all__ = [
+    "KernelProcess",
+    "KosEnv",
+    "children_of",
+    "descendants_of",
+    "kos_env",
+    "kos_kernel",
+    "process_ended",
+    "wait_for",
+]
 
 
 def wait_for(
@@ -58,6 +67,46 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}") from last_exc
         time.sleep(interval)
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name, or ``None``."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def children_of(pid: int) -> set[int]:
+    """The pids whose parent is ``pid`` (Linux ``/proc``; unreaped zombies included)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> set[int]:
+    """Every process below ``pid`` in the process tree."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def process_ended(pid: int) -> bool:
+    """True once ``pid`` has exited: gone, or a zombie nobody has reaped yet (an orphan
+    handed to an init that does not reap counts as ended).
+    """
+    fields = _stat_fields(pid)
+    return fields is None or fields[0] == "Z"
 
 
 @dataclass
