@@ -1,0 +1,265 @@
+"""Factory children: how long from asking for a child to its first answered call.
+
+Measured through a real kernel with the http plugin (one ``Requester`` child per
+``GetHTTPRequester()``), with the fork server (``child-start: fork``, the default) and
+with a fresh interpreter per child (``child-start: exec``), next to the floor of the
+exec approach: a fresh interpreter that imports rpyc and answers one call.
+See ``README.md`` beside this file.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rpyc.utils.factory import unix_connect
+
+import kos_core
+from common import HERE, Log, Stats, kernel_log_reason, private_kernel, stop_process
+from kos_plugins_http import FactoryFailed
+
+TINY = b"0123456789"  # the 10-byte file every first Get fetches
+FIRST_GET_TARGET_MS = 5.0
+MAX_SIZE = 200_000_000  # max-size for the http part's 50 MB body
+FRESH_SCRIPT = HERE / "fresh_rpyc_child.py"
+
+MakeRequester = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """How many children to make per case."""
+
+    warmup: int
+    iterations: int
+
+
+CHILDREN_FULL = ChildSettings(warmup=10, iterations=200)
+CHILDREN_QUICK = ChildSettings(warmup=5, iterations=50)
+
+
+@dataclass
+class LatencyCase:
+    """One series of child start-ups (times in the stats are per child)."""
+
+    key: str
+    label: str
+    stats: Stats
+    target_ms: float | None = None
+    passed: bool | None = None
+
+
+@dataclass
+class ChildrenResult:
+    """Every factory-children case of one run, and what the reader should know."""
+
+    cases: list[LatencyCase] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def http_setup(child_start: str) -> str:
+    """The setup file of a kernel that runs only the http plugin, loopback allowed."""
+    return (
+        "[http]\n"
+        "allow-hosts: 127.0.0.1\n"
+        f"max-size: {MAX_SIZE}\n"
+        f"child-start: {child_start}\n"
+        "[bitbucket]\nrun-at-boot: no\n"
+        "[simpleio]\nrun-at-boot: no\n"
+    )
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _one_child(make: MakeRequester, tiny_url: str, first_get: bool) -> int:
+    """Make one requester (and with ``first_get`` fetch the tiny file through it);
+    return the time that took (ns). Checks the body and closes the requester untimed.
+    """
+    clock = time.perf_counter_ns
+    start = clock()
+    requester = make()
+    body = requester.Get(tiny_url) if first_get else None
+    elapsed = clock() - start
+    try:
+        if body is not None and body.read() != TINY:
+            raise RuntimeError("the requester returned the wrong body for the tiny file")
+    finally:
+        requester.Close()
+    return elapsed
+
+
+def time_children(
+    make: MakeRequester, tiny_url: str, settings: ChildSettings
+) -> tuple[list[int], list[int]]:
+    """Samples (ns) of ``make()`` alone and of ``make()`` + first Get, taken in
+    alternation (which goes first alternates too) after a warm-up of both.
+    """
+    for _ in range(settings.warmup):
+        _one_child(make, tiny_url, False)
+        _one_child(make, tiny_url, True)
+    alone: list[int] = []
+    with_get: list[int] = []
+    for i in range(settings.iterations):
+        if i % 2 == 0:
+            alone.append(_one_child(make, tiny_url, False))
+            with_get.append(_one_child(make, tiny_url, True))
+        else:
+            with_get.append(_one_child(make, tiny_url, True))
+            alone.append(_one_child(make, tiny_url, False))
+    return alone, with_get
+
+
+def time_fresh_rpyc(directory: Path, count: int, warmup: int) -> list[int]:
+    """Samples (ns) from ``Popen`` of a fresh interpreter that imports rpyc until its
+    first call is answered.
+    """
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    for i in range(warmup + count):
+        path = directory / f"fresh{i}.sock"
+        start = clock()
+        process = subprocess.Popen(
+            [sys.executable, str(FRESH_SCRIPT), str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            if process.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"the fresh rpyc child exited with {process.wait()}")
+            conn = unix_connect(str(path))
+            try:
+                conn.root.Ping()
+                elapsed = clock() - start
+            finally:
+                conn.close()
+        finally:
+            stop_process(process)
+        if i >= warmup:
+            samples.append(elapsed)
+    return samples
+
+
+def time_bare_interpreter(count: int, warmup: int) -> list[int]:
+    """Samples (ns) of ``python -c pass`` from start to exit."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    for i in range(warmup + count):
+        start = clock()
+        subprocess.run([sys.executable, "-c", "pass"], check=True, stdin=subprocess.DEVNULL)
+        elapsed = clock() - start
+        if i >= warmup:
+            samples.append(elapsed)
+    return samples
+
+
+# --------------------------------------------------------------------------- the part
+
+
+def _add_pair(
+    result: ChildrenResult,
+    mode: str,
+    samples: tuple[list[int], list[int]],
+    target_ms: float | None,
+) -> None:
+    alone, with_get = samples
+    result.cases.append(
+        LatencyCase(f"{mode}_request", f"{mode}: GetHTTPRequester()", Stats.of(alone))
+    )
+    stats = Stats.of(with_get)
+    passed = None if target_ms is None else stats.median_ms <= target_ms
+    result.cases.append(
+        LatencyCase(
+            f"{mode}_first_get",
+            f"{mode}: GetHTTPRequester() + first Get",
+            stats,
+            target_ms,
+            passed,
+        )
+    )
+
+
+def measure_fork(tiny_url: str, settings: ChildSettings, log: Log) -> tuple[list[int], list[int]]:
+    """(a) and (b): the http plugin with its fork server (``child-start: fork``)."""
+    log("starting a kernel with the http plugin (child-start: fork) ...")
+    with private_kernel("f", http_setup("fork"), "http", ["http"]), kos_core.connect() as kos:
+        factory = kos.lookup("http")
+        log(f"timing {settings.iterations} forked requesters (and as many first Gets) ...")
+        return time_children(factory.GetHTTPRequester, tiny_url, settings)
+
+
+def measure_exec(
+    tiny_url: str, settings: ChildSettings, log: Log
+) -> tuple[tuple[list[int], list[int]] | None, str]:
+    """(c): the http plugin with ``child-start: exec``: the samples, or ``None`` and why
+    the plugin could not make an exec'd requester.
+    """
+    log("starting a kernel with the http plugin (child-start: exec) ...")
+    with (
+        private_kernel("e", http_setup("exec"), "http", ["http"]) as kernel,
+        kos_core.connect() as kos,
+    ):
+        factory = kos.lookup("http")
+        try:
+            _one_child(factory.GetHTTPRequester, tiny_url, True)
+        except FactoryFailed:
+            reason = kernel_log_reason(kernel, "http")
+            log(f"child-start: exec cannot make a requester: {reason}")
+            return None, reason
+        log(f"timing {settings.iterations} exec'd requesters (and as many first Gets) ...")
+        return time_children(factory.GetHTTPRequester, tiny_url, settings), ""
+
+
+def run_children(tiny_url: str, settings: ChildSettings, log: Log) -> ChildrenResult:
+    """Every factory-children case, in this order: fork, exec, the two baselines."""
+    result = ChildrenResult()
+    fork = measure_fork(tiny_url, settings, log)
+    _add_pair(result, "fork", fork, FIRST_GET_TARGET_MS)
+    exec_samples, reason = measure_exec(tiny_url, settings, log)
+    if exec_samples is not None:
+        _add_pair(result, "exec", exec_samples, None)
+    else:
+        result.notes.append(f"exec: not measured, child-start: exec made no requester ({reason})")
+    log(f"timing {settings.iterations} fresh interpreters that import rpyc and answer a call ...")
+    with tempfile.TemporaryDirectory(prefix="kosb-") as directory:
+        fresh = time_fresh_rpyc(Path(directory), settings.iterations, settings.warmup)
+    result.cases.append(
+        LatencyCase("fresh_rpyc", "fresh python + import rpyc, one call", Stats.of(fresh))
+    )
+    log(f"timing {settings.iterations} bare interpreters (python -c pass) ...")
+    bare = time_bare_interpreter(settings.iterations, settings.warmup)
+    result.cases.append(
+        LatencyCase("bare_python", "python -c pass (start to exit)", Stats.of(bare))
+    )
+    return result
+
+
+def format_children(result: ChildrenResult) -> list[str]:
+    """The table of the factory-children part."""
+    reference = next(c for c in result.cases if c.key == "fork_first_get").stats.median_us
+    lines = [
+        "factory children: from asking for a child to its first answered call;"
+        " times in ms per child",
+        "",
+        f"{'case':<46}{'median':>9}{'p99':>9}{'n':>5}{'x (b)':>8}{'target':>9}  result",
+    ]
+    for c in result.cases:
+        target = f"<= {c.target_ms:g}" if c.target_ms is not None else ""
+        verdict = "" if c.passed is None else ("PASS" if c.passed else "MISS")
+        lines.append(
+            f"{c.label:<46}{c.stats.median_ms:>9.2f}{c.stats.p99_ms:>9.2f}{c.stats.calls:>5}"
+            f"{c.stats.median_us / reference:>8.1f}{target:>9}  {verdict}".rstrip()
+        )
+    for note in result.notes:
+        lines += textwrap.wrap(note, 92, initial_indent="  ", subsequent_indent="    ")
+    return lines
