@@ -40,7 +40,8 @@ def tests(session: nox.Session, dist: str) -> None:
 @nox.session(python=PYTHONS[0])
 def integration(session: nox.Session) -> None:
     """Every distribution installed non-editable; tests/ against real kernels and plugins."""
-    session.install(*(f"./{d}[test]" for d in DISTRIBUTIONS), *TEST_TOOLS)
+    # pip and hatchling: one test installs the plugin template as a user would.
+    session.install(*(f"./{d}[test]" for d in DISTRIBUTIONS), *TEST_TOOLS, "pip", "hatchling")
     session.run("pytest", "tests", *session.posargs)
 
 
@@ -56,7 +57,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every distribution's source."""
     session.install("mypy>=1.11", *(f"./{d}" for d in DISTRIBUTIONS), *TEST_TOOLS)
-    session.run("mypy", "--strict", *(f"{d}/src" for d in DISTRIBUTIONS))
+    session.run("mypy", "--strict", *(f"{d}/src" for d in DISTRIBUTIONS), "_template/src")
 
 
 @nox.session(python=PYTHONS[0], default=False)

@@ -1,0 +1,42 @@
+"""The hello plugin process."""
+
+from __future__ import annotations
+
+import threading
+
+from kos_core import pluginlib
+
+from .api import NoName
+
+
+class Greeter:
+    """Implements ``HelloAPI.Greeter``. Calls come on several threads: guard state."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def Hello(self, name: str) -> str:
+        if not name:
+            raise NoName("hello to whom? give a name")
+        with self._lock:
+            self._count += 1
+        return f"hello, {name}"
+
+    def Count(self) -> int:
+        with self._lock:
+            return self._count
+
+
+def main() -> None:
+    """Register, bind the service as ``hello``, serve until stopped."""
+    kos, _ns = pluginlib.register("hello")
+    sid = kos.bind_service("hello", Greeter(), "HelloAPI.Greeter")
+    try:
+        kos.run()
+    finally:
+        kos.unbind_service(sid)
+
+
+if __name__ == "__main__":
+    main()
