@@ -98,12 +98,15 @@ class KosStream(SocketStream):  # type: ignore[misc]
     """rpyc's socket stream without its quadratic copying of large writes and reads."""
 
     def read(self, count: int) -> bytes:
-        buffer = bytearray(count)
-        view = memoryview(buffer)
+        # The buffer grows with what arrives, not with what a frame header announces.
+        buffer = bytearray(min(count, _RECV_CHUNK))
         got = 0
         while got < count:
+            if got == len(buffer):
+                buffer.extend(bytes(min(len(buffer), count - got)))
             try:
-                n = self.sock.recv_into(view[got:], min(count - got, _RECV_CHUNK))
+                with memoryview(buffer) as view:
+                    n = self.sock.recv_into(view[got:], min(len(buffer) - got, _RECV_CHUNK))
             except TimeoutError:
                 continue
             except OSError as exc:
@@ -574,6 +577,8 @@ class Link:
                 raise
             channel = KosChannel(KosStream(sock))
             self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc())
+            # Dropping the last proxy hangs up: a factory child sees its client go.
+            weakref.finalize(self, _hang_up, channel)
             return self._conn
 
     def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
@@ -631,7 +636,9 @@ class Link:
         if conn is None or conn.closed:
             return
         with contextlib.suppress(Exception):
-            conn.async_request(HANDLE_KOS_RELEASE, handle)
+            # No result object: one would keep the connection alive, waiting for a
+            # reply that is never read, after its last proxy is gone.
+            conn._async_request(HANDLE_KOS_RELEASE, (handle,))
 
     def _make_ref(self, wire: Any, interface: type[Interface]) -> Any:
         if wire is None:
@@ -649,6 +656,11 @@ class Link:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _hang_up(channel: KosChannel) -> None:
+    with contextlib.suppress(Exception):
+        channel.close()
 
 
 class RemoteObject:
