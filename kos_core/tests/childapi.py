@@ -2,8 +2,7 @@
 
 Only kos-core may be imported here. The module is used three ways:
 
-* imported by the tests, for the ``ChildTest.Counter`` interface and the ``/proc``
-  helpers;
+* imported by the tests, for the ``ChildTest.Counter`` interface and :func:`reaped`;
 * as ``module:callable`` target of a :class:`~kos_core.pluginlib.ChildFactory`
   (``childapi:make_counter``; this folder must be on ``PYTHONPATH``);
 * run as a script (``python childapi.py ...``): as a
@@ -100,66 +99,21 @@ def make_counter(*args: str) -> CounterImpl:
     return CounterImpl([str(a) for a in args])
 
 
-# -------------------------------------------------------------------- /proc helpers
+# -------------------------------------------------------------------- processes
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name, or ``None`` if gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()
+def reaped(pid: int) -> bool:
+    """True once ``pid`` has ended *and* been reaped (``os.kill`` finds no process).
 
-
-def gone(pid: int) -> bool:
-    """True once ``pid`` has ended.
-
-    ``os.kill(pid, 0)`` raising ProcessLookupError means it ended and was reaped. A
-    process whose parent was killed is re-parented to pid 1, and whether pid 1 reaps
-    depends on the machine (in some containers it never does), so an orphan that has
-    exited but stays a zombie counts as ended too. Children of a live parent are
-    checked with :func:`reaped` instead.
+    Children of a live parent are checked with this; an orphan (its parent was
+    killed) goes to pid 1, which may never reap it, so it is checked with
+    :func:`kos_core.testing.process_ended` instead.
     """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    fields = _stat_fields(pid)
-    return fields is None or fields[0] in ("Z", "X")
-
-
-def reaped(pid: int) -> bool:
-    """True once ``pid`` has ended *and* been reaped (``os.kill`` finds no process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
     return False
-
-
-def children_of(pid: int) -> set[int]:
-    """The pids whose parent is ``pid`` (zombies included: they are not reaped yet)."""
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields is not None and int(fields[1]) == pid:
-            found.add(int(entry.name))
-    return found
-
-
-def descendants_of(pid: int) -> set[int]:
-    """Every process below ``pid`` in the process tree."""
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
 
 
 # -------------------------------------------------------------------- as a script

@@ -1,4 +1,4 @@
-"""Helpers shared by kos-core's tests: echo servers, process checks, plugin scripts."""
+"""Helpers shared by kos-core's tests: echo servers, links, processes, plugin scripts."""
 
 from __future__ import annotations
 
@@ -75,16 +75,11 @@ def echo_server(
             server.close()
 
 
-def alive(pid: int) -> bool:
-    """True if ``pid`` is a live process (zombies count as dead)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X")
+def link_of(proxy: object) -> _rpc.Link:
+    """The link of a client proxy (which must have one)."""
+    link = _rpc.link_of(proxy)
+    assert link is not None, f"{proxy!r} has no link"
+    return link
 
 
 def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:

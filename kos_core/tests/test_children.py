@@ -11,12 +11,10 @@ import contextlib
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,16 +28,14 @@ from childapi import (
     MODE_ENV,
     SCRIPT,
     TARGET,
-    TESTS_DIR,
     WIRE_NAME,
     Counter,
-    children_of,
-    gone,
     reaped,
 )
+from coretest_util import link_of, python_env, short_dir
 from kos_core import _rpc, _wire, pluginlib
 from kos_core.errors import AuthenticationFailed, ServiceUnavailable
-from kos_core.testing import KosEnv, wait_for
+from kos_core.testing import KosEnv, children_of, process_ended, wait_for
 
 # ---------------------------------------------------------------------------- fixtures
 
@@ -47,52 +43,53 @@ from kos_core.testing import KosEnv, wait_for
 @pytest.fixture
 def child_env(kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
     """The test's kos place, with ``childapi`` importable by every process started."""
-    paths = [str(TESTS_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    monkeypatch.setenv("PYTHONPATH", python_env()["PYTHONPATH"])
     monkeypatch.delenv(FLAG_ENV, raising=False)
     monkeypatch.delenv(MODE_ENV, raising=False)
     return kos_env
 
 
 class Tracker:
-    """Child pids and client proxies a test made; :meth:`cleanup` ends them all."""
+    """Child pids and client proxies a test made; :meth:`close` ends them all."""
 
     def __init__(self) -> None:
         self.pids: list[int] = []
         self.proxies: list[Any] = []
+
+    def spawned(self, made: tuple[str, int, list[int]]) -> tuple[str, int, list[int]]:
+        """Track the child of a spawn's result ``(sbh, pid, exited)``; return the result."""
+        if made[1]:
+            self.pids.append(made[1])
+        return made
 
     def proxy(self, sbh: str) -> Any:
         proxy = _rpc.object_of_sbh(sbh, Counter)
         self.proxies.append(proxy)
         return proxy
 
-    def cleanup(self) -> None:
+    def close(self) -> None:
         for proxy in self.proxies:
             link = _rpc.link_of(proxy)
             if link is not None:
                 link.close()
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
-                if not gone(pid):
+                if not process_ended(pid):
                     os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: all(gone(pid) for pid in self.pids), 10, "the test's children to end")
+        wait_for(
+            lambda: all(process_ended(pid) for pid in self.pids), 10, "the test's children to end"
+        )
 
 
 @pytest.fixture
 def track(child_env: KosEnv) -> Iterator[Tracker]:
-    tracker = Tracker()
-    try:
+    with contextlib.closing(Tracker()) as tracker:
         yield tracker
-    finally:
-        tracker.cleanup()
 
 
 def spawn(track: Tracker, *args: object, **kwargs: Any) -> tuple[str, int, list[int]]:
     """``spawnserver`` of ``childapi.py``; the child is ended after the test."""
-    sbh, pid, pids = pluginlib.spawnserver(str(SCRIPT), *args, **kwargs)
-    if pid:
-        track.pids.append(pid)
-    return sbh, pid, pids
+    return track.spawned(pluginlib.spawnserver(str(SCRIPT), *args, **kwargs))
 
 
 @pytest.fixture
@@ -101,7 +98,7 @@ def factory(track: Tracker) -> Iterator[pluginlib.ChildFactory]:
     try:
         yield made
     finally:
-        track.cleanup()  # first the children (the fork server reaps them), then the server
+        track.close()  # first the children (the fork server reaps them), then the server
         made.close()
 
 
@@ -123,7 +120,7 @@ class Parents:
         self.started.append(process)
         return process
 
-    def stop_all(self) -> None:
+    def close(self) -> None:
         for process in self.started:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
@@ -134,11 +131,15 @@ class Parents:
 
 @pytest.fixture
 def parents(child_env: KosEnv) -> Iterator[Parents]:
-    made = Parents()
-    try:
+    with contextlib.closing(Parents()) as made:
         yield made
-    finally:
-        made.stop_all()
+
+
+def forked_counter(factory: pluginlib.ChildFactory, track: Tracker) -> tuple[Any, int, int]:
+    """A new forked child's counter (with its client), its pid and its fork server's pid."""
+    sbh, pid, _ = track.spawned(factory.spawn())
+    counter = track.proxy(sbh)
+    return counter, pid, counter.ParentPid()
 
 
 def read_json_line(process: subprocess.Popen[str], timeout: float = 15.0) -> Any:
@@ -149,16 +150,6 @@ def read_json_line(process: subprocess.Popen[str], timeout: float = 15.0) -> Any
     line = process.stdout.readline()
     assert line, f"process {process.pid} exited with {process.wait()} before printing"
     return json.loads(line)
-
-
-@contextlib.contextmanager
-def short_socket_dir() -> Iterator[Path]:
-    """A short temporary directory (Unix socket paths are limited to 107 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="kc-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def socket_file(kos_env: KosEnv, pid: int) -> Path:
@@ -268,9 +259,7 @@ def test_dropping_the_connection_without_close_ends_the_child(track: Tracker) ->
     sbh, pid, _ = spawn(track)
     counter = track.proxy(sbh)
     assert counter.Incr() == 1
-    link = _rpc.link_of(counter)
-    assert link is not None
-    link.close()
+    link_of(counter).close()
     wait_gone(pid, 10)
 
 
@@ -304,7 +293,7 @@ def test_a_connected_client_keeps_its_child_past_the_client_timeout(
     while time.monotonic() < deadline:  # keep using it well past the timeout
         calls += 1
         assert counter.Incr() == calls
-    assert not gone(pid)
+    assert not process_ended(pid)
 
 
 def test_killing_the_parent_ends_its_child_within_two_seconds(parents: Parents) -> None:
@@ -318,13 +307,11 @@ def test_killing_the_parent_ends_its_child_within_two_seconds(parents: Parents) 
         assert counter.ParentPid() == parent.pid
         parent.kill()
         parent.wait()
-        wait_gone(pid, 2.0, gone)
+        wait_gone(pid, 2.0, process_ended)
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
-        link = _rpc.link_of(counter)
-        assert link is not None
-        link.close()
+        link_of(counter).close()
 
 
 def test_end_connection_outside_a_call_is_an_error() -> None:
@@ -338,8 +325,7 @@ def test_end_connection_outside_a_call_is_an_error() -> None:
 def test_child_factory_spawns_working_children(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
-    sbh, pid, _exited = factory.spawn("a", "b")
-    track.pids.append(pid)
+    sbh, pid, _exited = track.spawned(factory.spawn("a", "b"))
     assert sbh and pid > 0
     counter = track.proxy(sbh)
     assert counter.Argv() == ["a", "b"]
@@ -349,8 +335,7 @@ def test_child_factory_spawns_working_children(
     assert pid in children_of(fork_server)
     assert [counter.Incr(), counter.Incr()] == [1, 2]
 
-    sbh2, pid2, _ = factory.spawn()
-    track.pids.append(pid2)
+    sbh2, pid2, _ = track.spawned(factory.spawn())
     other = track.proxy(sbh2)
     assert pid2 != pid
     assert other.Incr() == 1
@@ -360,8 +345,7 @@ def test_child_factory_spawns_working_children(
 def test_child_factory_children_refuse_a_second_client(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
-    sbh, pid, _ = factory.spawn()
-    track.pids.append(pid)
+    sbh, _pid, _ = track.spawned(factory.spawn())
     assert track.proxy(sbh).Incr() == 1
     with pytest.raises(AuthenticationFailed):
         track.proxy(sbh).Incr()
@@ -370,8 +354,7 @@ def test_child_factory_children_refuse_a_second_client(
 def test_child_factory_reports_exited_children(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
-    sbh, pid, _ = factory.spawn()
-    track.pids.append(pid)
+    sbh, pid, _ = track.spawned(factory.spawn())
     counter = track.proxy(sbh)
     assert counter.Incr() == 1
     counter.Close()
@@ -379,17 +362,14 @@ def test_child_factory_reports_exited_children(
     with pytest.raises(ServiceUnavailable):
         counter.Incr()
 
-    sbh2, pid2, exited = factory.spawn()
-    track.pids.append(pid2)
+    sbh2, pid2, exited = track.spawned(factory.spawn())
     assert pid in exited  # reported once, by the next spawn
-    link = _rpc.link_of(track.proxy(sbh2))
-    assert link is not None
+    link = link_of(track.proxy(sbh2))
     link.connect()
     link.close()  # a dropped connection ends a forked child too
     wait_gone(pid2, 10)
 
-    _sbh3, pid3, exited = factory.spawn()
-    track.pids.append(pid3)
+    _sbh3, _pid3, exited = track.spawned(factory.spawn())
     assert pid2 in exited
     assert pid not in exited
 
@@ -400,41 +380,34 @@ def test_child_factory_child_without_client_ends_after_the_client_timeout(
     monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")
     made = pluginlib.ChildFactory(TARGET, WIRE_NAME)  # the fork server inherits the setting
     try:
-        sbh, pid, _ = made.spawn()
-        track.pids.append(pid)
+        sbh, pid, _ = track.spawned(made.spawn())
         assert sbh
         wait_gone(pid, 10)
     finally:
-        track.cleanup()
+        track.close()
         made.close()
 
 
 def test_child_factory_child_that_cannot_build_its_object_gives_empty_sbh(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
-    sbh, pid, _ = factory.spawn("fail")
-    if pid:
-        track.pids.append(pid)
+    sbh, pid, _ = track.spawned(factory.spawn("fail"))
     assert sbh == ""
     if pid:
         wait_gone(pid, 10)
-    sbh2, pid2, _ = factory.spawn("fine")  # the fork server is still working
-    track.pids.append(pid2)
+    sbh2, _pid2, _ = track.spawned(factory.spawn("fine"))  # the fork server is still working
     assert track.proxy(sbh2).Argv() == ["fine"]
 
 
 def test_child_factory_restarts_a_dead_fork_server(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
-    sbh, pid, _ = factory.spawn()
-    track.pids.append(pid)
-    counter = track.proxy(sbh)
-    fork_server = counter.ParentPid()
+    counter, pid, fork_server = forked_counter(factory, track)
     os.kill(fork_server, signal.SIGKILL)
-    wait_gone(fork_server, 10, gone)  # our child: the ChildFactory reaps it when it notices
+    # Our child: the ChildFactory reaps it when it notices.
+    wait_gone(fork_server, 10, process_ended)
 
-    sbh2, pid2, _ = factory.spawn("again")
-    track.pids.append(pid2)
+    sbh2, _pid2, _ = track.spawned(factory.spawn("again"))
     assert sbh2
     again = track.proxy(sbh2)
     assert again.Argv() == ["again"]
@@ -442,20 +415,17 @@ def test_child_factory_restarts_a_dead_fork_server(
     # A child made before keeps serving its client until its own end.
     assert counter.Incr() == 1
     counter.Close()
-    wait_gone(pid, 10, gone)
+    wait_gone(pid, 10, process_ended)
 
 
 def test_spawn_does_not_hang_when_the_fork_server_dies_during_a_request(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
     # A live child made earlier, with its client.
-    sbh, pid, _ = factory.spawn()
-    track.pids.append(pid)
-    counter = track.proxy(sbh)
-    fork_server = counter.ParentPid()
+    counter, pid, fork_server = forked_counter(factory, track)
     # The next child waits, inside the fork server's request, until the test lets it go.
     # Only that one waits: the gate stops listening once it has come.
-    with short_socket_dir() as gate_dir:
+    with short_dir() as gate_dir:
         gate_path = str(gate_dir / "gate.sock")
         gate = socket.socket(socket.AF_UNIX)
         gate.bind(gate_path)
@@ -479,12 +449,11 @@ def test_spawn_does_not_hang_when_the_fork_server_dies_during_a_request(
             held.close()  # the waiting child goes on (and finds its fork server gone)
         if not returned_on_its_own:
             counter.Close()  # the last holders of the dead fork server's socket go away
-            wait_gone(waiting, 10, gone)
+            wait_gone(waiting, 10, process_ended)
             request.join(15)
     assert not request.is_alive(), "ChildFactory.spawn() still hangs"
-    for _sbh, new_pid, _ in replies:
-        if new_pid:
-            track.pids.append(new_pid)
+    for reply in replies:
+        track.spawned(reply)
     assert returned_on_its_own, (
         "ChildFactory.spawn() hung after its fork server died: the forked children keep"
         " the fork server's end of the control socket open, so no end-of-file arrives"
@@ -511,10 +480,8 @@ def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(
         parent.kill()
         parent.wait()
         for pid in [fork_server, *pids]:
-            wait_gone(pid, 5.0, gone)
+            wait_gone(pid, 5.0, process_ended)
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
-        link = _rpc.link_of(counter)
-        assert link is not None
-        link.close()
+        link_of(counter).close()

@@ -15,7 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from coretest_util import TOY_PLUGIN, EchoServer, Processes, echo_server, python_env, write_script
+from coretest_util import (
+    TOY_PLUGIN,
+    EchoServer,
+    Processes,
+    echo_server,
+    link_of,
+    python_env,
+    write_script,
+)
 from kos_core import _paths, _rpc, _wire, connect
 from kos_core.errors import (
     AuthenticationFailed,
@@ -26,25 +34,8 @@ from kos_core.errors import (
     RegistrationRefused,
     UsageError,
 )
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
 from toyapi import Echo
-
-
-@pytest.fixture
-def env(kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
-    monkeypatch.setenv("KOS_LOAD_PLUGINS", "")
-    monkeypatch.setenv("PYTHONPATH", python_env()["PYTHONPATH"])
-    return kos_env
-
-
-@pytest.fixture
-def kernel(env: KosEnv) -> Iterator[KernelProcess]:
-    process = KernelProcess(env)
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
@@ -107,9 +98,7 @@ def test_client_binds_and_others_call_the_service_directly(
             assert isinstance(echo, Echo)
             assert echo.Pair(1, "x") == (1, "x")
             assert served.impl.calls == [("Pair", (1, "x"))]
-            link = _rpc.link_of(echo)
-            assert link is not None
-            assert link.address == served.address  # straight to the serving process
+            assert link_of(echo).address == served.address  # straight to the serving process
             with pytest.raises(NameAlreadyBound):
                 other.bind("mine", "ToyAPI.Echo", served.sbh)
             with pytest.raises(NameNotFound):
@@ -251,7 +240,7 @@ def test_sigterm_stops_plugins_and_cleans_up(env: KosEnv, tmp_path: Path) -> Non
         assert kernel.stop() == 0
     finally:
         kernel.stop()
-    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert process_ended(pid)
     assert not _paths.connection_file(env.kernel).exists()
     assert [p.name for p in env.runtime_dir.iterdir()] == []
     assert "Traceback" not in kernel.log_path.read_text()

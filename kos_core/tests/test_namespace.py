@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -62,29 +63,38 @@ def test_name_already_bound(ns: Namespace) -> None:
     assert ns.lookup("echo").owner == "a"
 
 
-def test_name_not_found(ns: Namespace) -> None:
-    with pytest.raises(NameNotFound):
-        ns.lookup("nothing")
-    with pytest.raises(NameNotFound):
-        ns.lookup("plugins/nothing")
-    with pytest.raises(NameNotFound):
-        ns.unbind("nothing")
-    with pytest.raises(NameNotFound):
-        ns.bind("missing/parent/x", service())
-    with pytest.raises(NameNotFound):
-        ns.list("nothing")
+#: ``(method, args)`` of calls on the ``ns`` fixture that name a missing path.
+NOT_FOUND_CALLS = [
+    ("lookup", ("nothing",)),
+    ("lookup", ("plugins/nothing",)),
+    ("unbind", ("nothing",)),
+    ("bind", ("missing/parent/x", service())),
+    ("list", ("nothing",)),
+]
+#: ``(method, args)`` of calls that go through ``echo``, a service, as a context.
+NOT_A_CONTEXT_CALLS = [
+    ("lookup", ("echo/inner",)),
+    ("bind", ("echo/inner", service())),
+    ("list", ("echo",)),
+    ("make_context", ("echo/deeper",)),
+]
 
 
-def test_not_a_context(ns: Namespace) -> None:
+def call_ids(calls: Sequence[tuple[str, Sequence[object]]]) -> list[str]:
+    return [f"{method}({args[0]})" for method, args in calls]
+
+
+@pytest.mark.parametrize(("method", "args"), NOT_FOUND_CALLS, ids=call_ids(NOT_FOUND_CALLS))
+def test_name_not_found(ns: Namespace, method: str, args: tuple[object, ...]) -> None:
+    with pytest.raises(NameNotFound):
+        getattr(ns, method)(*args)
+
+
+@pytest.mark.parametrize(("method", "args"), NOT_A_CONTEXT_CALLS, ids=call_ids(NOT_A_CONTEXT_CALLS))
+def test_not_a_context(ns: Namespace, method: str, args: tuple[object, ...]) -> None:
     ns.bind("echo", service())
     with pytest.raises(NotAContext):
-        ns.lookup("echo/inner")
-    with pytest.raises(NotAContext):
-        ns.bind("echo/inner", service())
-    with pytest.raises(NotAContext):
-        ns.list("echo")
-    with pytest.raises(NotAContext):
-        ns.make_context("echo/deeper")
+        getattr(ns, method)(*args)
 
 
 def test_top_context_cannot_be_bound_or_unbound(ns: Namespace) -> None:

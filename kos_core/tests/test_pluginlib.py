@@ -18,21 +18,11 @@ from typing import Any
 
 import pytest
 
-from coretest_util import TOY_PLUGIN, Processes, alive, python_env, write_script
+from coretest_util import TOY_PLUGIN, Processes, link_of, python_env, write_script
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed, NameNotFound
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
 from toyapi import Echo
-
-
-@pytest.fixture
-def env(kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
-    """``kos_env`` where only the plugins named in setup files exist, and plugin
-    scripts can import :mod:`toyapi`.
-    """
-    monkeypatch.setenv("KOS_LOAD_PLUGINS", "")
-    monkeypatch.setenv("PYTHONPATH", python_env()["PYTHONPATH"])
-    return kos_env
 
 
 @pytest.fixture
@@ -179,8 +169,7 @@ def test_clients_call_the_plugin_directly(booted: tuple[KernelProcess, dict[str,
         assert echo.Open().Incr() == 1
         via_link = kos.lookup("plugins/toy/kos/toy-echo", Echo)
         assert via_link.Str("via link") == "via link"
-        link = _rpc.link_of(echo)
-        assert link is not None
+        link = link_of(echo)
         assert link.address.path is not None
         assert Path(link.address.path).name == f"p{report['pid']}.sock"
         assert stat.S_IMODE(os.stat(link.address.path).st_mode) == 0o600
@@ -194,7 +183,7 @@ def test_plugin_ends_on_sigterm_and_its_services_go(
 ) -> None:
     kernel, report = booted
     os.kill(report["pid"], signal.SIGTERM)
-    wait_for(lambda: not alive(report["pid"]), 5.0, "the plugin to exit")
+    wait_for(lambda: process_ended(report["pid"]), 5.0, "the plugin to exit")
 
     def gone() -> bool:
         row = kernel.plugin_row("toy")
@@ -218,25 +207,33 @@ def test_plugin_exits_when_the_kernel_is_killed(
     by_hand, _ = start_by_hand(procs, script, tmp_path, "hand")
     kernel.wait_plugin("hand", services=["hand-echo"])
     pids = [report["pid"], by_hand.pid]
-    assert all(alive(pid) for pid in pids)
+    assert not any(process_ended(pid) for pid in pids)
     os.kill(kernel.pid, signal.SIGKILL)
     kernel.process.wait(5)
-    wait_for(lambda: not any(alive(pid) for pid in pids), 2.0, "the plugins to exit")
+    wait_for(lambda: all(process_ended(pid) for pid in pids), 2.0, "the plugins to exit")
     assert by_hand.wait(1) == 0
 
 
 # -- plugins started by hand --------------------------------------------------------------
 
 
-@pytest.fixture
-def kernel(env: KosEnv) -> Iterator[KernelProcess]:
-    """A kernel with no plugins of its own."""
-    process = KernelProcess(env)
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
+def run_script(script: Path, *args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """Run ``script`` to its end, its output captured, ``env`` added to :func:`python_env`."""
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        env=python_env(env),
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[bytes]) -> str:
+    """The error of a plugin that exited with status 1 and one line on stderr."""
+    assert result.returncode == 1
+    err = result.stderr.decode().strip()
+    assert len(err.splitlines()) == 1, err
+    return err
 
 
 def test_services_disappear_when_the_plugins_connection_drops(
@@ -265,44 +262,21 @@ def test_a_taken_plugin_name_is_refused(
 ) -> None:
     start_by_hand(procs, script, tmp_path, "hand")
     kernel.wait_plugin("hand", services=["hand-echo"])
-    second = subprocess.run(
-        [sys.executable, str(script)],
-        env=python_env({"TOY_PLUGIN_NAME": "hand", "TOY_SERVICE": "other-echo"}),
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
-    assert second.returncode == 1
-    err = second.stderr.decode().strip()
-    assert len(err.splitlines()) == 1, err
+    second = run_script(script, TOY_PLUGIN_NAME="hand", TOY_SERVICE="other-echo")
+    err = one_line_error(second)
     assert err.startswith("kos plugin hand: error: registration refused")
     with kernel.connect() as kos:
         assert "other-echo" not in kos.list()
 
 
 def test_register_without_a_kernel_exits_1_with_one_line(env: KosEnv, script: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(script), "-n", "nokernel"],
-        env=python_env({"TOY_PLUGIN_NAME": "lonely"}),
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
-    assert result.returncode == 1
-    err = result.stderr.decode().strip()
-    assert len(err.splitlines()) == 1, err
+    err = one_line_error(run_script(script, "-n", "nokernel", TOY_PLUGIN_NAME="lonely"))
     assert "kos plugin lonely: error:" in err
     assert "nokernel" in err
 
 
 def test_register_rejects_a_bad_plugin_name(env: KosEnv, script: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        env=python_env({"TOY_PLUGIN_NAME": "bad name"}),
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    result = run_script(script, TOY_PLUGIN_NAME="bad name")
     assert result.returncode == 1
     assert "bad plugin name" in result.stderr.decode()
 
@@ -326,13 +300,7 @@ def test_register_raises_getopt_error_on_a_bad_command_line(
     env: KosEnv, tmp_path: Path, args: list[str]
 ) -> None:
     path = write_script(tmp_path / "opts.py", GETOPT_SCRIPT)
-    result = subprocess.run(
-        [sys.executable, str(path), *args],
-        env=python_env(),
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    result = run_script(path, *args)
     assert result.returncode == 7, result.stderr.decode()
     assert result.stdout.startswith(b"getopt:")
 

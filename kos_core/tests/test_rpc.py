@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import random
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from rpyc.core import consts
 
-from coretest_util import TOKEN, EchoServer, echo_server, short_dir
+from coretest_util import TOKEN, EchoServer, echo_server, link_of, short_dir
 from kos_core import _rpc, _wire
 from kos_core.errors import (
     AuthenticationFailed,
@@ -38,9 +40,7 @@ def server() -> Iterator[EchoServer]:
 def echo(server: EchoServer) -> Iterator[Any]:
     proxy = server.proxy()
     yield proxy
-    link = _rpc.link_of(proxy)
-    assert link is not None
-    link.close()
+    link_of(proxy).close()
 
 
 NONE_TYPE = type(None)
@@ -50,10 +50,25 @@ def spec(name: str, *, returns: Any = NONE_TYPE) -> MethodSpec:
     return MethodSpec(name=name, params=(), returns=returns, raises=(), doc="")
 
 
-def open_link(server: EchoServer) -> _rpc.Link:
+@contextlib.contextmanager
+def open_link(server: EchoServer) -> Iterator[_rpc.Link]:
+    """A connected link to ``server``'s root object; closed afterwards."""
     link = _rpc.Link(server.address, server.token, "toy")
-    link.connect()
-    return link
+    try:
+        link.connect()
+        yield link
+    finally:
+        link.close()
+
+
+def remote_error(server: EchoServer, handle: int, method: MethodSpec, args: Any) -> RemoteError:
+    """The RemoteError a raw ``invoke`` on ``server`` gets; the server's object must
+    not have been called.
+    """
+    with open_link(server) as link, pytest.raises(RemoteError) as info:
+        link.invoke(handle, method, args)
+    assert server.impl.calls == []
+    return info.value
 
 
 # -- values -------------------------------------------------------------------------
@@ -184,32 +199,32 @@ def test_bad_result_is_a_remote_type_error_and_serving_goes_on(echo: Any) -> Non
     assert echo.Int(1) == 1
 
 
+def assert_plain_str_or_refused(
+    call: Callable[[], Any], refusal: type[Exception], expected: str
+) -> None:
+    """``call()`` gives ``expected`` as a plain ``str``, or raises ``refusal``; any other
+    exception fails the test.
+    """
+    try:
+        result = call()
+    except refusal:
+        return
+    except Exception as exc:
+        pytest.fail(f"the client got {type(exc).__name__}: {exc}")
+    assert result == expected
+    assert type(result) is str
+
+
 def test_a_str_subclass_result_arrives_as_a_plain_value_or_a_kos_error(echo: Any) -> None:
     # Only plain values travel; a str subclass must be sent as its str value (or be
     # refused as a bad result) -- never leak rpyc internals to the client.
-    try:
-        result = echo.Odd()
-    except KosError:
-        pass
-    except Exception as exc:
-        pytest.fail(f"the client got {type(exc).__name__}: {exc}")
-    else:
-        assert result == "odd"
-        assert type(result) is str
+    assert_plain_str_or_refused(echo.Odd, KosError, "odd")
 
 
 def test_a_str_subclass_argument_is_sent_as_str_or_refused_locally(
     server: EchoServer, echo: Any
 ) -> None:
-    try:
-        result = echo.Str(OddStr("sub"))
-    except TypeError:
-        pass
-    except Exception as exc:
-        pytest.fail(f"the client got {type(exc).__name__}: {exc}")
-    else:
-        assert result == "sub"
-        assert type(result) is str
+    assert_plain_str_or_refused(lambda: echo.Str(OddStr("sub")), TypeError, "sub")
 
 
 @pytest.mark.parametrize(
@@ -236,9 +251,7 @@ def test_wrong_arguments_are_a_local_type_error(
     with pytest.raises(TypeError):
         getattr(echo, method)(*args, **kwargs)
     assert server.impl.calls == []
-    link = _rpc.link_of(echo)
-    assert link is not None
-    assert not link.connected  # nothing was sent: the proxy connects on first call
+    assert not link_of(echo).connected  # nothing was sent: the proxy connects on first call
 
 
 @pytest.mark.parametrize(
@@ -255,14 +268,7 @@ def test_wrong_arguments_are_a_local_type_error(
 def test_server_checks_arguments_itself(
     server: EchoServer, method: str, args: tuple[Any, ...]
 ) -> None:
-    link = open_link(server)
-    try:
-        with pytest.raises(RemoteError) as info:
-            link.invoke(0, Echo.methods()[method], args)
-        assert info.value.kind == "TypeError"
-        assert server.impl.calls == []
-    finally:
-        link.close()
+    assert remote_error(server, 0, Echo.methods()[method], args).kind == "TypeError"
 
 
 # -- what can be called ---------------------------------------------------------------
@@ -270,27 +276,14 @@ def test_server_checks_arguments_itself(
 
 @pytest.mark.parametrize("name", ["Secret", "_record", "__init__", "__class__", "calls", ""])
 def test_only_interface_methods_can_be_called(server: EchoServer, name: str) -> None:
-    link = open_link(server)
-    try:
-        with pytest.raises(RemoteError) as info:
-            link.invoke(0, spec(name, returns=str), ())
-        assert info.value.kind == "NoSuchMethod"
-        assert "ToyAPI.Echo" in info.value.message
-        assert server.impl.calls == []
-    finally:
-        link.close()
+    error = remote_error(server, 0, spec(name, returns=str), ())
+    assert error.kind == "NoSuchMethod"
+    assert "ToyAPI.Echo" in error.message
 
 
 @pytest.mark.parametrize("handle", [1, 99, -1, 2**40])
 def test_an_unknown_handle_is_a_remote_error(server: EchoServer, handle: int) -> None:
-    link = open_link(server)
-    try:
-        with pytest.raises(RemoteError) as info:
-            link.invoke(handle, Echo.methods()["Str"], ("x",))
-        assert info.value.kind == "NoSuchObject"
-        assert server.impl.calls == []
-    finally:
-        link.close()
+    assert remote_error(server, handle, Echo.methods()["Str"], ("x",)).kind == "NoSuchObject"
 
 
 @pytest.mark.parametrize(
@@ -307,16 +300,13 @@ def test_an_unknown_handle_is_a_remote_error(server: EchoServer, handle: int) ->
 def test_rpyc_requests_outside_kos_are_refused(
     server: EchoServer, request_: tuple[Any, ...]
 ) -> None:
-    link = open_link(server)
-    try:
+    with open_link(server) as link:
         conn = link.connect()
         with pytest.raises(Exception):  # noqa: B017 (rpyc's own refusal)
             conn.sync_request(*request_)
         proxy = _rpc.make_proxy(Echo, link)
         assert proxy.Str("still fine") == "still fine"
         assert server.impl.calls == [("Str", ("still fine",))]
-    finally:
-        link.close()
 
 
 # -- by reference ----------------------------------------------------------------------
@@ -351,9 +341,7 @@ def test_references_die_with_their_connection(server: EchoServer) -> None:
     proxy = server.proxy()
     counter = proxy.Open()
     assert counter.Incr() == 1
-    link = _rpc.link_of(proxy)
-    assert link is not None
-    link.close()
+    link_of(proxy).close()
     with pytest.raises(ServiceUnavailable):
         counter.Incr()
     (ref,) = server.impl.counters
@@ -363,16 +351,32 @@ def test_references_die_with_their_connection(server: EchoServer) -> None:
 # -- robustness ------------------------------------------------------------------------
 
 
-def closing_authorize(server_impl: EchoImpl, closed: list[str]) -> tuple[Any, threading.Event]:
+@dataclass
+class Watched:
+    """An echo server whose sessions report their opening and closing."""
+
+    server: EchoServer
+    impl: EchoImpl
+    #: The token of every session closed so far.
+    closed: list[str]
+    #: Set once a session was opened.
+    opened: threading.Event
+
+
+@pytest.fixture
+def watched() -> Iterator[Watched]:
+    impl = EchoImpl()
+    closed: list[str] = []
     opened = threading.Event()
 
     def authorize(token: str) -> _rpc.Session | None:
         if token != TOKEN:
             return None
         opened.set()
-        return _rpc.Session(server_impl, Echo, on_close=lambda: closed.append(token))
+        return _rpc.Session(impl, Echo, on_close=lambda: closed.append(token))
 
-    return authorize, opened
+    with echo_server(authorize=authorize) as srv:
+        yield Watched(srv, impl, closed, opened)
 
 
 def raw_authenticated(address: _wire.Address) -> socket.socket:
@@ -391,73 +395,61 @@ def raw_authenticated(address: _wire.Address) -> socket.socket:
         pytest.param(struct.pack("!LB", 5, 0) + b"\xff\xff\xff\xff\xff" + b"\n", id="bad-brine"),
     ],
 )
-def test_garbage_after_the_handshake_ends_only_that_connection(payload: bytes) -> None:
-    impl = EchoImpl()
-    closed: list[str] = []
-    authorize, _ = closing_authorize(impl, closed)
-    with echo_server(authorize=authorize) as srv:
-        healthy = srv.proxy()
-        assert healthy.Str("before") == "before"
-        sock = raw_authenticated(srv.address)
-        try:
-            sock.sendall(payload)
-        finally:
-            sock.close()
-        wait_for(lambda: len(closed) == 1, 5.0, "the server to end the garbage connection")
-        assert healthy.Str("after") == "after"
-        assert srv.proxy().Str("new client") == "new client"
-        assert impl.calls == [("Str", ("before",)), ("Str", ("after",)), ("Str", ("new client",))]
+def test_garbage_after_the_handshake_ends_only_that_connection(
+    watched: Watched, payload: bytes
+) -> None:
+    srv = watched.server
+    healthy = srv.proxy()
+    assert healthy.Str("before") == "before"
+    sock = raw_authenticated(srv.address)
+    try:
+        sock.sendall(payload)
+    finally:
+        sock.close()
+    wait_for(lambda: len(watched.closed) == 1, 5.0, "the server to end the garbage connection")
+    assert healthy.Str("after") == "after"
+    assert srv.proxy().Str("new client") == "new client"
+    assert watched.impl.calls == [
+        ("Str", ("before",)),
+        ("Str", ("after",)),
+        ("Str", ("new client",)),
+    ]
 
 
-def test_garbage_on_a_connection_kept_open_does_not_block_others() -> None:
-    impl = EchoImpl()
-    closed: list[str] = []
-    authorize, _ = closing_authorize(impl, closed)
-    with echo_server(authorize=authorize) as srv:
-        sock = raw_authenticated(srv.address)
-        try:
-            sock.sendall(os.urandom(2048))
-            assert srv.proxy().Str("not blocked") == "not blocked"
-        finally:
-            sock.close()
+def test_garbage_on_a_connection_kept_open_does_not_block_others(watched: Watched) -> None:
+    sock = raw_authenticated(watched.server.address)
+    try:
+        sock.sendall(os.urandom(2048))
+        assert watched.server.proxy().Str("not blocked") == "not blocked"
+    finally:
+        sock.close()
 
 
-def test_abrupt_disconnect_ends_only_that_connection() -> None:
-    impl = EchoImpl()
-    closed: list[str] = []
-    authorize, _ = closing_authorize(impl, closed)
-    with echo_server(authorize=authorize) as srv:
-        proxy = srv.proxy()
-        assert proxy.Str("x") == "x"
-        link = _rpc.link_of(proxy)
-        assert link is not None
-        conn = link.connect()
-        raw = socket.socket(fileno=os.dup(conn.fileno()))
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        raw.shutdown(socket.SHUT_RDWR)
-        raw.close()
-        wait_for(lambda: closed == [TOKEN], 5.0, "the server to notice the disconnect")
-        with pytest.raises(ServiceUnavailable):
-            proxy.Str("y")
-        assert srv.proxy().Str("others fine") == "others fine"
-        link.close()
+def test_abrupt_disconnect_ends_only_that_connection(watched: Watched) -> None:
+    proxy = watched.server.proxy()
+    assert proxy.Str("x") == "x"
+    link = link_of(proxy)
+    conn = link.connect()
+    raw = socket.socket(fileno=os.dup(conn.fileno()))
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    raw.shutdown(socket.SHUT_RDWR)
+    raw.close()
+    wait_for(lambda: watched.closed == [TOKEN], 5.0, "the server to notice the disconnect")
+    with pytest.raises(ServiceUnavailable):
+        proxy.Str("y")
+    assert watched.server.proxy().Str("others fine") == "others fine"
+    link.close()
 
 
-def test_client_close_runs_the_session_close_hook() -> None:
-    impl = EchoImpl()
-    closed: list[str] = []
-    authorize, opened = closing_authorize(impl, closed)
-    with echo_server(authorize=authorize) as srv:
-        proxy = srv.proxy()
+def test_client_close_runs_the_session_close_hook(watched: Watched) -> None:
+    proxy = watched.server.proxy()
+    proxy.Nothing()
+    assert watched.opened.is_set()
+    assert watched.closed == []
+    link_of(proxy).close()
+    wait_for(lambda: watched.closed == [TOKEN], 5.0, "the close hook")
+    with pytest.raises(ServiceUnavailable, match="already closed"):
         proxy.Nothing()
-        assert opened.is_set()
-        assert closed == []
-        link = _rpc.link_of(proxy)
-        assert link is not None
-        link.close()
-        wait_for(lambda: closed == [TOKEN], 5.0, "the close hook")
-        with pytest.raises(ServiceUnavailable, match="already closed"):
-            proxy.Nothing()
 
 
 def test_service_unavailable_when_the_server_is_closed() -> None:
@@ -540,8 +532,8 @@ def hammer(proxy: Any, worker: int, rounds: int, errors: list[BaseException]) ->
         errors.append(exc)
 
 
-def test_many_concurrent_clients(server: EchoServer) -> None:
-    proxies = [server.proxy() for _ in range(16)]
+def hammer_all(proxies: list[Any]) -> None:
+    """:func:`hammer` with every proxy at once, worker ``n`` in a thread of its own."""
     errors: list[BaseException] = []
     threads = [
         threading.Thread(target=hammer, args=(p, n, 30, errors)) for n, p in enumerate(proxies)
@@ -552,21 +544,17 @@ def test_many_concurrent_clients(server: EchoServer) -> None:
         thread.join(30)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+def test_many_concurrent_clients(server: EchoServer) -> None:
+    proxies = [server.proxy() for _ in range(16)]
+    hammer_all(proxies)
     for proxy in proxies:
-        link = _rpc.link_of(proxy)
-        assert link is not None
-        link.close()
+        link_of(proxy).close()
 
 
 def test_many_threads_share_one_proxy(echo: Any) -> None:
-    errors: list[BaseException] = []
-    threads = [threading.Thread(target=hammer, args=(echo, n, 30, errors)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not any(t.is_alive() for t in threads)
-    assert errors == []
+    hammer_all([echo] * 8)
 
 
 def test_tcp_transport() -> None:
@@ -576,9 +564,7 @@ def test_tcp_transport() -> None:
         proxy = srv.proxy()
         assert proxy.Bytes(b"over tcp") == b"over tcp"
         assert proxy.Open().Incr() == 1
-        link = _rpc.link_of(proxy)
-        assert link is not None
-        link.close()
+        link_of(proxy).close()
 
 
 def test_tcp_ipv6_transport() -> None:

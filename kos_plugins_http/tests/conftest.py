@@ -18,10 +18,11 @@ from kos_core.testing import KernelProcess, KosEnv
 StartHttp = Callable[..., HttpPlugin]
 
 
-@pytest.fixture(scope="session")
-def web_server() -> Iterator[HTTPServer]:
-    """One threaded HTTP server on 127.0.0.1 for the session (see :func:`web`)."""
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+def _serve(ssl_context: ssl.SSLContext | None = None) -> Iterator[HTTPServer]:
+    """A threaded HTTP server on 127.0.0.1 (HTTPS with ``ssl_context``), running until
+    the fixture that yields from this ends.
+    """
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=ssl_context, threaded=True)
     server.start()
     try:
         yield server
@@ -29,14 +30,25 @@ def web_server() -> Iterator[HTTPServer]:
         server.stop()
 
 
+def _cleared(server: HTTPServer) -> Iterator[HTTPServer]:
+    """``server`` for one test: no handlers and an empty log, before and after."""
+    server.clear()
+    try:
+        yield server
+    finally:
+        server.clear()
+
+
+@pytest.fixture(scope="session")
+def web_server() -> Iterator[HTTPServer]:
+    """One threaded HTTP server on 127.0.0.1 for the session (see :func:`web`)."""
+    yield from _serve()
+
+
 @pytest.fixture
 def web(web_server: HTTPServer) -> Iterator[HTTPServer]:
     """The HTTP server on 127.0.0.1, with no handlers and an empty log."""
-    web_server.clear()
-    try:
-        yield web_server
-    finally:
-        web_server.clear()
+    yield from _cleared(web_server)
 
 
 @pytest.fixture(scope="session")
@@ -54,22 +66,13 @@ def secure_web_server(tls_ca: tuple[trustme.CA, Path]) -> Iterator[HTTPServer]:
     ca, _ = tls_ca
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context, threaded=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(context)
 
 
 @pytest.fixture
 def secure_web(secure_web_server: HTTPServer) -> Iterator[HTTPServer]:
     """The HTTPS server on 127.0.0.1, with no handlers and an empty log."""
-    secure_web_server.clear()
-    try:
-        yield secure_web_server
-    finally:
-        secure_web_server.clear()
+    yield from _cleared(secure_web_server)
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Helpers of the http plugin's tests: the process tree from ``/proc``, an FTP site,
-and a running kernel with the http plugin.
+"""Helpers of the http plugin's tests: processes, an FTP site, and a running kernel with
+the http plugin.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer
 
 from kos_core import _rpc
-from kos_core.testing import KernelProcess, wait_for
+from kos_core.testing import KernelProcess, children_of, wait_for
 from kos_plugins_http import Factory, Requester
 
 #: Setup lines that keep other installed plugins from booting in these tests.
@@ -28,55 +28,15 @@ LOOPBACK = "allow-hosts: 127.0.0.1 localhost\n"
 # ---------------------------------------------------------------------------- processes
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def children_of(pid: int) -> set[int]:
-    """The pids whose parent is ``pid`` (zombies included: they are not reaped yet)."""
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat_fields(int(entry.name))
-        if fields is not None and int(fields[1]) == pid:
-            found.add(int(entry.name))
-    return found
-
-
-def descendants_of(pid: int) -> set[int]:
-    """Every process below ``pid`` in the process tree."""
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children_of(todo.pop()):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
 def reaped(pid: int) -> bool:
-    """True once ``pid`` has ended and its parent has reaped it."""
+    """True once ``pid`` has ended and its parent has reaped it (an orphan, whose new
+    parent may never reap it, is checked with :func:`kos_core.testing.process_ended`).
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     return False
-
-
-def gone(pid: int) -> bool:
-    """True once ``pid`` has ended. An orphan (its parent was killed) goes to pid 1,
-    which may never reap it; an exited orphan left as a zombie counts as ended.
-    """
-    if reaped(pid):
-        return True
-    fields = _stat_fields(pid)
-    return fields is None or fields[0] in ("Z", "X")
 
 
 def sbh_pid(sbh: str) -> int:

@@ -16,18 +16,17 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from conftest import StartHttp
-from httptest_helpers import (
-    LOOPBACK,
-    ONLY_HTTP,
-    HttpPlugin,
-    children_of,
-    descendants_of,
-    gone,
-    reaped,
-)
+from httptest_helpers import LOOPBACK, ONLY_HTTP, HttpPlugin, reaped
 from kos_core import _rpc
 from kos_core.errors import ServiceUnavailable
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import (
+    KernelProcess,
+    KosEnv,
+    children_of,
+    descendants_of,
+    process_ended,
+    wait_for,
+)
 from kos_plugins_http import FileIOError
 
 TEXT = b"some text\n"
@@ -116,7 +115,7 @@ def test_killing_the_plugin_ends_its_fork_server_and_children(
     assert descendants_of(plugin.pid) == {fork_server, used_pid, idle_pid}
     os.kill(plugin.pid, signal.SIGKILL)
     for pid in (fork_server, used_pid, idle_pid):
-        wait_for(lambda pid=pid: gone(pid), 5, f"process {pid} to end")  # type: ignore[misc]
+        wait_for(lambda pid=pid: process_ended(pid), 5, f"process {pid} to end")  # type: ignore[misc]
     with pytest.raises(ServiceUnavailable):
         used.Get(web.url_for("/text"))
 
@@ -188,7 +187,7 @@ def test_child_start_exec_children_end_on_disconnect_and_plugin_death(
     kept, kept_pid = plugin.requester_with_pid()
     assert kept.Get(web.url_for("/text")).read() == TEXT
     os.kill(plugin.pid, signal.SIGKILL)
-    wait_for(lambda: gone(kept_pid), 5, f"requester {kept_pid} to end")
+    wait_for(lambda: process_ended(kept_pid), 5, f"requester {kept_pid} to end")
 
 
 # ---------------------------------------------------------------------------- settings

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ended, wait_for
 
 #: Every window the plugin opens is titled "simpleio window N".
 TITLE = "simpleio window"
@@ -48,7 +48,8 @@ def tool(name: str) -> str:
 # --------------------------------------------------------------------------- Xvfb
 
 
-def _display_free(number: int) -> bool:
+def display_free(number: int) -> bool:
+    """True if nothing holds X display ``:number`` (no socket, no lock file)."""
     return not (
         Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists()
     )
@@ -62,7 +63,7 @@ class Xvfb:
         self.display = ""
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed by stop())
         for number in range(first, first + tries):
-            if _display_free(number) and self._start(number):
+            if display_free(number) and self._start(number):
                 return
         self.stop()
         raise RuntimeError(f"no free X display in :{first}..:{first + tries - 1}")
@@ -387,38 +388,9 @@ def luminances(rows: Sequence[bytes], channels: int = 3) -> list[int]:
 # --------------------------------------------------------------------------- processes
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()  # [state, ppid, pgrp, ...]
-
-
-def descendants(pid: int) -> set[int]:
-    """Every live (not zombie) process below ``pid`` (walking ``/proc/*/stat`` ppids)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        fields = _stat(int(entry.name))
-        if fields is None or fields[0] == "Z":
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found: set[int] = set()
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    fields = _stat(pid)
-    return fields is not None and fields[0] != "Z"
+def live_descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` that has not ended (zombies left out)."""
+    return {child for child in descendants_of(pid) if not process_ended(child)}
 
 
 def kill_quietly(pids: set[int] | Sequence[int]) -> None:
@@ -453,24 +425,24 @@ class SimpleIOKernel:
 
     def stop(self) -> None:
         """Stop the kernel; kill whatever it started that is still left."""
-        left = descendants(self.process.pid)
+        left = live_descendants(self.process.pid)
         self.process.stop()
         try:
-            wait_for(lambda: not any(map(alive, left)), 5.0, "the kernel's processes to end")
+            wait_for(lambda: all(map(process_ended, left)), 5.0, "the kernel's processes to end")
         except TimeoutError:
             kill_quietly(left)
 
 
 def window_child(kernel: SimpleIOKernel, before: set[int]) -> int:
     """The one process the plugin started since ``before`` (its descendants then)."""
-    new = wait_for(lambda: descendants(kernel.plugin_pid) - before, 10, "the window process")
+    new = wait_for(lambda: live_descendants(kernel.plugin_pid) - before, 10, "the window process")
     assert len(new) == 1, f"more than one new process under the plugin: {new}"
     return new.pop()
 
 
 def wait_ended(pid: int, what: str = "the window process") -> None:
     """Wait (with a deadline) until ``pid`` no longer exists (nor is a zombie)."""
-    wait_for(lambda: not alive(pid), 10, f"{what} ({pid}) to end")
+    wait_for(lambda: process_ended(pid), 10, f"{what} ({pid}) to end")
 
 
 #: The ``start_kernel`` fixture: a kernel with ``DISPLAY`` set to this (``None``: unset).

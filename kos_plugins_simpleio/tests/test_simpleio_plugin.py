@@ -21,8 +21,9 @@ from simpleio_helpers import (
     Screen,
     SimpleIOKernel,
     StartKernel,
-    descendants,
+    display_free,
     kill_quietly,
+    live_descendants,
     wait_ended,
     window_child,
 )
@@ -44,7 +45,7 @@ def test_no_display_is_SpawnError(start_kernel: StartKernel) -> None:
 
 def _unused_display() -> str:
     number = 9999
-    while Path(f"/tmp/.X11-unix/X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
+    while not display_free(number):
         number += 1
     return f":{number}"
 
@@ -52,7 +53,7 @@ def _unused_display() -> str:
 def test_a_display_with_no_X_server_is_SpawnError(start_kernel: StartKernel) -> None:
     display = _unused_display()
     kernel = start_kernel(display)
-    before = descendants(kernel.plugin_pid)
+    before = live_descendants(kernel.plugin_pid)
     with kernel.connect() as kos:
         factory = kos.lookup("simpleio")
         # Tk fails at once on a display nobody serves: well before the plugin's own
@@ -66,7 +67,7 @@ def test_a_display_with_no_X_server_is_SpawnError(start_kernel: StartKernel) -> 
         again = Pending(lambda: factory.GetNewSimpleIOWH(5, 20), "GetNewSimpleIOWH()").error(8)
         assert isinstance(again, SpawnError), repr(again)
     # No failed window process is left behind.
-    wait_for(lambda: descendants(kernel.plugin_pid) == before, 10, "no process left")
+    wait_for(lambda: live_descendants(kernel.plugin_pid) == before, 10, "no process left")
 
 
 # --------------------------------------------------------------------------- lifetimes
@@ -75,7 +76,7 @@ def test_a_display_with_no_X_server_is_SpawnError(start_kernel: StartKernel) -> 
 def test_close_ends_the_window_and_its_process(
     kernel: SimpleIOKernel, screen: Screen, kos_env: KosEnv
 ) -> None:
-    before_pids, before_windows = descendants(kernel.plugin_pid), screen.windows()
+    before_pids, before_windows = live_descendants(kernel.plugin_pid), screen.windows()
     with kernel.connect() as kos:
         file = kos.lookup("simpleio").GetNewSimpleIO()
         wid = screen.new_window(before_windows)
@@ -87,7 +88,7 @@ def test_close_ends_the_window_and_its_process(
         assert not (kos_env.runtime_dir / f"p{pid}.sock").exists()
         with pytest.raises(ServiceUnavailable):
             file.write("too late\n")
-    assert descendants(kernel.plugin_pid) == before_pids  # only the fork server
+    assert live_descendants(kernel.plugin_pid) == before_pids  # only the fork server
 
 
 CLIENT = """\
@@ -109,7 +110,7 @@ def test_a_client_that_goes_away_without_close_ends_its_window(
 ) -> None:
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    before_pids, before_windows = descendants(kernel.plugin_pid), screen.windows()
+    before_pids, before_windows = live_descendants(kernel.plugin_pid), screen.windows()
     client = subprocess.Popen(
         [sys.executable, str(script)],
         stdin=subprocess.PIPE,
@@ -144,7 +145,7 @@ def test_a_client_that_goes_away_without_close_ends_its_window(
 
 
 def test_killing_the_plugin_ends_its_windows(kernel: SimpleIOKernel, screen: Screen) -> None:
-    before_pids = descendants(kernel.plugin_pid)
+    before_pids = live_descendants(kernel.plugin_pid)
     with kernel.connect() as kos:
         files, wids, pids = [], [], []
         for _ in range(2):
@@ -152,7 +153,7 @@ def test_killing_the_plugin_ends_its_windows(kernel: SimpleIOKernel, screen: Scr
             files.append(kos.lookup("simpleio").GetNewSimpleIO())
             wids.append(screen.new_window(windows))
             pids.append(window_child(kernel, before_pids | set(pids)))
-        everything = descendants(kernel.plugin_pid)
+        everything = live_descendants(kernel.plugin_pid)
         os.kill(kernel.plugin_pid, signal.SIGKILL)
         for pid in everything:
             wait_ended(pid, "a process of the killed plugin")

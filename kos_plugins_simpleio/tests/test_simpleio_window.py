@@ -12,6 +12,7 @@ window itself. Screenshots check, in addition, that the text is drawn.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,84 +20,95 @@ import pytest
 
 from kos_core.errors import ServiceUnavailable
 from kos_core.fileapi import FileIOError
-from kos_core.testing import wait_for
+from kos_core.testing import process_ended, wait_for
 from kos_plugins_simpleio import SpawnError
 from simpleio_helpers import (
     TITLE,
     Pending,
     Screen,
     SimpleIOKernel,
-    alive,
-    descendants,
+    live_descendants,
     luminances,
     read_png,
     wait_ended,
     window_child,
 )
 
+#: A client's window: its ``FileAPI.File`` and its X window id.
+Window = tuple[Any, str]
 
-def open_window(kernel: SimpleIOKernel, screen: Screen, *size: int) -> tuple[Any, Any, str]:
-    """``(kos, file, window id)``: a client connection and a new window (of ``size``
-    ``(height, width)`` if given) once it is on the screen.
+
+@contextlib.contextmanager
+def open_window(kernel: SimpleIOKernel, screen: Screen, *size: int) -> Iterator[Window]:
+    """``(file, window id)``: a new window (of ``size`` ``(height, width)`` if given),
+    once it is on the screen, opened by a client connection that is closed afterwards.
     """
     before = screen.windows()
-    kos = kernel.connect()
-    try:
+    with kernel.connect() as kos:
         factory = kos.lookup("simpleio")
         file = factory.GetNewSimpleIOWH(*size) if size else factory.GetNewSimpleIO()
-        wid = screen.new_window(before)
-    except BaseException:
-        kos.close()
-        raise
-    return kos, file, wid
+        yield file, screen.new_window(before)
 
 
-def test_written_text_is_shown_in_the_window(kernel: SimpleIOKernel, screen: Screen) -> None:
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        assert file.write("hello from a client\n") == len("hello from a client\n")
-        file.writelines(["second line\n", "third ", "line\n"])
-        file.write(b"bytes are shown as text\n")
-        file.flush()
-        shown = screen.window_text(wid, "bytes are shown as text")
-        assert shown.rstrip("\n") == (
-            "hello from a client\nsecond line\nthird line\nbytes are shown as text"
-        )
-        assert file.tell() == len(shown.rstrip("\n")) + 1
-        file.close()
+@contextlib.contextmanager
+def open_window_process(kernel: SimpleIOKernel, screen: Screen) -> Iterator[tuple[Any, str, int]]:
+    """:func:`open_window`, and the pid of the process the plugin started for the window."""
+    before = live_descendants(kernel.plugin_pid)
+    with open_window(kernel, screen) as (file, wid):
+        yield file, wid, window_child(kernel, before)
 
 
-def test_typed_line_comes_back_from_a_pending_readline(
-    kernel: SimpleIOKernel, screen: Screen
-) -> None:
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        file.write("What is your name?\n")
-        pending = Pending(file.readline, "readline()")
-        screen.type_line(wid, "Guido van Rossum")
-        assert pending.result(10) == "Guido van Rossum\n"
-        # What the person sent is echoed in the window, below the question.
-        shown = screen.window_text(wid, "Guido")
-        assert shown.rstrip("\n") == "What is your name?\nGuido van Rossum"
-        file.close()
+@pytest.fixture
+def window(kernel: SimpleIOKernel, screen: Screen) -> Iterator[Window]:
+    """``(file, window id)``: a window of the default size, opened for the test."""
+    with open_window(kernel, screen) as opened:
+        yield opened
 
 
-def test_typed_text_comes_back_from_read_n(kernel: SimpleIOKernel, screen: Screen) -> None:
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        screen.type_line(wid, "abcdef")
-        screen.type_line(wid, "")  # an empty line is a line too
-        assert Pending(lambda: file.read(3), "read(3)").result(10) == "abc"
-        assert Pending(lambda: file.read(4), "read(4)").result(10) == "def\n"
-        assert Pending(file.readline, "readline()").result(10) == "\n"
-        file.close()
+def ask(file: Any, question: str) -> Pending:
+    """Write ``question`` to the window; a readline() pending on the answer."""
+    file.write(question)
+    return Pending(file.readline, "readline()")
+
+
+def test_written_text_is_shown_in_the_window(screen: Screen, window: Window) -> None:
+    file, wid = window
+    assert file.write("hello from a client\n") == len("hello from a client\n")
+    file.writelines(["second line\n", "third ", "line\n"])
+    file.write(b"bytes are shown as text\n")
+    file.flush()
+    shown = screen.window_text(wid, "bytes are shown as text")
+    assert shown.rstrip("\n") == (
+        "hello from a client\nsecond line\nthird line\nbytes are shown as text"
+    )
+    assert file.tell() == len(shown.rstrip("\n")) + 1
+    file.close()
+
+
+def test_typed_line_comes_back_from_a_pending_readline(screen: Screen, window: Window) -> None:
+    file, wid = window
+    pending = ask(file, "What is your name?\n")
+    screen.type_line(wid, "Guido van Rossum")
+    assert pending.result(10) == "Guido van Rossum\n"
+    # What the person sent is echoed in the window, below the question.
+    shown = screen.window_text(wid, "Guido")
+    assert shown.rstrip("\n") == "What is your name?\nGuido van Rossum"
+    file.close()
+
+
+def test_typed_text_comes_back_from_read_n(screen: Screen, window: Window) -> None:
+    file, wid = window
+    screen.type_line(wid, "abcdef")
+    screen.type_line(wid, "")  # an empty line is a line too
+    assert Pending(lambda: file.read(3), "read(3)").result(10) == "abc"
+    assert Pending(lambda: file.read(4), "read(4)").result(10) == "def\n"
+    assert Pending(file.readline, "readline()").result(10) == "\n"
+    file.close()
 
 
 def test_two_clients_get_two_windows(kernel: SimpleIOKernel, screen: Screen) -> None:
-    kos1, file1, wid1 = open_window(kernel, screen)
-    with kos1:
-        kos2, file2, wid2 = open_window(kernel, screen)
-        with kos2:
+    with open_window(kernel, screen) as (file1, wid1):
+        with open_window(kernel, screen) as (file2, wid2):
             assert wid1 != wid2
             name1, name2 = screen.name(wid1), screen.name(wid2)
             assert name1.startswith(TITLE + " ")
@@ -119,10 +131,8 @@ def test_two_clients_get_two_windows(kernel: SimpleIOKernel, screen: Screen) -> 
 def test_GetNewSimpleIOWH_gives_a_window_of_that_size(
     kernel: SimpleIOKernel, screen: Screen
 ) -> None:
-    kos1, file1, default_wid = open_window(kernel, screen)
-    with kos1:
-        kos2, file2, small_wid = open_window(kernel, screen, 10, 40)
-        with kos2:
+    with open_window(kernel, screen) as (file1, default_wid):
+        with open_window(kernel, screen, 10, 40) as (file2, small_wid):
             default, small = screen.geometry(default_wid), screen.geometry(small_wid)
             # 10 lines by 40 columns against the default 24 by 80 (same font, same
             # scroll bar and entry line): clearly narrower and lower.
@@ -144,9 +154,7 @@ def test_bad_sizes_are_SpawnError(
     assert screen.windows() == before
 
 
-def test_screenshot_of_a_window_with_text(
-    kernel: SimpleIOKernel, screen: Screen, tmp_path: Path
-) -> None:
+def test_screenshot_of_a_window_with_text(screen: Screen, window: Window, tmp_path: Path) -> None:
     def dark_and_light(shot: Path) -> tuple[int, int]:
         """How many dark and light pixels the text area (the top rows) has."""
         width, height, rows = read_png(screen.screenshot(wid, shot))
@@ -155,41 +163,36 @@ def test_screenshot_of_a_window_with_text(
         values = luminances(rows[:80])
         return sum(1 for v in values if v < 64), sum(1 for v in values if v > 192)
 
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        empty = tmp_path / "empty.png"
-        # Once painted, the empty window is light, with no glyphs in the text area.
-        dark, _light = wait_for(
-            lambda: (counts := dark_and_light(empty))[1] > 5000 and counts,
-            10,
-            "the empty window to be painted",
-        )
-        assert dark < 100
-        for _ in range(5):
-            file.write("#" * 70 + "\n")
-        file.flush()
-        shot = tmp_path / "shot.png"
-        # Dark glyphs on a light background.
-        _dark, light = wait_for(
-            lambda: (counts := dark_and_light(shot))[0] > 500 and counts,
-            10,
-            "the text to be drawn",
-        )
-        assert light > 5000
-        assert shot.is_file()
-        assert screen.window_text(wid, "#").rstrip("\n") == "\n".join(["#" * 70] * 5)
-        file.close()
+    file, wid = window
+    empty = tmp_path / "empty.png"
+    # Once painted, the empty window is light, with no glyphs in the text area.
+    dark, _light = wait_for(
+        lambda: (counts := dark_and_light(empty))[1] > 5000 and counts,
+        10,
+        "the empty window to be painted",
+    )
+    assert dark < 100
+    for _ in range(5):
+        file.write("#" * 70 + "\n")
+    file.flush()
+    shot = tmp_path / "shot.png"
+    # Dark glyphs on a light background.
+    _dark, light = wait_for(
+        lambda: (counts := dark_and_light(shot))[0] > 500 and counts,
+        10,
+        "the text to be drawn",
+    )
+    assert light > 5000
+    assert shot.is_file()
+    assert screen.window_text(wid, "#").rstrip("\n") == "\n".join(["#" * 70] * 5)
+    file.close()
 
 
 def test_closing_the_window_as_a_person_ends_a_pending_readline(
     kernel: SimpleIOKernel, screen: Screen
 ) -> None:
-    before = descendants(kernel.plugin_pid)
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        pid = window_child(kernel, before)
-        file.write("Waiting for you...\n")
-        pending = Pending(file.readline, "readline()")
+    with open_window_process(kernel, screen) as (file, wid, pid):
+        pending = ask(file, "Waiting for you...\n")
         screen.close_as_person(wid)  # WM_DELETE_WINDOW, as from the close button
         assert pending.result(10) == ""  # end of file
         screen.wait_gone(wid)
@@ -197,28 +200,27 @@ def test_closing_the_window_as_a_person_ends_a_pending_readline(
             file.readline()
         with pytest.raises(FileIOError, match="closed"):
             file.write("anyone there?\n")
-        assert alive(pid)  # still answering its client...
+        assert not process_ended(pid)  # still answering its client...
         file.close()
         wait_ended(pid)  # ... until the client closes the file
 
 
 def test_a_window_destroyed_from_outside_ends_a_pending_readline(
-    kernel: SimpleIOKernel, screen: Screen
+    screen: Screen, window: Window
 ) -> None:
     # Not every close goes through WM_DELETE_WINDOW: a window manager's forced
     # close (here `xdotool windowclose`) destroys the window. The client must still
     # learn that the window is gone -- end of file, FileIOError, or (should the
     # window process die of the X error) ServiceUnavailable -- and not wait forever
     # for input that can never come.
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        pending = Pending(file.readline, "readline()")
-        screen.run("xdotool", "windowclose", wid)
-        screen.wait_gone(wid)
-        with contextlib.suppress(FileIOError, ServiceUnavailable):
-            assert pending.result(10) == ""
-        error = Pending(lambda: file.write("anyone there?\n"), "write()").error(10)
-        assert isinstance(error, (FileIOError, ServiceUnavailable)), repr(error)
+    file, wid = window
+    pending = Pending(file.readline, "readline()")
+    screen.run("xdotool", "windowclose", wid)
+    screen.wait_gone(wid)
+    with contextlib.suppress(FileIOError, ServiceUnavailable):
+        assert pending.result(10) == ""
+    error = Pending(lambda: file.write("anyone there?\n"), "write()").error(10)
+    assert isinstance(error, (FileIOError, ServiceUnavailable)), repr(error)
 
 
 def test_a_window_whose_X_connection_is_killed_fails_a_pending_readline(
@@ -226,10 +228,7 @@ def test_a_window_whose_X_connection_is_killed_fails_a_pending_readline(
 ) -> None:
     # xkill (here `xdotool windowkill`) drops the window's connection to the X
     # server: the window process cannot go on, and its client learns it at once.
-    before = descendants(kernel.plugin_pid)
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        pid = window_child(kernel, before)
+    with open_window_process(kernel, screen) as (file, wid, pid):
         pending = Pending(file.readline, "readline()")
         screen.run("xdotool", "windowkill", wid)
         assert isinstance(pending.error(10), ServiceUnavailable)
@@ -237,39 +236,34 @@ def test_a_window_whose_X_connection_is_killed_fails_a_pending_readline(
         wait_ended(pid)
 
 
-def test_a_pending_readline_does_not_block_write_or_close(
-    kernel: SimpleIOKernel, screen: Screen
-) -> None:
+def test_a_pending_readline_does_not_block_write_or_close(screen: Screen, window: Window) -> None:
     # A program may show text (or give up and close its window) while it waits
     # for the person to answer, as it can with a terminal.
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        file.write("Your answer?\n")
-        pending = Pending(file.readline, "readline()")
-        Pending(lambda: file.write("(still waiting)\n"), "write()").result(10)
-        assert "(still waiting)" in screen.window_text(wid, "(still waiting)")
-        Pending(file.close, "close()").result(10)
-        screen.wait_gone(wid)
-        # Ended by the close: "" (end of file) or an error, but no longer waiting.
-        with contextlib.suppress(FileIOError, ServiceUnavailable):
-            assert pending.result(10) == ""
+    file, wid = window
+    pending = ask(file, "Your answer?\n")
+    Pending(lambda: file.write("(still waiting)\n"), "write()").result(10)
+    assert "(still waiting)" in screen.window_text(wid, "(still waiting)")
+    Pending(file.close, "close()").result(10)
+    screen.wait_gone(wid)
+    # Ended by the close: "" (end of file) or an error, but no longer waiting.
+    with contextlib.suppress(FileIOError, ServiceUnavailable):
+        assert pending.result(10) == ""
 
 
 def test_lines_typed_before_the_window_was_closed_are_still_read(
-    kernel: SimpleIOKernel, screen: Screen
+    screen: Screen, window: Window
 ) -> None:
     # A file's end comes after its data: what the person sent before closing the
     # window is the client's to read, and then reading gives "" (end of file).
-    kos, file, wid = open_window(kernel, screen)
-    with kos:
-        screen.type_line(wid, "first words")
-        screen.type_line(wid, "last words")
-        screen.window_text(wid, "last words")  # both lines were sent
-        screen.close_as_person(wid)
-        screen.wait_gone(wid)
-        assert Pending(file.readlines, "readlines()").result(10) == [
-            "first words\n",
-            "last words\n",
-        ]
-        assert Pending(file.readline, "readline()").result(10) == ""
-        file.close()
+    file, wid = window
+    screen.type_line(wid, "first words")
+    screen.type_line(wid, "last words")
+    screen.window_text(wid, "last words")  # both lines were sent
+    screen.close_as_person(wid)
+    screen.wait_gone(wid)
+    assert Pending(file.readlines, "readlines()").result(10) == [
+        "first words\n",
+        "last words\n",
+    ]
+    assert Pending(file.readline, "readline()").result(10) == ""
+    file.close()
