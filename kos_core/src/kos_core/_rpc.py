@@ -98,9 +98,20 @@ class KosStream(SocketStream):  # type: ignore[misc]
     """rpyc's socket stream without its quadratic copying of large writes and reads."""
 
     def read(self, count: int) -> bytes:
+        try:
+            first: bytes = self.sock.recv(min(count, _RECV_CHUNK))
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from None
+        if len(first) == count:  # the common case: one system call, no copy
+            return first
+        if not first:
+            self.close()
+            raise EOFError("connection closed by peer")
         # The buffer grows with what arrives, not with what a frame header announces.
-        buffer = bytearray(min(count, _RECV_CHUNK))
-        got = 0
+        buffer = bytearray(first)
+        buffer.extend(bytes(min(len(buffer), count - len(buffer))))
+        got = len(first)
         while got < count:
             if got == len(buffer):
                 buffer.extend(bytes(min(len(buffer), count - got)))
@@ -153,6 +164,9 @@ class KosChannel(Channel):  # type: ignore[misc]
         if compressed:
             raise EOFError("compressed frames are not accepted")
         if self.max_frame is None or length <= self.max_frame:
+            if length <= _RECV_CHUNK:  # small: frame and flusher in one read
+                data: bytes = self.stream.read(length + len(self.FLUSHER))
+                return data[: -len(self.FLUSHER)]
             frame: bytes = self.stream.read(length)
             self.stream.read(len(self.FLUSHER))
             return frame
@@ -189,14 +203,12 @@ class KosConnection(Connection):  # type: ignore[misc]
 
     _workers: ThreadPoolExecutor | None = None
 
+    def __init__(self, root: Any, channel: KosChannel, config: dict[str, Any]) -> None:
+        super().__init__(root, channel, config)
+        self._concurrent = isinstance(root, Session) and root.concurrent and not self._bind_threads
+
     def _dispatch(self, data: bytes) -> None:
-        root = self._local_root
-        if (
-            data[:1] == _REQUEST
-            and isinstance(root, Session)
-            and root.concurrent
-            and not self._bind_threads
-        ):
+        if self._concurrent and data[:1] == _REQUEST:
             # rpyc's own request dispatch, except that the call runs on a worker thread.
             self._recvlock.release()
             seq, args = brine.load(data[1:])
@@ -584,8 +596,10 @@ class Link:
     def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
         """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
         conn = self._conn or self.connect()
-        with self._translated(spec):
+        try:
             status, payload = conn.sync_request(HANDLE_KOS_CALL, handle, spec.name, args)
+        except (AsyncResultTimeout, EOFError, OSError) as exc:
+            raise self._unavailable(spec, exc) from None
         return self._result(spec, status, payload)
 
     def begin(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Callable[[], Any]:
@@ -610,12 +624,15 @@ class Link:
     def _translated(self, spec: MethodSpec) -> Iterator[None]:
         try:
             yield
-        except AsyncResultTimeout:
-            raise ServiceUnavailable(
+        except (AsyncResultTimeout, EOFError, OSError) as exc:
+            raise self._unavailable(spec, exc) from None
+
+    def _unavailable(self, spec: MethodSpec, exc: BaseException) -> ServiceUnavailable:
+        if isinstance(exc, AsyncResultTimeout):
+            return ServiceUnavailable(
                 f"{self.what}: no answer to {spec.name}() within {self._config.call_timeout:g} s"
-            ) from None
-        except (EOFError, OSError) as exc:
-            raise ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})") from None
+            )
+        return ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})")
 
     def _result(self, spec: MethodSpec, status: int, payload: Any) -> Any:
         if status == OK:
