@@ -43,7 +43,7 @@ from .interface import (
     Interface,
     MethodSpec,
     check_value,
-    contains_interface,
+    convert,
     find_interface,
     from_wire,
     is_interface,
@@ -368,25 +368,19 @@ class Session:
             return FAULT, ("TypeError", str(exc))
 
     def _encode_refs(self, value: Any, tp: Any) -> Any:
-        if is_interface(tp):
-            if value is None:
-                return None
-            sbh = sbh_of(value)
-            if sbh is not None:
-                return ("s", sbh)
-            handle = next(self._next)
-            self._objects[handle] = (value, tp)
-            return ("h", handle)
-        import typing
+        return convert(value, tp, self._encode_leaf, lists=tuple)
 
-        origin, targs = typing.get_origin(tp), typing.get_args(tp)
-        if origin in (list, tuple) and isinstance(value, (list, tuple)):
-            if origin is list or (len(targs) == 2 and targs[1] is Ellipsis):
-                return tuple(self._encode_refs(v, targs[0]) for v in value)
-            return tuple(self._encode_refs(v, t) for v, t in zip(value, targs, strict=True))
-        if contains_interface(tp) and value is None:
+    def _encode_leaf(self, value: Any, tp: Any) -> Any:
+        if not is_interface(tp):
+            return check_value(value, tp, "result")
+        if value is None:
             return None
-        return check_value(value, tp, "result")
+        sbh = sbh_of(value)
+        if sbh is not None:
+            return ("s", sbh)
+        handle = next(self._next)
+        self._objects[handle] = (value, tp)
+        return ("h", handle)
 
 
 def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:

@@ -248,6 +248,8 @@ class Supervisor:
         def do() -> str:
             record = self._supervised(name)
             record.wanted = True
+            if record.process is not None and not record.alive:
+                self._exited(record, time.monotonic())  # ended since the last tick
             if record.state in ("starting", "running", "stopping"):
                 return record.state
             record.failures = 0
@@ -276,14 +278,12 @@ class Supervisor:
 
     def restart(self, name: str) -> str:
         """Stop a plugin (waiting for it to end) and start it again; returns its state."""
+        process = self.call_in_main(lambda: self._supervised(name).process)
         self.stop(name)
-        deadline = time.monotonic() + STOP_GRACE + 2.0
-        while time.monotonic() < deadline:
-            with self.lock:
-                record = self.records[name]
-                if not record.alive and record.process is None:
-                    break
-            time.sleep(0.02)
+        if process is not None:
+            # The main thread sends SIGKILL after STOP_GRACE; start() then reaps it.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(STOP_GRACE + 2.0)
         return self.start(name)
 
     def log_path(self, name: str) -> Path:

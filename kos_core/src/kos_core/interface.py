@@ -296,29 +296,39 @@ def _check_generic(value: Any, tp: Any, what: str) -> Any:
     raise TypeError(f"{what} must be {type_name(tp)}, not {type(value).__name__}")
 
 
+def convert(
+    value: Any, tp: Any, leaf: Callable[[Any, Any], Any], *, lists: Callable[..., Any]
+) -> Any:
+    """Rebuild ``value`` along its declared type ``tp``.
+
+    Sequences declared ``list[...]`` become ``lists(items)`` (``list`` on receipt,
+    ``tuple`` for the wire), ``tuple[...]`` stay tuples, ``None`` passes where the type
+    is optional, and ``leaf(value, type)`` gives every other value (scalars, references).
+    """
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return convert(value, options[0], leaf, lists=lists)
+    elif origin in (list, tuple) and isinstance(value, (list, tuple)):
+        if origin is list or (len(args) == 2 and args[1] is Ellipsis):
+            items = [convert(v, args[0], leaf, lists=lists) for v in value]
+            return lists(items) if origin is list else tuple(items)
+        return tuple(convert(v, t, leaf, lists=lists) for v, t in zip(value, args, strict=False))
+    return leaf(value, tp)
+
+
 def from_wire(value: Any, tp: Any, make_ref: Callable[[Any, type[Interface]], Any]) -> Any:
     """Rebuild a received value in its declared shape (tuples back to lists, references to
     proxies through ``make_ref(wire_value, interface)``).
     """
-    if is_interface(tp):
-        return make_ref(value, tp)
-    origin = typing.get_origin(tp)
-    if origin is None:
-        return value
-    args = typing.get_args(tp)
-    if origin is list and isinstance(value, tuple):
-        return [from_wire(v, args[0], make_ref) for v in value]
-    if origin is tuple and isinstance(value, tuple):
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_wire(v, args[0], make_ref) for v in value)
-        return tuple(from_wire(v, t, make_ref) for v, t in zip(value, args, strict=False))
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        for option in args:
-            if option is not type(None):
-                return from_wire(value, option, make_ref)
-    return value
+
+    def leaf(item: Any, item_type: Any) -> Any:
+        return make_ref(item, item_type) if is_interface(item_type) else item
+
+    return convert(value, tp, leaf, lists=list)
 
 
 def contains_list(tp: Any) -> bool:
