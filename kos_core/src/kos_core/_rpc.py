@@ -33,7 +33,8 @@ from rpyc.core.channel import Channel
 from rpyc.core.protocol import Connection
 from rpyc.core.stream import SocketStream
 
-from . import _wire
+from . import _streams, _wire
+from ._streams import PendingStream, StreamTable
 from .errors import (
     KosError,
     RemoteError,
@@ -53,6 +54,8 @@ log = logging.getLogger("kos.rpc")
 
 HANDLE_KOS_CALL = 64
 HANDLE_KOS_RELEASE = 65
+HANDLE_KOS_STREAM = 66
+HANDLE_KOS_STREAM_END = 67
 OK, DECLARED, FAULT = 0, 1, 2
 #: The largest request a service accepts unless it says otherwise (``kos_max_request``).
 DEFAULT_MAX_REQUEST = int(os.environ.get("KOS_MAX_REQUEST", str(64 * 1024 * 1024)))
@@ -236,6 +239,8 @@ class KosConnection(Connection):  # type: ignore[misc]
             consts.HANDLE_CLOSE: cls._handle_close,
             HANDLE_KOS_CALL: cls._handle_kos_call,
             HANDLE_KOS_RELEASE: cls._handle_kos_release,
+            HANDLE_KOS_STREAM: cls._handle_kos_stream,
+            HANDLE_KOS_STREAM_END: cls._handle_kos_stream_end,
         }
 
     def _handle_kos_call(self, handle: int, method: str, args: tuple[Any, ...]) -> Any:
@@ -260,6 +265,13 @@ class KosConnection(Connection):  # type: ignore[misc]
 
     def _handle_kos_release(self, handle: int) -> None:
         cast(Session, self._local_root).release(handle)
+
+    def _handle_kos_stream(self, handle: int, size: int) -> Any:
+        return cast(Session, self._local_root).open_stream(handle, size)
+
+    def _handle_kos_stream_end(self, token: str) -> Any:
+        timeout = float(self._config["sync_request_timeout"])
+        return cast(Session, self._local_root).end_stream(token, timeout)
 
 
 _current = threading.local()
@@ -293,6 +305,8 @@ class Session:
         limit = getattr(root, "kos_max_request", None)
         #: requests larger than this are refused without being held in memory
         self.max_request = int(limit) if isinstance(limit, int) else DEFAULT_MAX_REQUEST
+        #: where large reads of this connection's files are sent from (set by the server)
+        self.streams: StreamTable | None = None
 
     def too_large(self, handle: Any, method: Any, size: int) -> tuple[int, Any]:
         """The reply to a request of ``size`` bytes that was too large to accept.
@@ -336,29 +350,17 @@ class Session:
 
     def dispatch(self, handle: int, method: str, args: tuple[Any, ...]) -> tuple[int, Any]:
         """Call one declared method; never raises (failures are encoded in the reply)."""
-        entry = self._objects.get(handle) if type(handle) is int else None
-        if entry is None:
-            return FAULT, ("NoSuchObject", f"no object with handle {handle!r} on this connection")
-        obj, interface = entry
-        spec = interface.methods().get(method) if type(method) is str else None
-        if spec is None:
-            return FAULT, ("NoSuchMethod", f"{interface.wire_name} has no method {method!r}")
         try:
+            obj, interface, spec = self._find(handle, method)
             call_args = _check_args(spec, args)
+        except _Refused as refused:
+            return refused.reply
         except TypeError as exc:
             return FAULT, ("TypeError", str(exc))
         try:
             result = getattr(obj, method)(*call_args)
-        except KosError as exc:
-            if not exc.wire_name or spec.exception(exc.wire_name) is None:
-                log.info("%s.%s raised undeclared %r", interface.wire_name, method, exc)
-                return FAULT, (exc.wire_name or type(exc).__name__, str(exc))
-            if spec.exception(exc.wire_name) is None:
-                return FAULT, (exc.wire_name, str(exc))
-            return DECLARED, (exc.wire_name, _plain_args(exc))
         except (Exception, SystemExit) as exc:  # SystemExit must not travel as itself
-            log.warning("%s.%s failed", interface.wire_name, method, exc_info=True)
-            return FAULT, (type(exc).__name__, str(exc))
+            return self._failure(interface, spec, exc)
         try:
             if spec.returns_refs:
                 return OK, self._encode_refs(result, spec.returns)
@@ -366,6 +368,62 @@ class Session:
         except TypeError as exc:
             log.error("%s.%s returned a bad value: %s", interface.wire_name, method, exc)
             return FAULT, ("TypeError", str(exc))
+
+    def _find(self, handle: Any, method: Any) -> tuple[object, type[Interface], MethodSpec]:
+        entry = self._objects.get(handle) if type(handle) is int else None
+        if entry is None:
+            raise _Refused("NoSuchObject", f"no object with handle {handle!r} on this connection")
+        obj, interface = entry
+        spec = interface.methods().get(method) if type(method) is str else None
+        if spec is None:
+            raise _Refused("NoSuchMethod", f"{interface.wire_name} has no method {method!r}")
+        return obj, interface, spec
+
+    def _failure(
+        self, interface: type[Interface], spec: MethodSpec, exc: BaseException
+    ) -> tuple[int, Any]:
+        """The reply reporting that ``spec``'s method raised ``exc``."""
+        if isinstance(exc, KosError):
+            if not exc.wire_name or spec.exception(exc.wire_name) is None:
+                log.info("%s.%s raised undeclared %r", interface.wire_name, spec.name, exc)
+                return FAULT, (exc.wire_name or type(exc).__name__, str(exc))
+            return DECLARED, (exc.wire_name, _plain_args(exc))
+        log.warning("%s.%s failed", interface.wire_name, spec.name, exc_info=exc)
+        return FAULT, (type(exc).__name__, str(exc))
+
+    def open_stream(self, handle: Any, size: Any) -> tuple[int, Any]:
+        """The reply to ``KOS_STREAM``: a large ``read(size)`` of the object ``handle``
+        names, inline or as a stream (see :mod:`kos_core._streams`); ``None`` if the
+        object cannot stream.
+        """
+        try:
+            obj, interface, spec = self._find(handle, "read")
+        except _Refused as refused:
+            return refused.reply
+        hook = getattr(obj, "kos_read_stream", None)
+        if self.streams is None or not callable(hook):
+            return OK, None
+        if type(size) is not int:
+            return FAULT, ("TypeError", "the size of a read must be an int")
+
+        def fail(exc: BaseException) -> tuple[int, Any]:
+            return self._failure(interface, spec, exc)
+
+        try:
+            stream = hook(size)
+            return OK, None if stream is None else self.streams.open(stream, fail)
+        except Exception as exc:
+            return fail(exc)
+
+    def end_stream(self, token: Any, timeout: float) -> tuple[int, Any]:
+        """The reply to ``KOS_STREAM_END``: how the stream ``token`` opened went."""
+        if self.streams is None:
+            return FAULT, ("NoSuchStream", "this connection sends no streams")
+        try:
+            failure = self.streams.end(token, timeout)
+        except (LookupError, TimeoutError) as exc:
+            return FAULT, (type(exc).__name__, str(exc))
+        return failure or (OK, None)
 
     def _encode_refs(self, value: Any, tp: Any) -> Any:
         return convert(value, tp, self._encode_leaf, lists=tuple)
@@ -381,6 +439,14 @@ class Session:
         handle = next(self._next)
         self._objects[handle] = (value, tp)
         return ("h", handle)
+
+
+class _Refused(Exception):
+    """A request names no object or method this session serves."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.reply = (FAULT, (kind, message))
 
 
 def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:
@@ -442,6 +508,9 @@ class Server:
             os.chmod(address.path, 0o600)
         self._closed = threading.Event()
         self._connections: set[KosConnection] = set()
+        self._stream_sockets: set[socket.socket] = set()
+        #: large reads opened on this server's connections, waiting for or on their sockets
+        self.streams = StreamTable()
         self._lock = threading.Lock()
         self._thread = threading.Thread(
             target=self._accept_loop, name=f"{name}-accept", daemon=True
@@ -470,6 +539,10 @@ class Server:
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             token = _wire.server_handshake(sock)
+            stream = self.streams.take(token)
+            if stream is not None:
+                self._send_stream(sock, stream)
+                return
             with self._lock:
                 taken = self._one_shot and self.connected.is_set()
                 session = None if taken else self._authorize(token)
@@ -484,6 +557,7 @@ class Server:
             log.info("%s: refused a connection: %s", self._name, exc)
             sock.close()
             return
+        session.streams = self.streams
         channel = KosChannel(KosStream(sock), session.max_request)
         conn = KosConnection(session, channel, self._config.rpyc())
         with self._lock:
@@ -499,6 +573,19 @@ class Server:
             if self._one_shot:
                 self.finished.set()
 
+    def _send_stream(self, sock: socket.socket, stream: PendingStream) -> None:
+        with self._lock:
+            self._stream_sockets.add(sock)
+        try:
+            _wire.accept(sock)
+            stream.send(sock, self._config.call_timeout)
+        except OSError as exc:
+            log.info("%s: a stream connection broke: %s", self._name, exc)
+        finally:
+            with self._lock:
+                self._stream_sockets.discard(sock)
+            sock.close()
+
     def close(self) -> None:
         """Stop accepting, end every connection, remove the socket file."""
         if self._closed.is_set():
@@ -512,6 +599,10 @@ class Server:
                 os.unlink(self.address.path)
         with self._lock:
             conns = list(self._connections)
+            streams = list(self._stream_sockets)
+        for sock in streams:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn._channel.close()
@@ -566,35 +657,64 @@ class Link:
                 return self._conn
             if self._closed:
                 raise ServiceUnavailable(f"{self.what}: connection already closed")
-            try:
-                sock = self.address.connect(self._config.connect_timeout)
-            except OSError as exc:
-                raise ServiceUnavailable(
-                    f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"
-                ) from exc
-            try:
-                _wire.client_handshake(sock, self.token)
-                sock.settimeout(None)
-            except OSError as exc:
-                sock.close()
-                raise ServiceUnavailable(f"{self.what}: handshake failed: {exc}") from exc
-            except BaseException:
-                sock.close()
-                raise
-            channel = KosChannel(KosStream(sock))
+            channel = KosChannel(KosStream(self._open_socket(self.token)))
             self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc())
             # Dropping the last proxy hangs up: a factory child sees its client go.
             weakref.finalize(self, _hang_up, channel)
             return self._conn
 
-    def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
-        """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
+    def _open_socket(self, token: str) -> socket.socket:
+        """A new socket to :attr:`address`, past the handshake with ``token``."""
+        try:
+            sock = self.address.connect(self._config.connect_timeout)
+        except OSError as exc:
+            raise ServiceUnavailable(
+                f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            _wire.client_handshake(sock, token)
+            sock.settimeout(None)
+        except OSError as exc:
+            sock.close()
+            raise ServiceUnavailable(f"{self.what}: handshake failed: {exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def read_stream(self, handle: int, spec: MethodSpec, size: int) -> Any:
+        """A large ``read(size)`` of the object ``handle`` names, inline or on a second
+        connection (see :mod:`kos_core._streams`); ``None`` if that object cannot
+        stream. ``spec`` is its ``read`` method, whose declared exceptions the read raises.
+        """
+        reply = self._request(HANDLE_KOS_STREAM, spec, (handle, size))
+        if reply is None:
+            return None
+        if _is_inline(reply):
+            return reply[1]
+        if not _is_stream(reply):
+            raise RemoteError("ProtocolError", f"{self.what}: malformed reply to a stream request")
+        _, token, length = reply
+        data = _streams.receive(
+            self._open_socket(token), length, self._config.call_timeout, self.what
+        )
+        self._request(HANDLE_KOS_STREAM_END, spec, (token,))
+        if length is not None and len(data) != length:
+            message = f"{self.what}: the stream ended after {len(data)} of {length} bytes"
+            raise RemoteError("ShortStream", message)
+        return data
+
+    def _request(self, handler: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
         conn = self._conn or self.connect()
         try:
-            status, payload = conn.sync_request(HANDLE_KOS_CALL, handle, spec.name, args)
+            status, payload = conn.sync_request(handler, *args)
         except (AsyncResultTimeout, EOFError, OSError) as exc:
             raise self._unavailable(spec, exc) from None
         return self._result(spec, status, payload)
+
+    def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
+        """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
+        return self._request(HANDLE_KOS_CALL, spec, (handle, spec.name, args))
 
     def begin(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Callable[[], Any]:
         """Send a call without waiting; the returned function waits for its result.
@@ -667,6 +787,22 @@ class Link:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _is_inline(reply: Any) -> bool:
+    return (
+        type(reply) is tuple
+        and len(reply) == 2
+        and reply[0] == "i"
+        and isinstance(reply[1], (bytes, str))
+    )
+
+
+def _is_stream(reply: Any) -> bool:
+    if type(reply) is not tuple or len(reply) != 3 or reply[0] != "s":
+        return False
+    _, token, length = reply
+    return type(token) is str and (length is None or (type(length) is int and length >= 0))
 
 
 def _hang_up(channel: KosChannel) -> None:

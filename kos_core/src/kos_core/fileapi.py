@@ -14,10 +14,13 @@ Every failure of the wrapped file reaches the client as :class:`FileIOError`.
 from __future__ import annotations
 
 import io
+import os
+import stat
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
+from ._streams import PIECE, ReadStream
 from .errors import InterfaceError
 from .interface import Interface, raises
 
@@ -105,9 +108,11 @@ READ_AHEAD = 2
 
 
 class _FileClient:
-    """What ``File`` proxies do on the client: a large read travels as pieces of
-    ``READ_PIECE``, ``READ_AHEAD`` of them in flight at once. One huge message costs
-    far more in copies and page faults than the round trips this overlaps.
+    """What ``File`` proxies do on the client: a read of more than ``READ_PIECE`` is a
+    stream request (see :mod:`kos_core._streams`): the bytes come back in the reply if
+    there are few, else raw on a second connection. A file served without
+    ``kos_read_stream`` is read in pieces of ``READ_PIECE``, ``READ_AHEAD`` of them in
+    flight at once.
     """
 
     _kos_remote_read: Callable[[int], bytes | str]
@@ -119,6 +124,9 @@ class _FileClient:
         if 0 <= size <= READ_PIECE:
             return self._kos_remote_read(size)
         spec = File.methods()["read"]
+        data = self._kos_link.read_stream(self._kos_handle, spec, size)
+        if data is not None:
+            return data  # type: ignore[no-any-return]
         pending: deque[Callable[[], bytes | str]] = deque()
         pieces: list[bytes | str] = []
         asked, ended = 0, False
@@ -147,15 +155,68 @@ def _guard(what: str, call: Callable[[], _R]) -> _R:
         raise FileIOError(f"{what}: {exc}") from exc
 
 
+def _is_text(fp: object) -> bool:
+    return isinstance(fp, io.TextIOBase)
+
+
+def _pieces(read: Callable[[int], Data], limit: int | None, promised: bool) -> Iterator[bytes]:
+    """``read`` in pieces of at most ``_streams.PIECE`` until its end or ``limit`` bytes;
+    with ``promised``, ending before ``limit`` is an error.
+    """
+    left = limit
+    while left is None or left > 0:
+        piece = read(PIECE if left is None else min(PIECE, left))
+        if not piece:
+            if promised and left:
+                raise FileIOError(f"read: the file ended {left} bytes before its announced end")
+            return
+        if not isinstance(piece, bytes):
+            raise FileIOError("read: a file that returns text cannot be streamed")
+        if left is not None:
+            left -= len(piece)
+        yield piece
+
+
 class FileWrapper:
     """Implements ``FileAPI.File`` on top of a file-like object ``self._fp``.
 
     Every call passes through to ``self._fp``; failures become :class:`FileIOError`.
-    ``open`` is refused unless a subclass defines what it means.
+    ``open`` is refused unless a subclass defines what it means. A large ``read``
+    reaches the client as a stream (:meth:`kos_read_stream`).
     """
 
     def __init__(self, fp: IO[Any]) -> None:
         self._fp = fp
+
+    def bytes_left(self) -> int | None:
+        """How many bytes a read to the end would return, if known without reading.
+
+        Known for a regular file opened in binary mode; a subclass that knows
+        better (a response with a Content-Length) says so here. A large read of a
+        known length reaches the client in one buffer.
+        """
+        try:
+            if _is_text(self._fp) or not self._fp.seekable():
+                return None
+            status = os.fstat(self._fp.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            return max(0, status.st_size - self._fp.tell())
+        except (AttributeError, OSError, ValueError):
+            return None
+
+    def kos_read_stream(self, size: int) -> ReadStream | None:
+        """How kos sends ``read(size)`` of this file when it is large: this file's
+        :meth:`read` in pieces, and the total if :meth:`bytes_left` knows it.
+        ``None`` for a text file (it is read in pieces through calls instead).
+        """
+        if _is_text(self._fp):
+            return None
+        known = self.bytes_left()
+        if known is None:
+            return ReadStream(None, _pieces(self.read, None if size < 0 else size, promised=False))
+        length = known if size < 0 else min(size, known)
+        return ReadStream(length, _pieces(self.read, length, promised=True))
 
     def read(self, size: int = -1) -> bytes | str:
         return _guard("read", lambda: self._fp.read(size))  # type: ignore[no-any-return]

@@ -73,13 +73,27 @@ class Body(FileWrapper):
 
     def read(self, size: int = -1) -> bytes:
         whole = size is None or size < 0
-        chunks = [self._take(len(self._buffer) if whole else size)]
-        missing = 0 if whole else size - len(chunks[0])
+        buffered = self._take(len(self._buffer) if whole else size)
+        chunks = [buffered] if buffered else []  # one chunk is joined without a copy
+        missing = 0 if whole else size - len(buffered)
         while not self._eof and (whole or missing > 0):
             chunk = self._receive(_CHUNK if whole else missing, arrived_only=False)
             chunks.append(chunk)
             missing -= len(chunk)
         return b"".join(chunks)
+
+    def bytes_left(self) -> int | None:
+        """What the Content-Length says is left, unless the body is decoded on its way
+        (a compressed body's length is not known before it is read).
+        """
+        if self._eof:
+            return len(self._buffer)
+        remaining = getattr(self._fp, "length_remaining", None)
+        headers = getattr(self._fp, "headers", None)
+        encoding = headers.get("Content-Encoding", "") if headers is not None else ""
+        if type(remaining) is not int or encoding.strip().lower() not in ("", "identity"):
+            return None
+        return len(self._buffer) + remaining
 
     def readline(self, size: int = -1) -> bytes:
         limit = size if size is not None and size >= 0 else None
