@@ -349,3 +349,32 @@ def test_client_handshake_refuses_a_non_kos_peer(answer: bytes | None, message: 
     finally:
         sock.close()
         thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"HTTP/1.0 400 Bad Request\n", "not a kos server"),
+        (None, "closed"),
+        (b"NO go away\n", "go away"),
+        (b"y" * 1000, "too long"),
+    ],
+)
+def test_stream_handshake_refuses_a_non_kos_peer(answer: bytes | None, message: str) -> None:
+    sock, thread = peer(answer)
+    try:
+        with pytest.raises(AuthenticationFailed, match=message):
+            _wire.client_handshake(sock, TOKEN, stream=True)
+    finally:
+        sock.close()
+        thread.join(5)
+
+
+def test_stream_handshake_leaves_the_bytes_after_the_answer_unread() -> None:
+    sock, thread = peer(b"OK KOS/1\n" + b"stream bytes")
+    try:
+        _wire.client_handshake(sock, TOKEN, stream=True)
+        thread.join(5)
+        assert sock.recv(100) == b"stream bytes"
+    finally:
+        sock.close()

@@ -6,11 +6,13 @@ what reaches the network) and from a real HTTP response.
 
 from __future__ import annotations
 
+import gzip
 import io
 
 import pytest
 import urllib3
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from kos_plugins_http import FileIOError
 from kos_plugins_http.requester import Body
@@ -197,3 +199,39 @@ def test_a_real_streaming_response(web: HTTPServer) -> None:
         small = Body(response, len(data) - 1, url, response.release_conn)
         with pytest.raises(FileIOError, match="max-size"):
             small.read()
+
+
+def test_bytes_left_follows_the_content_length(web: HTTPServer) -> None:
+    data = bytes(range(256)) * 4000
+    url = web.url_for("/sized")
+    web.expect_request("/sized").respond_with_data(data)
+    with urllib3.PoolManager(retries=False) as pool:
+        response = pool.request("GET", url, preload_content=False)
+        b = Body(response, len(data), url, response.release_conn)
+        assert b.bytes_left() == len(data)
+        assert b.readline() == data[: data.index(b"\n") + 1]  # reads ahead into the buffer
+        assert b.bytes_left() == len(data) - b.tell()
+        start = b.tell()
+        assert b.read(1000) == data[start : start + 1000]
+        assert b.bytes_left() == len(data) - b.tell()
+        rest = b.read()
+        assert b.bytes_left() == 0
+        assert rest and b.tell() == len(data)
+
+
+def test_bytes_left_is_unknown_without_a_length_or_when_decoded(web: HTTPServer) -> None:
+    data = b"compressible " * 10000
+    web.expect_request("/chunked").respond_with_handler(
+        lambda request: Response(data[i : i + 4096] for i in range(0, len(data), 4096))
+    )
+    web.expect_request("/gzip").respond_with_data(
+        gzip.compress(data), headers={"Content-Encoding": "gzip"}
+    )
+    with urllib3.PoolManager(retries=False) as pool:
+        for path in ("/chunked", "/gzip"):
+            url = web.url_for(path)
+            response = pool.request("GET", url, preload_content=False)
+            b = Body(response, len(data), url, response.release_conn)
+            assert b.bytes_left() is None, path
+            assert b.read() == data, path
+            assert b.bytes_left() == 0, path  # at its end, nothing is left

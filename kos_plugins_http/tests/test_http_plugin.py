@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import gzip
+import os
 import socket
 import threading
 import time
@@ -31,12 +33,12 @@ def serve_text(web: HTTPServer, path: str = "/text", body: bytes = TEXT) -> str:
     return web.url_for(path)
 
 
-def serve_stream(web: HTTPServer, path: str, body: bytes) -> str:
-    """Serve ``body`` in pieces without a Content-Length."""
+def serve_stream(web: HTTPServer, path: str, body: bytes, piece: int = 100) -> str:
+    """Serve ``body`` in pieces of ``piece`` bytes without a Content-Length."""
 
     def handler(request: Request) -> Response:
         return Response(
-            (body[i : i + 100] for i in range(0, len(body), 100)), mimetype="text/plain"
+            (body[i : i + piece] for i in range(0, len(body), piece)), mimetype="text/plain"
         )
 
     web.expect_request(path).respond_with_handler(handler)
@@ -149,6 +151,60 @@ def test_a_large_body_arrives_whole(start_http: StartHttp, web: HTTPServer) -> N
     web.expect_request("/large").respond_with_data(data)
     body = start_http().requester().Get(web.url_for("/large"))
     assert body.read() == data
+
+
+def test_large_bodies_of_unknown_length_arrive_whole(
+    start_http: StartHttp, web: HTTPServer
+) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    web.expect_request("/chunked").respond_with_handler(
+        lambda request: Response(data[i : i + 65536] for i in range(0, len(data), 65536))
+    )
+    web.expect_request("/gzip").respond_with_data(
+        gzip.compress(data, 1), headers={"Content-Encoding": "gzip"}
+    )
+    requester = start_http().requester()
+    for path in ("/chunked", "/gzip"):
+        headers, body = requester.GetWithInfo(web.url_for(path))
+        assert header(headers, "Content-Length") == [] or path == "/gzip"
+        assert body.read() == data, path
+
+
+def test_max_size_holds_for_a_large_body_read_at_once(
+    start_http: StartHttp, web: HTTPServer
+) -> None:
+    big = serve_stream(web, "/big", b"x" * 3_000_001, piece=65536)
+    fits = serve_stream(web, "/fits", b"y" * 3_000_000, piece=65536)
+    requester = start_http(LOOPBACK + "max-size: 3000000\n").requester()
+    with pytest.raises(FileIOError, match="larger than max-size"):
+        requester.Get(big).read()
+    assert requester.Get(fits).read() == b"y" * 3_000_000
+
+
+def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp) -> None:
+    announced, sent = 3 * 1024 * 1024, 1024 * 1024
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve_once() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    f"HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\n\r\n".encode()
+                    + b"z" * sent
+                )
+
+        server = threading.Thread(target=serve_once, daemon=True)
+        server.start()
+        requester = start_http().requester()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/cut"
+        body = requester.Get(url)
+        with pytest.raises(FileIOError) as caught:
+            body.read()
+        assert url in str(caught.value)
+        server.join(10)
+    with pytest.raises(FileIOError):  # the requester goes on
+        requester.Get(url)
 
 
 def test_http_404_raises_file_io_error_with_status(start_http: StartHttp, web: HTTPServer) -> None:

@@ -663,8 +663,10 @@ class Link:
             weakref.finalize(self, _hang_up, channel)
             return self._conn
 
-    def _open_socket(self, token: str) -> socket.socket:
-        """A new socket to :attr:`address`, past the handshake with ``token``."""
+    def _open_socket(self, token: str, *, stream: bool = False) -> socket.socket:
+        """A new socket to :attr:`address`, past the handshake with ``token`` (for a
+        stream's bytes, with ``stream``).
+        """
         try:
             sock = self.address.connect(self._config.connect_timeout)
         except OSError as exc:
@@ -672,7 +674,7 @@ class Link:
                 f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"
             ) from exc
         try:
-            _wire.client_handshake(sock, token)
+            _wire.client_handshake(sock, token, stream=stream)
             sock.settimeout(None)
         except OSError as exc:
             sock.close()
@@ -696,7 +698,7 @@ class Link:
             raise RemoteError("ProtocolError", f"{self.what}: malformed reply to a stream request")
         _, token, length = reply
         data = _streams.receive(
-            self._open_socket(token), length, self._config.call_timeout, self.what
+            self._open_socket(token, stream=True), length, self._config.call_timeout, self.what
         )
         self._request(HANDLE_KOS_STREAM_END, spec, (token,))
         if length is not None and len(data) != length:

@@ -131,10 +131,13 @@ def parse_sbh(sbh: str) -> tuple[Address, str]:
     return address, token
 
 
-def client_handshake(sock: socket.socket, token: str) -> None:
-    """Present ``token``; raise :class:`AuthenticationFailed` or :class:`ProtocolMismatch`."""
+def client_handshake(sock: socket.socket, token: str, *, stream: bool = False) -> None:
+    """Present ``token``; raise :class:`AuthenticationFailed` or :class:`ProtocolMismatch`.
+
+    With ``stream``, bytes may follow the server's answer (a stream's, left unread).
+    """
     sock.sendall(f"KOS/{PROTOCOL_VERSION} {token}\n".encode("ascii"))
-    reply = _read_line(sock)
+    reply = _read_answer(sock) if stream else _read_line(sock)
     if reply == f"OK KOS/{PROTOCOL_VERSION}":
         return
     if reply.startswith("NO protocol"):
@@ -179,6 +182,23 @@ def refuse(sock: socket.socket, reason: str) -> None:
 def tokens_equal(given: str, expected: str) -> bool:
     """Compare credentials in constant time."""
     return hmac.compare_digest(given.encode("ascii", "replace"), expected.encode("ascii"))
+
+
+def _read_answer(sock: socket.socket) -> str:
+    # Reads the server's line and nothing after it (peeking for its end).
+    data = b""
+    while not data.endswith(b"\n"):
+        if len(data) >= _MAX_LINE:
+            raise AuthenticationFailed("handshake line too long")
+        peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)
+        if not peeked:
+            raise AuthenticationFailed("connection closed during the handshake")
+        end = peeked.find(b"\n")
+        data += sock.recv(len(peeked) if end < 0 else end + 1)
+    try:
+        return data[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        raise AuthenticationFailed("handshake is not ASCII") from None
 
 
 def _read_line(sock: socket.socket) -> str:
