@@ -481,6 +481,12 @@ def test_announced_bytes_are_not_allocated_before_they_arrive(
 # ------------------------------------------------------------------------ no orphans
 
 
+def requester_pid(requester: Any) -> int:
+    """The pid of a requester child: it serves on ``<runtime dir>/p<PID>.sock``."""
+    address, _ = _wire.parse_sbh(_rpc.sbh_of(requester) or "")
+    return int(Path(address.path or "p0").stem[1:])
+
+
 def test_no_orphans_when_the_kernel_is_killed(http_kernel: KernelProcess, page_url: str) -> None:
     plugin_pids = [http_kernel.wait_plugin(name) for name in ("bitbucket", "http")]
     family: set[int] = set()
@@ -490,10 +496,14 @@ def test_no_orphans_when_the_kernel_is_killed(http_kernel: KernelProcess, page_u
         requesters = [factory.GetHTTPRequester() for _ in range(2)]
         for requester in requesters:
             assert_page(requester, page_url)  # live and connected
+        handed = {requester_pid(requester) for requester in requesters}
+        # Under http: the fork server, the two requesters and the spare forked after them.
+        http_pid = plugin_pids[1]
+        wait_for(lambda: len(descendants_of(http_pid)) == 4, 10, "the spare after the requesters")
         for pid in plugin_pids:
             family |= {pid, *descendants_of(pid)}
-        # bitbucket, http, the fork server and the two children at least
-        assert len(family) >= 5, family
+        # bitbucket, http, the fork server, the two children and the spare at least
+        assert len(family) >= 6 and handed <= family, (family, handed)
         assert http_kernel.pid not in family
         http_kernel.process.send_signal(signal.SIGKILL)
         killed = time.monotonic()

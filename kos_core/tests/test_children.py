@@ -92,6 +92,32 @@ def spawn(track: Tracker, *args: object, **kwargs: Any) -> tuple[str, int, list[
     return track.spawned(pluginlib.spawnserver(str(SCRIPT), *args, **kwargs))
 
 
+def fork_server_of(factory: pluginlib.ChildFactory) -> int:
+    """The pid of ``factory``'s fork server."""
+    process = factory._process
+    assert process is not None, "the factory has no fork server"
+    return process.pid
+
+
+def the_spare(fork_server: int, but: set[int] | None = None) -> int:
+    """The one process under ``fork_server`` not in ``but``: its idle spare (waited for)."""
+
+    def one() -> int:
+        found = children_of(fork_server) - (but or set())
+        return found.pop() if len(found) == 1 else 0
+
+    return wait_for(one, 10, f"one spare under the fork server {fork_server}")
+
+
+def close_factory(factory: pluginlib.ChildFactory) -> None:
+    """Close ``factory``; everything still under its fork server (spares) ends too."""
+    process = factory._process
+    left = children_of(process.pid) if process is not None else set()
+    factory.close()
+    for pid in left:
+        wait_gone(pid, 10, process_ended)
+
+
 @pytest.fixture
 def factory(track: Tracker) -> Iterator[pluginlib.ChildFactory]:
     made = pluginlib.ChildFactory(TARGET, WIRE_NAME)
@@ -99,7 +125,7 @@ def factory(track: Tracker) -> Iterator[pluginlib.ChildFactory]:
         yield made
     finally:
         track.close()  # first the children (the fork server reaps them), then the server
-        made.close()
+        close_factory(made)
 
 
 class Parents:
@@ -385,7 +411,7 @@ def test_child_factory_child_without_client_ends_after_the_client_timeout(
         wait_gone(pid, 10)
     finally:
         track.close()
-        made.close()
+        close_factory(made)
 
 
 def test_child_factory_child_that_cannot_build_its_object_gives_empty_sbh(
@@ -403,9 +429,11 @@ def test_child_factory_restarts_a_dead_fork_server(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
     counter, pid, fork_server = forked_counter(factory, track)
+    spare = the_spare(fork_server, but={pid})
     os.kill(fork_server, signal.SIGKILL)
     # Our child: the ChildFactory reaps it when it notices.
     wait_gone(fork_server, 10, process_ended)
+    wait_gone(spare, 10, process_ended)  # an idle spare sees its fork server go
 
     sbh2, _pid2, _ = track.spawned(factory.spawn("again"))
     assert sbh2
@@ -474,14 +502,138 @@ def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(
     fork_server = servers.pop()
     pids = set(made["pids"])
     assert pids <= children_of(fork_server)
+    spare = the_spare(fork_server, but=pids)
     counter = _rpc.object_of_sbh(made["sbhs"][0], Counter)  # one of them has a client
     try:
         assert counter.Incr() == 1
         parent.kill()
         parent.wait()
-        for pid in [fork_server, *pids]:
+        for pid in [fork_server, *pids, spare]:
             wait_gone(pid, 5.0, process_ended)
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
         link_of(counter).close()
+
+
+# ---------------------------------------------------------------------------- spares
+
+
+def test_spares_are_handed_the_args_of_each_spawn(
+    factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
+) -> None:
+    fork_server = fork_server_of(factory)
+    spare = the_spare(fork_server)
+    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    sbh, pid, _ = track.spawned(factory.spawn("first", 1))
+    assert pid == spare  # the spare made before the spawn, not a new fork
+    first = track.proxy(sbh)
+    assert first.Argv() == ["first", "1"]
+    replacement = the_spare(fork_server, but={spare})  # forked after the answer
+    sbh2, pid2, _ = track.spawned(factory.spawn("second"))
+    assert pid2 == replacement
+    second = track.proxy(sbh2)
+    assert second.Argv() == ["second"]
+    assert [first.Incr(), first.Incr(), second.Incr()] == [1, 2, 1]
+    assert (first.Pid(), second.Pid()) == (spare, replacement)
+
+
+def test_a_spare_whose_make_raises_gives_empty_sbh_and_the_next_spawn_works(
+    factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
+) -> None:
+    spare = the_spare(fork_server_of(factory))
+    sbh, pid, _ = track.spawned(factory.spawn("fail"))
+    assert (sbh, pid) == ("", spare)
+    assert "make_counter was asked to fail" in factory.last_error
+    wait_gone(spare, 10)
+    assert not socket_file(child_env, spare).exists()
+    sbh2, pid2, _ = track.spawned(factory.spawn("fine"))
+    assert sbh2 and pid2 != spare
+    assert track.proxy(sbh2).Argv() == ["fine"]
+
+
+def test_a_spares_client_timeout_counts_from_its_assignment(
+    child_env: KosEnv, track: Tracker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")
+    made = pluginlib.ChildFactory(TARGET, WIRE_NAME)  # the fork server inherits the setting
+    try:
+        spare = the_spare(fork_server_of(made))
+        wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+        with pytest.raises(TimeoutError):  # idle for twice the client timeout, and still there
+            wait_for(lambda: process_ended(spare), 2.0, f"the idle spare {spare} to end")
+        sbh, pid, _ = track.spawned(made.spawn("late"))
+        assert pid == spare
+        with pytest.raises(TimeoutError):  # its client may still come: the timeout is 1 s
+            wait_for(lambda: process_ended(spare), 0.4, f"the assigned spare {spare} to end")
+        counter = track.proxy(sbh)
+        assert counter.Argv() == ["late"]  # its client was let in
+        assert counter.Incr() == 1
+    finally:
+        track.close()
+        close_factory(made)
+
+
+def test_sigterm_ends_an_idle_spare_and_the_next_spawn_still_works(
+    factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
+) -> None:
+    fork_server = fork_server_of(factory)
+    spare = the_spare(fork_server)
+    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    os.kill(spare, signal.SIGTERM)
+    wait_gone(spare, 10)  # reaped by the fork server
+    assert not socket_file(child_env, spare).exists()
+    sbh, pid, _ = track.spawned(factory.spawn("after"))
+    assert sbh and pid != spare
+    assert track.proxy(sbh).Argv() == ["after"]
+
+
+def test_closing_the_factory_ends_its_idle_spare(child_env: KosEnv, track: Tracker) -> None:
+    made = pluginlib.ChildFactory(TARGET, WIRE_NAME)
+    try:
+        spare = the_spare(fork_server_of(made))
+        wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    finally:
+        made.close()
+    wait_gone(spare, 10, process_ended)
+    assert not socket_file(child_env, spare).exists()
+
+
+def test_killing_the_factory_owner_ends_its_idle_spare(parents: Parents, child_env: KosEnv) -> None:
+    parent = parents.start("parent-factory", "0")
+    assert read_json_line(parent) == {"sbhs": [], "pids": []}
+    servers = wait_for(lambda: children_of(parent.pid), 10, "the fork server")
+    assert len(servers) == 1, f"expected one fork server under {parent.pid}: {servers}"
+    fork_server = servers.pop()
+    spare = the_spare(fork_server)
+    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    parent.kill()
+    parent.wait()
+    for pid in (fork_server, spare):
+        wait_gone(pid, 5.0, process_ended)
+    assert not socket_file(child_env, spare).exists()
+
+
+def test_no_spares_forks_each_child_on_demand(child_env: KosEnv, track: Tracker) -> None:
+    made = pluginlib.ChildFactory(TARGET, WIRE_NAME, spares=0)
+    try:
+        sbh, pid, _ = track.spawned(made.spawn("one"))
+        fork_server = fork_server_of(made)
+        counter = track.proxy(sbh)
+        assert counter.Argv() == ["one"]
+        counter.Close()
+        wait_gone(pid, 10)
+        # With a spare, one would have been forked right after the first answer.
+        sbh2, pid2, _ = track.spawned(made.spawn("two"))
+        assert children_of(fork_server) == {pid2}
+        track.proxy(sbh2).Close()
+        wait_gone(pid2, 10)
+        assert children_of(fork_server) == set()  # nothing under it while idle
+    finally:
+        track.close()
+        close_factory(made)
+
+
+def test_spares_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="spares"):
+        pluginlib.ChildFactory(TARGET, WIRE_NAME, spares=-1)

@@ -15,7 +15,7 @@ from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer
 
-from kos_core import _rpc
+from kos_core import _rpc, _wire
 from kos_core.testing import KernelProcess, children_of, wait_for
 from kos_plugins_http import Factory, Requester
 
@@ -44,6 +44,24 @@ def sbh_pid(sbh: str) -> int:
     name = sbh.partition("#")[0].rpartition("/")[2]
     assert name.startswith("p") and name.endswith(".sock"), sbh
     return int(name[1:-5])
+
+
+def listening_process(path: str, candidates: set[int]) -> int:
+    """The one of ``candidates`` that holds the Unix socket bound at ``path`` (found from
+    ``/proc``, not from the name of the socket).
+    """
+    sockets = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == path:
+            sockets.add(f"socket:[{fields[6]}]")
+    holders = set()
+    for pid in candidates:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                holders.add(pid)
+    assert len(holders) == 1, f"expected one of {candidates} to hold {path}: {holders}"
+    return holders.pop()
 
 
 # ---------------------------------------------------------------------------- FTP
@@ -110,6 +128,16 @@ class HttpPlugin:
         assert len(children) == 1, f"expected one fork server under {self.pid}: {children}"
         return children.pop()
 
+    def spare(self, but: set[int] | None = None) -> int:
+        """The fork server's idle spare: its one child not in ``but`` (waited for)."""
+        fork_server = self.fork_server()
+
+        def one() -> int:
+            found = children_of(fork_server) - (but or set())
+            return found.pop() if len(found) == 1 else 0
+
+        return wait_for(one, 10, f"one spare under the fork server {fork_server}")
+
     def requesters_parent(self) -> int:
         """The process whose children the requesters are: the fork server, or (with
         ``child-start: exec``) the plugin itself.
@@ -117,15 +145,15 @@ class HttpPlugin:
         return self.fork_server() if self.fork else self.pid
 
     def requester_with_pid(self, keep: bool = True) -> tuple[Requester, int]:
-        """A new requester and the pid of its child, found from ``/proc``. With
+        """A new requester and the pid of its child: the child of the fork server (or
+        plugin) that holds the socket its SBH names, found from ``/proc``. With
         ``keep=False`` the caller holds the only reference to the requester.
         """
         parent = self.requesters_parent()
-        before = children_of(parent)
         requester = self.requester() if keep else self.factory.GetHTTPRequester()
-        new = children_of(parent) - before
-        assert len(new) == 1, f"expected one new child of {parent}: {new}"
-        return requester, new.pop()
+        address, _token = _wire.parse_sbh(_rpc.sbh_of(requester) or "")
+        assert address.path is not None, address
+        return requester, listening_process(address.path, children_of(parent))
 
     def close(self) -> None:
         for requester in self.requesters:

@@ -192,26 +192,56 @@ def _parent_gone(fd: int | None, timeout: float) -> bool:
 class ChildServer:
     """The child side of a factory child: a one-shot server for one object.
 
-    Starting it writes the SBH to ``sbh_fd``. :attr:`done` turns true once the client
-    has gone, no client came in time, the parent died, or SIGTERM arrived. Use
-    :func:`serve_child` unless the child's main thread has other work (a Tk main loop
+    ``ChildServer(obj, typename, sbh_fd)`` listens, serves ``obj`` and writes the SBH to
+    ``sbh_fd``. A spare child does this in two steps: :meth:`prepare` (listen, make the
+    token; no client can know the SBH yet), then :meth:`assign` once the object is made.
+    :attr:`done` turns true once the client has gone, no client came in time (counted
+    from :meth:`assign`), the parent died, or SIGTERM arrived. Use :func:`serve_child`
+    (or :meth:`run`) unless the child's main thread has other work (a Tk main loop
     polls :attr:`done` instead of calling :meth:`wait`).
     """
 
     def __init__(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
-        iface = find_interface(typename) if isinstance(typename, str) else typename
+        self._listen()
+        self.assign(obj, typename, sbh_fd)
+
+    @classmethod
+    def prepare(cls) -> ChildServer:
+        """A child server that listens and has its token, but serves nothing yet."""
+        child = cls.__new__(cls)
+        child._listen()
+        return child
+
+    def _listen(self) -> None:
+        #: set to make this child exit (SIGTERM does)
         self.stop = threading.Event()
         self._lifeline = _lifeline_fd()
-        token = secrets.token_urlsafe(24)
+        self._token = secrets.token_urlsafe(24)
+        self._served: tuple[object, type[Interface]] | None = None
+        self._deadline = float("inf")
         address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
-
-        def authorize(given: str) -> _rpc.Session | None:
-            return _rpc.Session(obj, iface) if _wire.tokens_equal(given, token) else None
-
-        self._server = _rpc.Server(address, authorize, name=f"child-{os.getpid()}", one_shot=True)
+        self._server = _rpc.Server(
+            address, self._authorize, name=f"child-{os.getpid()}", one_shot=True
+        )
         self._server.start()
+
+    def _authorize(self, given: str) -> _rpc.Session | None:
+        served = self._served
+        if served is None or not _wire.tokens_equal(given, self._token):
+            return None
+        return _rpc.Session(*served)
+
+    def assign(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
+        """Serve ``obj`` as ``typename``: write the SBH to ``sbh_fd`` (then closed).
+
+        The client timeout counts from here.
+        """
+        iface = find_interface(typename) if isinstance(typename, str) else typename
+        self._served = (obj, iface)
         self._deadline = time.monotonic() + CLIENT_TIMEOUT
-        os.write(sbh_fd, (_wire.format_sbh(self._server.address, token) + "\n").encode("ascii"))
+        os.write(
+            sbh_fd, (_wire.format_sbh(self._server.address, self._token) + "\n").encode("ascii")
+        )
         os.close(sbh_fd)
 
     def poll(self, timeout: float = 0.0) -> bool:
@@ -234,6 +264,23 @@ class ChildServer:
         """Block until :attr:`done`."""
         while not self.poll(0.05):
             pass
+
+    def run(self) -> None:
+        """Serve the assigned object until :attr:`done`, then :meth:`close`.
+
+        SIGTERM ends it. If the object has a ``kos_serve(child)`` method, the main
+        thread runs that instead of waiting (a GUI main loop, say); it must return soon
+        after ``child.done`` turns true.
+        """
+        signal.signal(signal.SIGTERM, lambda signum, frame: self.stop.set())
+        own_loop = getattr(self._served[0], "kos_serve", None) if self._served else None
+        try:
+            if callable(own_loop):
+                own_loop(self)
+            else:
+                self.wait()
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Stop serving (ends the client's connection if it is still open)."""
@@ -267,16 +314,7 @@ def serve_child(
     """
     if sbh_fd is None:
         sbh_fd = _sbh_fd(sys.argv[1:] if argv is None else argv, flagoption)
-    child = ChildServer(obj, typename, sbh_fd)
-    signal.signal(signal.SIGTERM, lambda signum, frame: child.stop.set())
-    own_loop = getattr(obj, "kos_serve", None)
-    try:
-        if callable(own_loop):
-            own_loop(child)
-        else:
-            child.wait()
-    finally:
-        child.close()
+    ChildServer(obj, typename, sbh_fd).run()
 
 
 def end_connection() -> None:

@@ -1,20 +1,22 @@
 """The fast path for factory children: a preloaded, single-threaded fork server.
 
 A plugin's :class:`ChildFactory` starts one fork server (``python -m
-kos_core._forkserver``) that imports the child's code once. Each ``spawn`` asks it to
-fork: the new child builds its object and serves it with
-:func:`~kos_core._children.serve_child`, so a child costs a fork instead of a new
-interpreter. Forking happens only in the fork server, which has no threads, so no
-lock can be inherited in a held state.
+kos_core._forkserver``) that imports the child's code once. It keeps ``spares``
+children forked ahead of need (see :mod:`~kos_core._spares`): each ``spawn`` hands
+its args to a spare, which builds its object and serves it, and only once the plugin
+has its answer does the fork server fork a replacement. With no spare at hand
+(``spares=0``, or the spare died) it forks on demand: the new child builds its object
+and serves it with :func:`~kos_core._children.serve_child`. Either way a child costs
+a fork instead of a new interpreter. Forking happens only in the fork server, which
+has no threads, so no lock can be inherited in a held state.
 
 Protocol on the control socket, one JSON object per line:
-``{"args": [...]}`` → ``{"sbh": "...", "pid": N, "exited": [pids...]}``.
+``{"args": [...]}`` → ``{"sbh": "...", "pid": N, "exited": [pids...], "error": "..."}``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import importlib
 import json
 import os
@@ -27,8 +29,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import _children, _proc
+from . import _children, _forked, _proc, _spares
 from .interface import find_interface
+
+_WARM_UP_ROUNDS = 10
+_WARM_UP_JOIN = 5.0
 
 
 def _resolve(target: str) -> Callable[..., object]:
@@ -47,12 +52,18 @@ class ChildFactory:
     """Makes factory children quickly by forking a preloaded fork server.
 
     ``target`` is ``"module:callable"``: in the child, ``callable(*args)`` returns the
-    object to serve as ``typename``. Safe to call from several threads.
+    object to serve as ``typename``. The fork server keeps ``spares`` children forked
+    ahead of need, listening and warmed up, so that a ``spawn`` only hands one its args
+    (an idle spare is a process that waits; it ends with the plugin or the fork server).
+    ``spares=0`` forks each child on demand. Safe to call from several threads.
     """
 
-    def __init__(self, target: str, typename: str) -> None:
+    def __init__(self, target: str, typename: str, *, spares: int = 1) -> None:
+        if spares < 0:
+            raise ValueError(f"spares must be 0 or more, not {spares}")
         self.target = target
         self.typename = typename
+        self.spares = spares
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -75,6 +86,7 @@ class ChildFactory:
             self.target,
             self.typename,
             str(child_end.fileno()),
+            str(self.spares),
         ]
         self._process = subprocess.Popen(
             command, pass_fds=(child_end.fileno(), lifeline), stdin=subprocess.DEVNULL, env=env
@@ -126,6 +138,20 @@ def _warm_up() -> None:
     """Load once, here, what every child would otherwise load for itself."""
     "localhost".encode("idna")  # network clients encode host names with this codec
     socket.getaddrinfo("127.0.0.1", 0, proto=socket.IPPROTO_TCP)
+    # Serving a few clients specialises the code a child's server runs and fills the
+    # caches it uses, so each child writes to (copies) fewer shared pages.
+    try:
+        for _ in range(_WARM_UP_ROUNDS):
+            _spares.warm_up()
+    except Exception as exc:  # only slower
+        print(f"kos fork server: warm-up failed: {exc!r}", file=sys.stderr)
+    # Its threads are gone before the first fork: a fork copies only the forking thread,
+    # so a lock another thread held would stay held in the child for ever.
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread():
+            thread.join(_WARM_UP_JOIN)
+            if thread.is_alive():
+                print(f"kos fork server: warm-up thread {thread.name} hangs", file=sys.stderr)
 
 
 def _reap(exited: list[int]) -> None:
@@ -143,46 +169,39 @@ def _fork_child(
     make: Callable[..., object],
     typename: str,
     args: list[Any],
-    ctl: socket.socket,
-    inherited: tuple[Any, ...],
+    plumbing: list[_forked.Closable | int],
 ) -> tuple[int, str, str]:
+    """Fork a child for ``args`` on demand: ``(pid, sbh, why)``."""
     read_fd, write_fd = os.pipe()
-    gc.freeze()  # what the fork server holds stays shared with children, unscanned
-    pid = os.fork()
-    if pid == 0:  # the child: never return into the fork server's loop
-        status = 1
-        try:
-            # Nothing of the fork server's plumbing may stay open in a child: its control
-            # socket must see end-of-file when the fork server dies.
-            signal.set_wakeup_fd(-1)
-            for item in inherited:
-                with contextlib.suppress(OSError):
-                    if isinstance(item, int):
-                        os.close(item)
-                    else:
-                        item.close()
-            ctl.close()
-            os.close(read_fd)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            try:
-                obj = make(*args)
-            except Exception as exc:
-                _children.report_failure(f"{type(exc).__name__}: {exc}", write_fd)
-                raise
-            _children.serve_child(obj, typename, sbh_fd=write_fd)
-            status = 0
-        except BaseException as exc:
-            print(f"kos child {os.getpid()}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(status)
+
+    def serve() -> None:
+        os.close(read_fd)
+        obj = _forked.make_object(make, args, write_fd)
+        _children.serve_child(obj, typename, sbh_fd=write_fd)
+
+    pid = _forked.fork(plumbing, serve)
     os.close(write_fd)
     try:
         sbh, why = _children.read_sbh(read_fd, _children.SPAWN_TIMEOUT)
     finally:
         os.close(read_fd)
+    return pid, sbh, why
+
+
+def _make_child(
+    spares: _spares.Spares,
+    make: Callable[..., object],
+    typename: str,
+    args: list[Any],
+    plumbing: list[_forked.Closable | int],
+) -> tuple[int, str, str]:
+    """A child for ``args``, from a spare if one is at hand: ``(pid, sbh, why)``."""
+    spare = spares.take()
+    made = spare.assign(args) if spare is not None else None
+    if spare is not None and made is not None:
+        pid, (sbh, why) = spare.pid, made
+    else:
+        pid, sbh, why = _fork_child(make, typename, args, [*plumbing, *spares.sockets()])
     if not sbh:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -190,8 +209,8 @@ def _fork_child(
 
 
 def main(argv: list[str]) -> int:
-    """Run the fork server: ``TARGET TYPENAME CONTROL_FD``."""
-    target, typename, ctl_fd = argv
+    """Run the fork server: ``TARGET TYPENAME CONTROL_FD SPARES``."""
+    target, typename, ctl_fd, count = argv
     make = _resolve(target)
     find_interface(typename).methods()  # preload and check the interface
     _warm_up()
@@ -204,12 +223,17 @@ def main(argv: list[str]) -> int:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    # What no child may keep: the control socket must see end-of-file when we die.
+    plumbing: list[_forked.Closable | int] = [reader, ctl, wake_read, wake_write]
+    spares = _spares.Spares(make, typename, int(count))
+    spares.fill(plumbing)
     watched = [ctl.fileno(), wake_read] + ([lifeline] if lifeline >= 0 else [])
     while True:
         ready, _, _ = select.select(watched, [], [], 5.0)
         if wake_read in ready:
             os.read(wake_read, 512)
         _reap(exited)
+        spares.forget(exited)
         if lifeline in ready and not os.read(lifeline, 1):
             return 0  # the plugin died
         if ctl.fileno() not in ready:
@@ -219,14 +243,16 @@ def main(argv: list[str]) -> int:
             return 0  # the plugin closed the factory
         try:
             args = list(json.loads(line)["args"])
-            pid, sbh, why = _fork_child(make, typename, args, ctl, (reader, wake_read, wake_write))
+            pid, sbh, why = _make_child(spares, make, typename, args, plumbing)
         except Exception as exc:
             print(f"kos fork server: {type(exc).__name__}: {exc}", file=sys.stderr)
             pid, sbh, why = 0, "", f"fork server: {exc}"
         _reap(exited)
+        spares.forget(exited)
         reply = {"sbh": sbh, "pid": pid, "exited": exited, "error": why}
         ctl.sendall(json.dumps(reply).encode() + b"\n")
         exited = []
+        spares.fill(plumbing)  # after the answer: forking is off the critical path
 
 
 if __name__ == "__main__":

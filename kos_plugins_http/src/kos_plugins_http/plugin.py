@@ -2,9 +2,9 @@
 
 Run by the kernel as ``python -m kos_plugins_http.plugin -n KERNEL``. Settings come
 from the plugin's setup-file section (see the README). Requesters are forked from a
-preloaded fork server (``child-start: fork``, the default and fast path) or started
-as ``requester.py`` through :func:`~kos_core.pluginlib.spawnserver`
-(``child-start: exec``).
+preloaded fork server (``child-start: fork``, the default and fast path), which keeps
+one spare requester process forked and warmed up ahead of need, or started as
+``requester.py`` through :func:`~kos_core.pluginlib.spawnserver` (``child-start: exec``).
 """
 
 from __future__ import annotations

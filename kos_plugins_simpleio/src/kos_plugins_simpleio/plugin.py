@@ -23,8 +23,10 @@ class SimpleIOFactory:
     """Implements ``SimpleIOAPI.SimpleIOFactory``."""
 
     def __init__(self) -> None:
+        # No spare window process: opening the window (~50 ms of Tk) dwarfs the few
+        # milliseconds a spare saves, and a spare would be an idle process per plugin.
         self._children = pluginlib.ChildFactory(
-            "kos_plugins_simpleio.window:make_window", File.wire_name
+            "kos_plugins_simpleio.window:make_window", File.wire_name, spares=0
         )
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
