@@ -190,8 +190,7 @@ def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp
             with conn:
                 conn.recv(65536)
                 conn.sendall(
-                    f"HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\n\r\n".encode()
-                    + b"z" * sent
+                    f"HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\n\r\n".encode() + b"z" * sent
                 )
 
         server = threading.Thread(target=serve_once, daemon=True)
