@@ -159,6 +159,22 @@ def test_many_requesters_made_and_dropped_leave_no_children(
     assert plugin.factory.GetHTTPRequester().Get(url).read() == TEXT  # still serving
 
 
+@pytest.mark.parametrize("spares", [0, 3])
+def test_spare_children_sets_how_many_requesters_wait_forked(
+    start_http: StartHttp, web: HTTPServer, spares: int
+) -> None:
+    plugin = start_http(LOOPBACK + f"spare-children: {spares}\n")
+    fork_server = plugin.fork_server()
+    wait_for(lambda: len(children_of(fork_server)) == spares, 10, f"{spares} spares")
+    idle = children_of(fork_server)
+    requester, pid = plugin.requester_with_pid()
+    assert requester.Get(serve_text(web)).read() == TEXT
+    assert (pid in idle) == (spares > 0)  # with spares, a waiting one was handed out
+    requester.Close()
+    wait_reaped(pid)
+    wait_for(lambda: len(children_of(fork_server)) == spares, 10, f"{spares} spares again")
+
+
 # ---------------------------------------------------------------------------- exec
 
 
@@ -203,6 +219,8 @@ BAD_SETTINGS = [
     ({"max-size": "lots"}, "max-size"),
     ({"timeout": "-1"}, "timeout"),
     ({"child-start": "thread"}, "child-start"),
+    ({"spare-children": "some"}, "spare-children"),
+    ({"spare-children": "99"}, "spare-children: 99 is not between 0 and 32"),
 ]
 
 

@@ -14,18 +14,28 @@ from pathlib import Path
 from kos_core import pluginlib
 
 from .api import FactoryFailed, Requester
-from .policy import Policy
+from .policy import Policy, setting_number
+
+#: requester processes the fork server keeps forked ahead of need (``spare-children``)
+DEFAULT_SPARES = 1
+MAX_SPARES = 32
 
 
 class Factory:
     """Implements ``HTTPAPI.Factory``."""
 
-    def __init__(self, policy: Policy, child_start: str = "fork") -> None:
+    def __init__(
+        self, policy: Policy, child_start: str = "fork", spares: int = DEFAULT_SPARES
+    ) -> None:
         if child_start not in ("fork", "exec"):
             raise ValueError(f"child-start: {child_start!r} is not fork or exec")
+        if not 0 <= spares <= MAX_SPARES:
+            raise ValueError(f"spare-children: {spares} is not between 0 and {MAX_SPARES}")
         self._policy_json = policy.to_json()
         self._children = (
-            pluginlib.ChildFactory("kos_plugins_http.requester:make_requester", Requester.wire_name)
+            pluginlib.ChildFactory(
+                "kos_plugins_http.requester:make_requester", Requester.wire_name, spares=spares
+            )
             if child_start == "fork"
             else None
         )
@@ -46,7 +56,8 @@ def make_factory(kos: object) -> Factory:
     options = pluginlib.options()
     try:
         policy = Policy.from_options(options)
-        return Factory(policy, options.get("child-start", "fork").strip())
+        spares = int(setting_number(options, "spare-children", DEFAULT_SPARES, int))
+        return Factory(policy, options.get("child-start", "fork").strip(), spares)
     except ValueError as exc:
         raise ValueError(f"bad setting in [http]: {exc}") from None
 

@@ -43,16 +43,7 @@ class Policy:
         """Build from setup-file keys; raises ``ValueError`` naming a bad key."""
 
         def number(key: str, default: float, kind: type[int] | type[float]) -> float:
-            raw = options.get(key, "").strip()
-            if not raw:
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ValueError(f"{key}: {raw!r} is not a number") from None
-            if value < 0:
-                raise ValueError(f"{key}: must not be negative")
-            return value
+            return setting_number(options, key, default, kind)
 
         policy = cls(
             allow_hosts=tuple(_words(options.get("allow-hosts", ""))),
@@ -116,6 +107,24 @@ class Policy:
                     f"host {host!r} is a local or private address ({address});"
                     " list it in allow-hosts to allow it"
                 )
+
+
+def setting_number(
+    options: Mapping[str, str], key: str, default: float, kind: type[int] | type[float]
+) -> float:
+    """The non-negative number of setup-file key ``key`` (``default`` when unset);
+    raises ``ValueError`` naming the key.
+    """
+    raw = options.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{key}: {raw!r} is not a number") from None
+    if value < 0:
+        raise ValueError(f"{key}: must not be negative")
+    return value
 
 
 def _words(text: str) -> list[str]:
