@@ -252,7 +252,10 @@ def main(argv: list[str]) -> int:
         reply = {"sbh": sbh, "pid": pid, "exited": exited, "error": why}
         ctl.sendall(json.dumps(reply).encode() + b"\n")
         exited = []
-        spares.fill(plumbing)  # after the answer: forking is off the critical path
+        # After the answer, forking is off the critical path; yielding first lets the
+        # plugin, woken by the answer on this processor, run before the fork holds it.
+        os.sched_yield()
+        spares.fill(plumbing)
 
 
 if __name__ == "__main__":
