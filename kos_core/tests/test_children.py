@@ -588,6 +588,39 @@ def test_sigterm_ends_an_idle_spare_and_the_next_spawn_still_works(
     assert track.proxy(sbh).Argv() == ["after"]
 
 
+def test_sigkill_of_an_idle_spare_leaves_no_socket_file(
+    factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
+) -> None:
+    fork_server = fork_server_of(factory)
+    spare = the_spare(fork_server)
+    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    os.kill(spare, signal.SIGKILL)  # it cannot remove its own socket file
+    wait_gone(spare, 10)
+    wait_for(lambda: not socket_file(child_env, spare).exists(), 10, "the fork server to clean up")
+    sbh, _pid, _ = track.spawned(factory.spawn("after"))
+    assert track.proxy(sbh).Argv() == ["after"]
+
+
+def test_sigkill_of_a_forked_child_leaves_no_socket_file(
+    factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
+) -> None:
+    _counter, pid, _ = forked_counter(factory, track)
+    assert socket_file(child_env, pid).exists()
+    os.kill(pid, signal.SIGKILL)
+    wait_gone(pid, 10)
+    wait_for(lambda: not socket_file(child_env, pid).exists(), 10, "the fork server to clean up")
+
+
+def test_sigkill_of_a_spawnserver_child_leaves_no_socket_file(
+    track: Tracker, child_env: KosEnv
+) -> None:
+    _sbh, pid, _ = spawn(track)
+    assert socket_file(child_env, pid).exists()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not socket_file(child_env, pid).exists(), 10, "the reaper to clean up")
+    assert pid in pluginlib.spawnserver(str(SCRIPT) + ".missing")[2]  # reported as exited
+
+
 def test_closing_the_factory_ends_its_idle_spare(child_env: KosEnv, track: Tracker) -> None:
     made = pluginlib.ChildFactory(TARGET, WIRE_NAME)
     try:

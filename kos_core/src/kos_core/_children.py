@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import _paths, _proc, _rpc, _wire
 from .interface import Interface, find_interface
@@ -86,10 +87,27 @@ class _Reaper:
                 if process.poll() is not None:
                     del self._children[pid]
                     self._exited.append(pid)
+                    remove_socket_files(pid)
 
     def _run(self) -> None:
         while not self._wake.wait(0.2):
             self.poll()
+
+
+def socket_path(pid: int, kind: str = "p") -> Path:
+    """Where the factory child ``pid`` listens: its one-shot server (``kind`` ``p``),
+    or a spare's warm-up server (``w``).
+    """
+    return _paths.runtime_dir() / f"{kind}{pid}.sock"
+
+
+def remove_socket_files(pid: int) -> None:
+    """Remove what the child ``pid``, now reaped, may have left listening (a child
+    killed with SIGKILL cannot remove its own socket files).
+    """
+    for kind in ("p", "w"):
+        with contextlib.suppress(OSError):
+            socket_path(pid, kind).unlink()
 
 
 _lifeline = _Lifeline()
@@ -157,6 +175,7 @@ def spawnserver(filename: str, *args: object, flagoption: str = "-f") -> tuple[s
         if process.poll() is None:
             process.kill()
         process.wait()
+        remove_socket_files(process.pid)
         _reaper.note_exit(process.pid)
         return "", process.pid, _reaper.take_exited()
     _reaper.add(process)
@@ -219,7 +238,7 @@ class ChildServer:
         self._token = secrets.token_urlsafe(24)
         self._served: tuple[object, type[Interface]] | None = None
         self._deadline = float("inf")
-        address = _wire.Address(path=str(_paths.runtime_dir() / f"p{os.getpid()}.sock"))
+        address = _wire.Address(path=str(socket_path(os.getpid())))
         self._server = _rpc.Server(
             address, self._authorize, name=f"child-{os.getpid()}", one_shot=True
         )

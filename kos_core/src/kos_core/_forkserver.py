@@ -163,6 +163,7 @@ def _reap(exited: list[int]) -> None:
         if pid == 0:
             return
         exited.append(pid)
+        _children.remove_socket_files(pid)
 
 
 def _fork_child(

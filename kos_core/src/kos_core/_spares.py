@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import _children, _forked, _paths, _rpc, _wire
+from . import _children, _forked, _rpc, _wire
 from .interface import Interface
 
 _MAX_ASSIGNMENT = 1 << 20
@@ -225,7 +225,7 @@ def warm_up(interrupted: Callable[[], bool] = lambda: False) -> None:
     if interrupted():
         return
     token = secrets.token_urlsafe(24)
-    address = _wire.Address(path=str(_paths.runtime_dir() / f"w{os.getpid()}.sock"))
+    address = _wire.Address(path=str(_children.socket_path(os.getpid(), "w")))
 
     def authorize(given: str) -> _rpc.Session | None:
         return _rpc.Session(_Echo(), _WarmUp) if _wire.tokens_equal(given, token) else None
