@@ -26,6 +26,7 @@ from common import HERE, Log, Stats, kernel_log_reason, private_kernel, stop_pro
 from kos_plugins_http import FactoryFailed
 
 TINY = b"0123456789"  # the 10-byte file every first Get fetches
+PACED_GAP_S = 0.03  # the pause before each request of the paced series
 FIRST_GET_TARGET_MS = 5.0
 MAX_SIZE = 200_000_000  # max-size for the http part's 50 MB body
 FRESH_SCRIPT = HERE / "fresh_rpyc_child.py"
@@ -124,6 +125,17 @@ def time_children(
     return alone, with_get
 
 
+def time_paced(make: MakeRequester, tiny_url: str, count: int) -> list[int]:
+    """Samples (ns) of ``make()`` + ``Close()`` when requests come one at a time: each
+    after a pause of ``PACED_GAP_S``, so the factory is idle and its spare warmed up.
+    """
+    samples: list[int] = []
+    for _ in range(count):
+        time.sleep(PACED_GAP_S)  # pacing, not synchronisation: nothing is waited for
+        samples.append(_one_child(make, tiny_url, False))
+    return samples
+
+
 def time_fresh_rpyc(directory: Path, count: int, warmup: int) -> list[int]:
     """Samples (ns) from ``Popen`` of a fresh interpreter that imports rpyc until its
     first call is answered.
@@ -198,13 +210,20 @@ def _add_pair(
     )
 
 
-def measure_fork(tiny_url: str, settings: ChildSettings, log: Log) -> tuple[list[int], list[int]]:
-    """(a) and (b): the http plugin with its fork server (``child-start: fork``)."""
+def measure_fork(
+    tiny_url: str, settings: ChildSettings, log: Log
+) -> tuple[tuple[list[int], list[int]], list[int]]:
+    """(a) and (b): the http plugin with its fork server (``child-start: fork``), back
+    to back; then (a) again, paced.
+    """
     log("starting a kernel with the http plugin (child-start: fork) ...")
     with private_kernel("f", http_setup("fork"), "http", ["http"]), kos_core.connect() as kos:
         factory = kos.lookup("http")
         log(f"timing {settings.iterations} forked requesters (and as many first Gets) ...")
-        return time_children(factory.GetHTTPRequester, tiny_url, settings)
+        back_to_back = time_children(factory.GetHTTPRequester, tiny_url, settings)
+        paced_count = settings.iterations // 2
+        log(f"timing {paced_count} forked requesters, one every {PACED_GAP_S * 1000:g} ms ...")
+        return back_to_back, time_paced(factory.GetHTTPRequester, tiny_url, paced_count)
 
 
 def measure_exec(
@@ -232,8 +251,15 @@ def measure_exec(
 def run_children(tiny_url: str, settings: ChildSettings, log: Log) -> ChildrenResult:
     """Every factory-children case, in this order: fork, exec, the two baselines."""
     result = ChildrenResult()
-    fork = measure_fork(tiny_url, settings, log)
+    fork, paced = measure_fork(tiny_url, settings, log)
     _add_pair(result, "fork", fork, FIRST_GET_TARGET_MS)
+    result.cases.append(
+        LatencyCase(
+            "fork_paced",
+            f"fork: ... + Close(), paced (one per {PACED_GAP_S * 1000:g} ms)",
+            Stats.of(paced),
+        )
+    )
     exec_samples, reason = measure_exec(tiny_url, settings, log)
     if exec_samples is not None:
         _add_pair(result, "exec", exec_samples, None)

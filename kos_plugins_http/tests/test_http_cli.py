@@ -49,6 +49,17 @@ def test_http_get_prints_the_body_and_with_i_the_headers(
     assert f"Content-Length: {len(BODY)}" in lines
 
 
+def test_http_get_prints_a_large_body_whole(
+    start_http: StartHttp, web: HTTPServer, tmp_path: Path
+) -> None:
+    large = os.urandom(3 * 1024 * 1024)  # read as a stream beside the connection
+    web.expect_request("/large").respond_with_data(large)
+    start_http()
+    result = kos("http", "get", web.url_for("/large"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == large
+
+
 def test_http_get_failures_exit_1_with_one_line(
     start_http: StartHttp, web: HTTPServer, tmp_path: Path
 ) -> None:
