@@ -25,6 +25,7 @@ from kos_core.fileapi import FileIOError
 
 SCHEMES = ("http", "https", "ftp")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -92,21 +93,28 @@ class Policy:
             raise FileIOError(f"no host in {url!r}")
         self.check_host(host.lower())
 
-    def check_host(self, host: str) -> None:
-        """Raise :class:`FileIOError` unless ``host`` may be contacted."""
+    def check_host(self, host: str) -> list[Address]:
+        """The addresses of ``host`` that may be contacted (all of them, unless
+        ``allow-hosts`` admits it by network: then those in the networks); raise
+        :class:`FileIOError` if there are none.
+        """
         addresses = _addresses(host)
         if _matches(host, addresses, self.deny_hosts):
             raise FileIOError(f"host {host!r} is denied by deny-hosts")
         if self.allow_hosts:
-            if not _matches(host, addresses, self.allow_hosts):
+            if _matches(host, [], self.allow_hosts):  # allowed by name
+                return addresses
+            allowed = [a for a in addresses if _matches(host, [a], self.allow_hosts)]
+            if not allowed:
                 raise FileIOError(f"host {host!r} is not in allow-hosts")
-            return
+            return allowed
         for address in addresses:
             if not address.is_global:
                 raise FileIOError(
                     f"host {host!r} is a local or private address ({address});"
                     " list it in allow-hosts to allow it"
                 )
+        return addresses
 
 
 def setting_number(
@@ -142,7 +150,7 @@ def _network(pattern: str) -> _Network | None:
         return None
 
 
-def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _addresses(host: str) -> list[Address]:
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
@@ -156,7 +164,7 @@ def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]
 
 def _matches(
     host: str,
-    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+    addresses: list[Address],
     patterns: tuple[str, ...],
 ) -> bool:
     for pattern in patterns:

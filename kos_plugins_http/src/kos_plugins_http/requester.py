@@ -23,6 +23,7 @@ import urllib3
 
 from kos_core import pluginlib
 from kos_core.fileapi import FileIOError, FileWrapper
+from kos_plugins_http import guarded
 from kos_plugins_http.policy import Policy  # absolute: this file also runs as a script
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -151,7 +152,8 @@ class Requester:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self._pool = urllib3.PoolManager(
+        self._pool = guarded.pool_manager(
+            policy,
             retries=False,
             timeout=urllib3.Timeout(connect=policy.timeout, read=policy.timeout),
             ca_certs=policy.ca_file or None,
