@@ -109,6 +109,13 @@ def the_spare(fork_server: int, but: set[int] | None = None) -> int:
     return wait_for(one, 10, f"one spare under the fork server {fork_server}")
 
 
+def listening_spare(factory: pluginlib.ChildFactory, env: KosEnv) -> int:
+    """``factory``'s idle spare, once it listens on its socket."""
+    spare = the_spare(fork_server_of(factory))
+    wait_for(lambda: socket_file(env, spare).exists(), 10, "the spare to listen")
+    return spare
+
+
 def close_factory(factory: pluginlib.ChildFactory) -> None:
     """Close ``factory``; everything still under its fork server (spares) ends too."""
     process = factory._process
@@ -522,14 +529,12 @@ def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(
 def test_spares_are_handed_the_args_of_each_spawn(
     factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
 ) -> None:
-    fork_server = fork_server_of(factory)
-    spare = the_spare(fork_server)
-    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    spare = listening_spare(factory, child_env)
     sbh, pid, _ = track.spawned(factory.spawn("first", 1))
     assert pid == spare  # the spare made before the spawn, not a new fork
     first = track.proxy(sbh)
     assert first.Argv() == ["first", "1"]
-    replacement = the_spare(fork_server, but={spare})  # forked after the answer
+    replacement = the_spare(fork_server_of(factory), but={spare})  # forked after the answer
     sbh2, pid2, _ = track.spawned(factory.spawn("second"))
     assert pid2 == replacement
     second = track.proxy(sbh2)
@@ -558,8 +563,7 @@ def test_a_spares_client_timeout_counts_from_its_assignment(
     monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")
     made = pluginlib.ChildFactory(TARGET, WIRE_NAME)  # the fork server inherits the setting
     try:
-        spare = the_spare(fork_server_of(made))
-        wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+        spare = listening_spare(made, child_env)
         with pytest.raises(TimeoutError):  # idle for twice the client timeout, and still there
             wait_for(lambda: process_ended(spare), 2.0, f"the idle spare {spare} to end")
         sbh, pid, _ = track.spawned(made.spawn("late"))
@@ -577,9 +581,7 @@ def test_a_spares_client_timeout_counts_from_its_assignment(
 def test_sigterm_ends_an_idle_spare_and_the_next_spawn_still_works(
     factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
 ) -> None:
-    fork_server = fork_server_of(factory)
-    spare = the_spare(fork_server)
-    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    spare = listening_spare(factory, child_env)
     os.kill(spare, signal.SIGTERM)
     wait_gone(spare, 10)  # reaped by the fork server
     assert not socket_file(child_env, spare).exists()
@@ -591,9 +593,7 @@ def test_sigterm_ends_an_idle_spare_and_the_next_spawn_still_works(
 def test_sigkill_of_an_idle_spare_leaves_no_socket_file(
     factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
 ) -> None:
-    fork_server = fork_server_of(factory)
-    spare = the_spare(fork_server)
-    wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+    spare = listening_spare(factory, child_env)
     os.kill(spare, signal.SIGKILL)  # it cannot remove its own socket file
     wait_gone(spare, 10)
     wait_for(lambda: not socket_file(child_env, spare).exists(), 10, "the fork server to clean up")
@@ -624,8 +624,7 @@ def test_sigkill_of_a_spawnserver_child_leaves_no_socket_file(
 def test_closing_the_factory_ends_its_idle_spare(child_env: KosEnv, track: Tracker) -> None:
     made = pluginlib.ChildFactory(TARGET, WIRE_NAME)
     try:
-        spare = the_spare(fork_server_of(made))
-        wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
+        spare = listening_spare(made, child_env)
     finally:
         made.close()
     wait_gone(spare, 10, process_ended)
