@@ -292,3 +292,26 @@ def test_receive_gives_up_when_nothing_arrives() -> None:
     ours, theirs = socket.socketpair()
     with contextlib.closing(theirs), pytest.raises(ServiceUnavailable, match=r"no data for 0\.2 s"):
         _streams.receive(ours, 10, 0.2, "test")
+
+
+def test_reading_50_mb_takes_a_constant_number_of_requests(
+    serve: Callable[[Callable[[], object]], Served],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counts = {"call": 0, "stream": 0, "stream_end": 0}
+    for kind in counts:
+        original = getattr(_rpc.KosConnection, f"_handle_kos_{kind}")
+
+        def counted(conn: Any, *args: Any, _kind: str = kind, _original: Any = original) -> Any:
+            counts[_kind] += 1
+            return _original(conn, *args)
+
+        monkeypatch.setattr(_rpc.KosConnection, f"_handle_kos_{kind}", counted)
+    data = os.urandom(50 * 1000 * 1000)
+    path = tmp_path / "50mb.bin"
+    path.write_bytes(data)
+    for make in (lambda: FileWrapper(path.open("rb")), lambda: FileWrapper(io.BytesIO(data))):
+        counts.update(call=0, stream=0, stream_end=0)
+        assert serve(make).client().read() == data
+        assert counts == {"call": 0, "stream": 1, "stream_end": 1}
