@@ -60,10 +60,19 @@ def _let_go(plumbing: Iterable[Closable | int]) -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def make_object(make: Callable[..., object], args: list[Any], sbh_fd: int) -> object:
-    """``make(*args)``; if it raises, report why on ``sbh_fd`` first."""
+def make_object(
+    make: Callable[..., object],
+    args: list[Any],
+    sbh_fd: int,
+    before_report: Callable[[], None] | None = None,
+) -> object:
+    """``make(*args)``; if it raises, run ``before_report`` and report why on ``sbh_fd``
+    (the fork server kills a child once it reads the report), then raise.
+    """
     try:
         return make(*args)
     except Exception as exc:
+        if before_report is not None:
+            before_report()
         _children.report_failure(f"{type(exc).__name__}: {exc}", sbh_fd)
         raise

@@ -130,12 +130,7 @@ def _live(make: Callable[..., object], typename: str, sock: socket.socket) -> No
         os.close(wake_write)
         if args is not None:
             sbh_fd = sock.detach()
-            try:
-                obj = make(*args)
-            except Exception as exc:
-                child.close()  # first: the fork server kills a child that failed
-                _children.report_failure(f"{type(exc).__name__}: {exc}", sbh_fd)
-                raise
+            obj = _forked.make_object(make, args, sbh_fd, before_report=child.close)
             child.assign(obj, typename, sbh_fd)
     except BaseException:
         child.close()

@@ -137,7 +137,7 @@ def client_handshake(sock: socket.socket, token: str, *, stream: bool = False) -
     With ``stream``, bytes may follow the server's answer (a stream's, left unread).
     """
     sock.sendall(f"KOS/{PROTOCOL_VERSION} {token}\n".encode("ascii"))
-    reply = _read_answer(sock) if stream else _read_line(sock)
+    reply = _read_line(sock, leave_rest=stream)
     if reply == f"OK KOS/{PROTOCOL_VERSION}":
         return
     if reply.startswith("NO protocol"):
@@ -184,31 +184,21 @@ def tokens_equal(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("ascii", "replace"), expected.encode("ascii"))
 
 
-def _read_answer(sock: socket.socket) -> str:
-    # Reads the server's line and nothing after it (peeking for its end).
-    data = b""
-    while not data.endswith(b"\n"):
-        if len(data) >= _MAX_LINE:
-            raise AuthenticationFailed("handshake line too long")
-        peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)
-        if not peeked:
-            raise AuthenticationFailed("connection closed during the handshake")
-        end = peeked.find(b"\n")
-        data += sock.recv(len(peeked) if end < 0 else end + 1)
-    try:
-        return data[:-1].decode("ascii")
-    except UnicodeDecodeError:
-        raise AuthenticationFailed("handshake is not ASCII") from None
-
-
-def _read_line(sock: socket.socket) -> str:
+def _read_line(sock: socket.socket, *, leave_rest: bool = False) -> str:
     # Each side waits for the other's line before sending more, so a well-behaved
-    # peer never sends bytes past the newline; a peer that does is refused.
+    # peer never sends bytes past the newline; a peer that does is refused. With
+    # ``leave_rest`` (a stream's bytes follow the server's answer) the line is read by
+    # peeking for its end, and what follows it stays unread.
     data = b""
     while b"\n" not in data:
         if len(data) >= _MAX_LINE:
             raise AuthenticationFailed("handshake line too long")
-        chunk = sock.recv(_MAX_LINE)
+        if leave_rest:
+            peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)
+            end = peeked.find(b"\n")
+            chunk = sock.recv(len(peeked) if end < 0 else end + 1) if peeked else b""
+        else:
+            chunk = sock.recv(_MAX_LINE)
         if not chunk:
             raise AuthenticationFailed("connection closed during the handshake")
         data += chunk
