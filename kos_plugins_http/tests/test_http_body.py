@@ -185,18 +185,22 @@ def test_a_failing_read_is_a_file_io_error() -> None:
     assert URL in str(caught.value)
 
 
+def fetched(pool: urllib3.PoolManager, url: str, limit: int) -> Body:
+    """A Body over a real streaming response from ``url``."""
+    response = pool.request("GET", url, preload_content=False)
+    return Body(response, limit, url, response.release_conn)
+
+
 def test_a_real_streaming_response(web: HTTPServer) -> None:
     data = bytes(range(256)) * 1000
     url = web.url_for("/data")
     web.expect_request("/data").respond_with_data(data)
     with urllib3.PoolManager(retries=False) as pool:
-        response = pool.request("GET", url, preload_content=False)
-        b = Body(response, len(data), url, response.release_conn)
+        b = fetched(pool, url, len(data))
         assert b.read(1000) == data[:1000]
         assert b.read() == data[1000:]
         b.close()
-        response = pool.request("GET", url, preload_content=False)
-        small = Body(response, len(data) - 1, url, response.release_conn)
+        small = fetched(pool, url, len(data) - 1)
         with pytest.raises(FileIOError, match="max-size"):
             small.read()
 
@@ -206,8 +210,7 @@ def test_bytes_left_follows_the_content_length(web: HTTPServer) -> None:
     url = web.url_for("/sized")
     web.expect_request("/sized").respond_with_data(data)
     with urllib3.PoolManager(retries=False) as pool:
-        response = pool.request("GET", url, preload_content=False)
-        b = Body(response, len(data), url, response.release_conn)
+        b = fetched(pool, url, len(data))
         assert b.bytes_left() == len(data)
         assert b.readline() == data[: data.index(b"\n") + 1]  # reads ahead into the buffer
         assert b.bytes_left() == len(data) - b.tell()
@@ -230,8 +233,7 @@ def test_bytes_left_is_unknown_without_a_length_or_when_decoded(web: HTTPServer)
     with urllib3.PoolManager(retries=False) as pool:
         for path in ("/chunked", "/gzip"):
             url = web.url_for(path)
-            response = pool.request("GET", url, preload_content=False)
-            b = Body(response, len(data), url, response.release_conn)
+            b = fetched(pool, url, len(data))
             assert b.bytes_left() is None, path
             assert b.read() == data, path
             assert b.bytes_left() == 0, path  # at its end, nothing is left
