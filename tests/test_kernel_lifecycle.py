@@ -80,10 +80,12 @@ def test_kernel_boots_and_stops_cleanly(
 def test_kernel_listens_on_tcp_when_asked(kos_env: KosEnv, start_kernel: StartKernel) -> None:
     kernel = start_kernel("--listen", "127.0.0.1:0")
     kernel.wait_plugin("bitbucket", services=["bitbucket"])
-    address = connection_info(kos_env)["address"]
+    info = connection_info(kos_env)
+    address = info["tcp"]
     assert address.startswith("tcp:127.0.0.1:")
     assert not address.endswith(":0")
-    assert not (kos_env.runtime_dir / f"{kos_env.kernel}.sock").exists()
+    # Local clients and plugins still use the kernel's Unix socket.
+    assert info["address"] == f"unix:{kos_env.runtime_dir / f'{kos_env.kernel}.sock'}"
     with kos_core.connect() as kos:
         kind, typename, sbh = kos.kernel.Lookup("bitbucket")
         assert (kind, typename) == ("service", "BitBucketAPI.BitBucket")

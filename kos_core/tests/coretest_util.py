@@ -132,6 +132,9 @@ class Processes:
             process.wait()
 
 
+#: The setup-file line that lets the toy plugin (run by the kernel) bind its names.
+TOY_SERVICES = "services: toy-echo toy-echo-half toy-echo-temp\n"
+
 #: A plugin script using the toy interface. Settings come from its setup-file section
 #: (``pluginlib.options()``) or, when started by hand, from ``TOY_*`` variables.
 TOY_PLUGIN = """

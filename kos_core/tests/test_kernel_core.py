@@ -17,6 +17,7 @@ import pytest
 
 from coretest_util import (
     TOY_PLUGIN,
+    TOY_SERVICES,
     EchoServer,
     Processes,
     echo_server,
@@ -232,7 +233,7 @@ def test_no_kernel_is_kernel_unreachable(env: KosEnv) -> None:
 
 def test_sigterm_stops_plugins_and_cleans_up(env: KosEnv, tmp_path: Path) -> None:
     script = write_script(tmp_path / "toyplugin.py", TOY_PLUGIN)
-    env.write_setup(f"[toy]\nfile: {script}\n")
+    env.write_setup(f"[toy]\nfile: {script}\n{TOY_SERVICES}")
     kernel = KernelProcess(env)
     try:
         kernel.wait_ready()
@@ -291,7 +292,8 @@ def test_tcp_kernel_and_plugin(env: KosEnv, tmp_path: Path) -> None:
     try:
         kernel.wait_ready()
         data = json.loads(_paths.connection_file(env.kernel).read_text())
-        address = _wire.Address.parse(data["address"])
+        assert _wire.Address.parse(data["address"]).path is not None  # always its socket
+        address = _wire.Address.parse(data["tcp"])
         assert address.host == "127.0.0.1"
         assert address.port != 0
         procs.python(script, env=python_env({"TOY_PLUGIN_NAME": "tcpy"}))

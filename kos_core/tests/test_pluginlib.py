@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from coretest_util import TOY_PLUGIN, Processes, link_of, python_env, write_script
+from coretest_util import TOY_PLUGIN, TOY_SERVICES, Processes, link_of, python_env, write_script
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed, NameNotFound
 from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
@@ -64,6 +64,7 @@ def booted(
         "args: --color=blue extra-arg\n"
         f"report: {report}\n"
         "service: toy-echo\n"
+        f"{TOY_SERVICES}"
         "greeting: hello %(service)s\n"
     )
     kernel = KernelProcess(env)

@@ -36,8 +36,13 @@ def read_connection_file(kernel: str) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def kernel_link(kernel: str) -> _rpc.Link:
-    """An open, authenticated link to the kernel named ``kernel``."""
+def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, str | None]:
+    """An open, authenticated link to the kernel named ``kernel``, presenting
+    ``credential`` (default: the operator's, from the connection file), and the host the
+    kernel listens on over TCP (``None`` if it listens on its Unix socket only).
+
+    The kernel's Unix socket is used when it is on this machine, else its TCP address.
+    """
     info = read_connection_file(kernel)
     if info is None:
         raise KernelUnreachable(
@@ -45,7 +50,10 @@ def kernel_link(kernel: str) -> _rpc.Link:
             f" start one with: kos run -n {kernel}"
         )
     address = _wire.Address.parse(info["address"])
-    link = _rpc.Link(address, info["secret"], f"kernel {kernel!r}")
+    tcp = _wire.Address.parse(info["tcp"]) if info.get("tcp") else None
+    if tcp is not None and address.path is not None and not os.path.exists(address.path):
+        address = tcp
+    link = _rpc.Link(address, credential or info["secret"], f"kernel {kernel!r}")
     try:
         link.connect()
     except ServiceUnavailable as exc:
@@ -53,7 +61,7 @@ def kernel_link(kernel: str) -> _rpc.Link:
             f"kernel {kernel!r} does not answer at {address} (pid {info.get('pid', '?')}"
             f" may have died; stale connection file {_paths.connection_file(kernel)})"
         ) from exc
-    return link
+    return link, tcp.host if tcp is not None else None
 
 
 class Kos:
@@ -63,9 +71,11 @@ class Kos:
     them; closing it closes those connections too.
     """
 
-    def __init__(self, name: str, link: _rpc.Link) -> None:
+    def __init__(self, name: str, link: _rpc.Link, tcp_host: str | None = None) -> None:
         self.name = name
         self._link = link
+        #: served objects listen on TCP on this host when the kernel listens on TCP
+        self._tcp_host = tcp_host
         self._kernel: Any = _rpc.make_proxy(KernelInterface, link)
         self._links: list[_rpc.Link] = []
         self._lock = threading.Lock()
@@ -187,12 +197,11 @@ class Kos:
     def _ensure_server(self) -> _rpc.Server:
         with self._lock:
             if self._server is None:
-                kernel_address = self._link.address
-                if kernel_address.path is not None:
+                if self._tcp_host is None:
                     path = str(_paths.runtime_dir() / f"p{os.getpid()}.sock")
                     address = _wire.Address(path=path)
                 else:
-                    address = _wire.Address(host=kernel_address.host, port=0)
+                    address = _wire.Address(host=self._tcp_host, port=0)
                 self._server = _rpc.Server(address, self._authorize, name=self._server_name)
                 self._server.start()
             return self._server
@@ -285,4 +294,4 @@ def connect(kernel: str | None = None) -> Kos:
     :class:`~kos_core.errors.KernelUnreachable` if it is not running.
     """
     name = _paths.kernel_name(kernel)
-    return Kos(name, kernel_link(name))
+    return Kos(name, *kernel_link(name))

@@ -15,13 +15,21 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__, _namespace, _paths, _proc, _rpc, _wire
+from . import __version__, _access, _namespace, _paths, _proc, _rpc, _wire
+from ._access import Grant
 from ._client import read_connection_file
 from ._discovery import InstalledPlugin
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
 from ._supervisor import PluginRecord, Supervisor
-from .errors import KernelUnreachable, KosError, NameNotFound, RegistrationRefused, UsageError
+from .errors import (
+    KernelUnreachable,
+    KosError,
+    NameNotFound,
+    PermissionDenied,
+    RegistrationRefused,
+    UsageError,
+)
 from .kernel_api import Kernel as KernelInterface
 from .kernel_api import PluginRow
 
@@ -41,48 +49,91 @@ def plugin_command(
     return [sys.executable, *target, "-n", kernel, *settings.args]
 
 
+#: The largest request the kernel accepts: names and paths are small.
+MAX_KERNEL_REQUEST = 64 * 1024
+
+
+def declared_services(
+    name: str, installed: InstalledPlugin | None, settings: PluginSettings
+) -> tuple[str, ...]:
+    """The top-level names a plugin may bind: its setup section's ``services``, else what
+    its :class:`~kos_core.hookspecs.PluginSpec` declares, else its own name.
+    """
+    if "services" in settings.options:
+        try:
+            return _access.parse_services(settings.options["services"])
+        except (ValueError, KosError) as exc:
+            raise UsageError(f"{settings.where}: [{name}] services: {exc}") from None
+    if installed is not None and installed.spec.services:
+        return tuple(installed.spec.services)
+    return (name,)
+
+
+def _peer_pid() -> int | None:
+    """The pid of the process at the other end of the connection being served, if known
+    (a Unix socket's peer credentials; ``None`` over TCP).
+    """
+    session = _rpc.current_session()
+    peer = session.peer if session is not None else None
+    return peer[0] if peer is not None else None
+
+
 class KernelSession:
-    """The kernel as one connection sees it (implements ``KernelAPI.Kernel``)."""
+    """The kernel as one connection sees it (implements ``KernelAPI.Kernel``), with the
+    rights of the credential it presented.
+    """
 
     _ids = itertools.count(1)
+    kos_max_request = MAX_KERNEL_REQUEST
 
-    def __init__(self, kernel: KernelCore) -> None:
+    def __init__(self, kernel: KernelCore, grant: Grant) -> None:
         self._kernel = kernel
+        self.grant = grant
         self.owner = f"conn:{next(self._ids)}"
         self.plugin: str | None = None
 
     def Lookup(self, path: str) -> tuple[str, str, str]:
+        self.grant.check_look(path)
         node = self._kernel.namespace.lookup(path)
         if isinstance(node, _namespace.Service):
             return ("service", node.typename, node.sbh)
         return ("context", "", _namespace.join(_namespace.split_path(path)))
 
     def List(self, path: str) -> list[tuple[str, str, str]]:
+        self.grant.check_look(path)
         return self._kernel.namespace.list(path)
 
     def Bind(self, path: str, typename: str, sbh: str) -> str:
         _wire.parse_sbh(sbh)
+        self.grant.check_bind(path, self._kernel.reserved)
         return self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
 
     def Unbind(self, path: str) -> None:
+        self.grant.check_bind(path, self._kernel.reserved)
         self._kernel.namespace.unbind(path, owner=self.owner)
 
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
+        self.grant.check_register(name)
         return self._kernel.register_plugin(self, name, pid, health_sbh)
 
     def Plugins(self) -> list[PluginRow]:
+        self.grant.check_operator("the plugin table")
         return self._kernel.plugin_rows()
 
     def StartPlugin(self, name: str) -> str:
+        self.grant.check_operator("starting a plugin")
         return self._kernel.supervisor.start(name)
 
     def StopPlugin(self, name: str) -> str:
+        self.grant.check_operator("stopping a plugin")
         return self._kernel.supervisor.stop(name)
 
     def RestartPlugin(self, name: str) -> str:
+        self.grant.check_operator("restarting a plugin")
         return self._kernel.supervisor.restart(name)
 
     def LogPath(self, name: str) -> str:
+        self.grant.check_operator("a plugin's log")
         record = self._kernel.supervisor.records.get(name)
         if record is None or record.command is None:
             raise NameNotFound(f"no plugin named {name!r} is run by this kernel")
@@ -130,15 +181,20 @@ class KernelCore:
         self.namespace.make_context("plugins")
         self._installed = installed
         self._setup = setup
-        self._listen = listen or _wire.Address(path=str(_paths.runtime_dir() / f"{name}.sock"))
+        default_socket = _wire.Address(path=str(_paths.runtime_dir() / f"{name}.sock"))
+        #: the kernel always listens on a Unix socket; ``--listen HOST:PORT`` adds TCP
+        self._unix = listen if listen is not None and listen.path is not None else default_socket
+        self._tcp = listen if listen is not None and listen.host is not None else None
         self._state_dir = state_dir or _paths.state_dir(name)
         self._secret = secrets.token_urlsafe(32)
-        self._server: _rpc.Server | None = None
+        self._servers: list[_rpc.Server] = []
         self._lock_fd: int | None = None
         self._conn_file = _paths.connection_file(name)
         self.supervisor = Supervisor(name, self._state_dir, self.namespace)
         self._lock = self.supervisor.lock
         self.records = self.supervisor.records
+        #: each top-level name an installed plugin declares → that plugin
+        self.reserved: dict[str, str] = {}
         self._load_records()
 
     def _load_records(self) -> None:
@@ -151,8 +207,14 @@ class KernelCore:
             if command is None:  # named in a setup file but broken: discovery reported it
                 continue
             self.records[name] = PluginRecord(
-                name, command, settings.run_at_boot, dict(settings.options), settings.supervision
+                name,
+                command,
+                settings.run_at_boot,
+                dict(settings.options),
+                settings.supervision,
+                services=declared_services(name, installed, settings),
             )
+        self.reserved = _access.reserved_names((r.name, r.services) for r in self.records.values())
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -160,17 +222,25 @@ class KernelCore:
         """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
         self._claim_name()
         _proc.sweep_stale_sockets(_paths.runtime_dir())
-        self._server = _rpc.Server(self._listen, self._authorize, name=f"kernel-{self.name}")
-        self._write_connection_file(self._server.address)
-        self._server.start()
-        log.info("kernel %s listening on %s", self.name, self._server.address)
+        for address in (self._unix, self._tcp):
+            if address is not None:
+                server = _rpc.Server(address, self._authorize, name=f"kernel-{self.name}")
+                self._servers.append(server)
+        self._write_connection_file()
+        for server in self._servers:
+            server.start()
+            log.info("kernel %s listening on %s", self.name, server.address)
         self.supervisor.boot()
 
     @property
     def address(self) -> _wire.Address:
-        """Where the kernel listens."""
-        assert self._server is not None
-        return self._server.address
+        """Where the kernel listens on its Unix socket."""
+        return self._servers[0].address
+
+    @property
+    def tcp_address(self) -> _wire.Address | None:
+        """Where the kernel listens on TCP, if it was asked to."""
+        return self._servers[1].address if len(self._servers) > 1 else None
 
     def _claim_name(self) -> None:
         # A lock held for the kernel's life makes the name ours; whatever an earlier
@@ -191,13 +261,15 @@ class KernelCore:
             ) from None
         self._lock_fd = fd
         self._conn_file.unlink(missing_ok=True)
-        if self._listen.path is not None and os.path.exists(self._listen.path):
-            os.unlink(self._listen.path)
+        if self._unix.path is not None and os.path.exists(self._unix.path):
+            os.unlink(self._unix.path)
 
-    def _write_connection_file(self, address: _wire.Address) -> None:
+    def _write_connection_file(self) -> None:
+        tcp = self.tcp_address
         data = {
             "kernel": self.name,
-            "address": str(address),
+            "address": str(self.address),
+            **({"tcp": str(tcp)} if tcp is not None else {}),
             "pid": os.getpid(),
             "protocol": _wire.PROTOCOL_VERSION,
             "version": __version__,
@@ -210,10 +282,27 @@ class KernelCore:
         os.replace(tmp, self._conn_file)
 
     def _authorize(self, token: str) -> _rpc.Session | None:
-        if not _wire.tokens_equal(token, self._secret):
+        grant = self._grant_for(token)
+        if grant is None:
             return None
-        session = KernelSession(self)
+        session = KernelSession(self, grant)
         return _rpc.Session(session, KernelInterface, on_close=session.closed)
+
+    def _grant_for(self, token: str) -> Grant | None:
+        """The rights ``token`` gives, or ``None`` if it is no credential of this kernel."""
+        if _wire.tokens_equal(token, self._secret):
+            return Grant(_access.OPERATOR)
+        with self._lock:
+            for record in self.records.values():
+                if record.credential and _wire.tokens_equal(token, record.credential):
+                    return Grant(_access.PLUGIN, record.name, frozenset(record.services))
+        return None
+
+    def _dialable(self, sbh: str) -> bool:
+        tcp = self.tcp_address
+        return _access.dialable(
+            sbh, str(_paths.runtime_dir()), tcp.host if tcp is not None else None
+        )
 
     def run(self, stop: threading.Event, poll_interval: float = 0.05) -> None:
         """Supervise plugins until ``stop`` is set."""
@@ -223,8 +312,8 @@ class KernelCore:
     def shutdown(self) -> None:
         """Stop every plugin (SIGTERM, then SIGKILL after a grace period) and stop serving."""
         self.supervisor.stop_all()
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         try:
             info = read_connection_file(self.name)
         except KernelUnreachable:
@@ -244,6 +333,13 @@ class KernelCore:
     ) -> PluginEntry:
         """Handle ``RegisterPlugin`` from ``session``."""
         _paths.check_name(name, "plugin")
+        peer = _peer_pid()
+        if peer is not None and peer != pid:
+            raise RegistrationRefused(f"pid {pid} is not the registering process (pid {peer})")
+        if peer is None and not session.grant.operator:
+            raise RegistrationRefused("plugins register over the kernel's Unix socket")
+        if health_sbh and not self._dialable(health_sbh):
+            raise PermissionDenied("the health object must be served from this kernel's host")
         with self._lock:
             if session.plugin is not None:
                 raise RegistrationRefused(f"this connection is already plugin {session.plugin!r}")
@@ -260,7 +356,7 @@ class KernelCore:
                     f"the kernel is running plugin {name!r} itself (pid {record.pid})"
                 )
             if record is None:
-                record = self.records[name] = PluginRecord(name)
+                record = self.records[name] = PluginRecord(name, services=(name,))
             if record.process is None:
                 record.started, record.started_mono = time.time(), time.monotonic()
             record.session, record.pid, record.state = session, pid, "running"

@@ -20,6 +20,7 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -307,6 +308,8 @@ class Session:
         self.max_request = int(limit) if isinstance(limit, int) else DEFAULT_MAX_REQUEST
         #: where large reads of this connection's files are sent from (set by the server)
         self.streams: StreamTable | None = None
+        #: (pid, uid, gid) of the peer process on a Unix socket; ``None`` over TCP
+        self.peer: tuple[int, int, int] | None = None
 
     def too_large(self, handle: Any, method: Any, size: int) -> tuple[int, Any]:
         """The reply to a request of ``size`` bytes that was too large to accept.
@@ -558,6 +561,7 @@ class Server:
             sock.close()
             return
         session.streams = self.streams
+        session.peer = _peer_credentials(sock)
         channel = KosChannel(KosStream(sock), session.max_request)
         conn = KosConnection(session, channel, self._config.rpyc())
         with self._lock:
@@ -606,6 +610,14 @@ class Server:
         for conn in conns:
             with contextlib.suppress(Exception):
                 conn._channel.close()
+
+
+def _peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+    if sock.family != socket.AF_UNIX:
+        return None
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
 
 
 # --------------------------------------------------------------------------- client

@@ -22,6 +22,7 @@ import json
 import logging
 import logging.handlers
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from . import _namespace, _paths, _proc, _rpc, _wire
+from . import _access, _namespace, _paths, _proc, _rpc, _wire
 from ._policy import Supervision
 from .calls import CallQueue
 from .errors import NameNotFound, UsageError
@@ -70,6 +71,10 @@ class PluginRecord:
     health: _rpc.Link | None = None
     next_ping: float = 0.0
     session: Any = None  # the KernelSession it registered on
+    #: the top-level names it may bind (and that are reserved for it)
+    services: tuple[str, ...] = ()
+    #: the credential made for its current process ("" when none runs)
+    credential: str = ""
 
     @property
     def owner(self) -> str:
@@ -134,6 +139,8 @@ class Supervisor:
         """Start a plugin's process (main thread only; does not wait for it to register)."""
         assert record.command is not None
         cwd = self.state_dir / "plugins" / record.name
+        credential = secrets.token_urlsafe(32)
+        credential_fd = _access.credential_pipe(credential)
         env = dict(os.environ)
         env.update(
             {
@@ -142,6 +149,7 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
                 _proc.PARENT_ENV: str(os.getpid()),
                 PLUGIN_SETTINGS_ENV: json.dumps(record.options),
+                _access.CREDENTIAL_FD_ENV: str(credential_fd),
             }
         )
         try:
@@ -153,6 +161,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                pass_fds=(credential_fd,),
                 # Its own process group: Ctrl-C at the terminal reaches only the kernel,
                 # which then stops each plugin with SIGTERM.
                 process_group=0,
@@ -161,11 +170,14 @@ class Supervisor:
             record.state, record.last_exit = "fatal", f"cannot start: {exc}"
             log.error("plugin %s: cannot start: %s", record.name, exc)
             return
+        finally:
+            os.close(credential_fd)
         assert process.stdout is not None
         plugin_log = _PluginLog(self.log_path(record.name), record.name, record.supervision)
         self._log_threads.append(plugin_log.follow(process.stdout))
         with self.lock:
             record.process, record.pid = process, process.pid
+            record.credential = credential
             record.state, record.killed_for = "starting", ""
             record.started, record.started_mono = time.time(), time.monotonic()
         log.info("plugin %s started (pid %d)", record.name, process.pid)
@@ -174,6 +186,7 @@ class Supervisor:
         process = record.process
         assert process is not None
         record.process = None
+        record.credential = ""
         if record.session is None:
             record.pid = 0
         reason = record.killed_for or _proc.describe_exit(process.returncode)

@@ -9,6 +9,7 @@ Every error kos raises on purpose derives from :class:`KosError`::
     ├── AuthenticationFailed        the peer refused our credentials (or we refused theirs)
     ├── ProtocolMismatch            the peer speaks another kos protocol version
     ├── RegistrationRefused         the kernel refused a plugin's registration
+    ├── PermissionDenied            the credential does not allow what was asked
     ├── NamespaceError              a namespace operation failed
     │   ├── NameNotFound            lookup/unbind of a name that is not bound
     │   ├── NameAlreadyBound        bind of a name that is already bound
@@ -32,6 +33,7 @@ __all__ = [
     "NameNotFound",
     "NamespaceError",
     "NotAContext",
+    "PermissionDenied",
     "ProtocolMismatch",
     "RegistrationRefused",
     "RemoteError",
@@ -87,6 +89,14 @@ class RegistrationRefused(KosError):
     """The kernel refused a plugin's registration (for example: the name is taken)."""
 
     wire_name = "KernelAPI.RegistrationRefused"
+
+
+class PermissionDenied(KosError):
+    """The connection's credential does not allow what was asked (a plugin stopping
+    another plugin, binding a name it does not declare, ...).
+    """
+
+    wire_name = "KernelAPI.PermissionDenied"
 
 
 class NamespaceError(KosError):

@@ -35,12 +35,15 @@ class PluginSpec:
     it calls :func:`kos_core.pluginlib.register`.
     ``run_at_boot``: whether the kernel starts it when no setup file says otherwise.
     ``description``: one line for ``kos plugins``.
+    ``services``: the top-level names the plugin binds. Only it may bind them (they
+    are reserved for it even while it is stopped); empty means its own name.
     """
 
     name: str
     main: str
     description: str = ""
     run_at_boot: bool = True
+    services: tuple[str, ...] = ()
 
 
 # -- discovery ---------------------------------------------------------------

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .errors import NameAlreadyBound, NameNotFound, NotAContext, RegistrationRefused, UsageError
+from .errors import (
+    NameAlreadyBound,
+    NameNotFound,
+    NotAContext,
+    PermissionDenied,
+    RegistrationRefused,
+    UsageError,
+)
 from .interface import Interface, raises
 
 __all__ = ["Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
@@ -39,27 +46,27 @@ class PluginEntry(Interface, wire_name="KernelAPI.PluginEntry"):
 class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     """The kernel: its namespace and its receiver (plugin registration)."""
 
-    @raises(NameNotFound, NotAContext, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
     def Lookup(self, path: str) -> tuple[str, str, str]:
         """Resolve ``path``: ``("service", typename, sbh)`` or ``("context", "", path)``."""
         raise NotImplementedError
 
-    @raises(NameNotFound, NotAContext, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
     def List(self, path: str) -> list[tuple[str, str, str]]:
         """Entries of a context: ``(name, kind, detail)``, kind service/context/link."""
         raise NotImplementedError
 
-    @raises(NameAlreadyBound, NameNotFound, NotAContext, UsageError)
+    @raises(NameAlreadyBound, NameNotFound, NotAContext, PermissionDenied, UsageError)
     def Bind(self, path: str, typename: str, sbh: str) -> str:
         """Bind a service; it is unbound when this connection closes. Returns the path."""
         raise NotImplementedError
 
-    @raises(NameNotFound, NotAContext, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
     def Unbind(self, path: str) -> None:
         """Unbind a service this connection bound."""
         raise NotImplementedError
 
-    @raises(RegistrationRefused, UsageError)
+    @raises(PermissionDenied, RegistrationRefused, UsageError)
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         """Register this connection as plugin ``name`` (process ``pid``).
 
@@ -69,26 +76,27 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
         """
         raise NotImplementedError
 
+    @raises(PermissionDenied)
     def Plugins(self) -> list[PluginRow]:
         """The plugin table, one row per known plugin."""
         raise NotImplementedError
 
-    @raises(NameNotFound, UsageError)
+    @raises(NameNotFound, PermissionDenied, UsageError)
     def StartPlugin(self, name: str) -> str:
         """Start a plugin the kernel supervises; returns its state."""
         raise NotImplementedError
 
-    @raises(NameNotFound, UsageError)
+    @raises(NameNotFound, PermissionDenied, UsageError)
     def StopPlugin(self, name: str) -> str:
         """Stop a plugin and keep it stopped; returns its state."""
         raise NotImplementedError
 
-    @raises(NameNotFound, UsageError)
+    @raises(NameNotFound, PermissionDenied, UsageError)
     def RestartPlugin(self, name: str) -> str:
         """Stop a plugin and start it again; returns its state."""
         raise NotImplementedError
 
-    @raises(NameNotFound)
+    @raises(NameNotFound, PermissionDenied)
     def LogPath(self, name: str) -> str:
         """The file a supervised plugin's output goes to."""
         raise NotImplementedError

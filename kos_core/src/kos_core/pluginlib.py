@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import _paths, _proc, _rpc
+from . import _access, _paths, _proc, _rpc
 from ._children import end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
@@ -88,10 +88,10 @@ def register(
         _fail(plugin_name, str(exc))
     _proc.die_with_parent()
     try:
-        link = kernel_link(kernel)
+        link, tcp_host = kernel_link(kernel, _access.take_credential())
     except KosError as exc:
         _fail(plugin_name, str(exc))
-    kos = PluginKos(kernel, link, plugin_name)
+    kos = PluginKos(kernel, link, plugin_name, tcp_host)
     try:
         health_sbh = kos._serve_health()
         entry = kos.kernel.RegisterPlugin(plugin_name, os.getpid(), health_sbh)
@@ -197,8 +197,10 @@ class PluginKos(Kos):
     connection plus service binding and the serve loop.
     """
 
-    def __init__(self, name: str, link: _rpc.Link, plugin_name: str) -> None:
-        super().__init__(name, link)
+    def __init__(
+        self, name: str, link: _rpc.Link, plugin_name: str, tcp_host: str | None = None
+    ) -> None:
+        super().__init__(name, link, tcp_host)
         self.plugin_name = plugin_name
         self._server_name = f"plugin-{plugin_name}"
         self._kernel_lost = False

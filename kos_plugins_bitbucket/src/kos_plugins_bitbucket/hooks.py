@@ -12,4 +12,5 @@ def kos_plugin_spec() -> PluginSpec:
         name="bitbucket",
         main="kos_plugins_bitbucket.plugin",
         description="named byte strings shared across the kernel, fixed capacity",
+        services=("bitbucket",),
     )

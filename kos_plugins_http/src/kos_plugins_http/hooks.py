@@ -16,6 +16,7 @@ def kos_plugin_spec() -> PluginSpec:
         name="http",
         main="kos_plugins_http.plugin",
         description="fetch http, https and ftp URLs; one requester process per client",
+        services=("http",),
     )
 
 

@@ -12,4 +12,5 @@ def kos_plugin_spec() -> PluginSpec:
         name="simpleio",
         main="kos_plugins_simpleio.plugin",
         description="a Tk talk window per client on the kernel's display",
+        services=("simpleio",),
     )
