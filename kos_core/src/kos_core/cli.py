@@ -475,6 +475,11 @@ def _print_result(result: Any) -> None:
         click.echo(repr(result))
 
 
+from ._cli_world import world  # noqa: E402 (it uses reports_errors, defined above)
+
+cli.add_command(world)
+
+
 def main() -> None:
     """Entry point of the ``kos`` command."""
     cli()
