@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from .cli import reports_errors
+from ._cli_errors import reports_errors
 from .errors import UsageError
 
 #: how long a world's authority and the certificates it issues stay valid (days)

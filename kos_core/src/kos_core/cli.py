@@ -7,44 +7,17 @@ commands that need them, so ``kos --help`` stays fast.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from . import __version__
-from .errors import InterfaceError, KosError, SetupFileError, UsageError
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"kos: error: {message}", err=True)
-    sys.exit(code)
-
-
-def reports_errors(func: _F) -> _F:
-    """Turn kos errors into one line on stderr and the documented exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (UsageError, SetupFileError) as exc:
-            _fail(str(exc), 2)
-        except InterfaceError as exc:
-            _fail(f"{exc.wire_name}: {exc}", 1)
-        except KosError as exc:
-            _fail(str(exc), 1)
-        except BrokenPipeError:
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
+from ._cli_errors import reports_errors
+from ._cli_world import world
+from .errors import KosError, UsageError
 
 kernel_option = click.option(
     "-n",
@@ -474,8 +447,6 @@ def _print_result(result: Any) -> None:
     else:
         click.echo(repr(result))
 
-
-from ._cli_world import world  # noqa: E402 (it uses reports_errors, defined above)
 
 cli.add_command(world)
 
