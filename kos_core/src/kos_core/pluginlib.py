@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import _paths, _proc, _rpc
+from ._childlimits import ChildLimitReached, ChildLimits
 from ._children import end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
@@ -43,6 +44,8 @@ from .kernel_api import PluginHealth
 
 __all__ = [
     "ChildFactory",
+    "ChildLimitReached",
+    "ChildLimits",
     "PluginKos",
     "end_connection",
     "object_of_sbh",
