@@ -8,7 +8,9 @@ Run with ``pytest -s`` to see the figures.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +37,17 @@ def ask(factory: object, count: int) -> tuple[list[Requester], list[tuple[int, s
     return given, refused
 
 
+def rss_mib(pids: set[int]) -> int:
+    """The resident memory of ``pids`` added up (shared pages counted in each), in MiB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total // 1024
+
+
 def close_and_wait(requester: Requester) -> None:
     """Close ``requester`` and wait until its process has ended (until then it counts)."""
     pid = sbh_pid(_rpc.sbh_of(requester) or "")
@@ -55,7 +68,8 @@ def test_one_client_asking_for_300_requesters_is_capped(
     print(
         f"\n{ATTEMPTS} requesters asked for by one client ({child_start}):"
         f" {len(given)} given, FactoryFailed from #{refused[0][0] + 1} on;"
-        f" {len(processes)} processes under the plugin; {took:.1f} s"
+        f" {len(processes)} processes under the plugin, {rss_mib(processes)} MiB RSS in all;"
+        f" {took:.1f} s"
     )
     assert len(given) == 8 and len(refused) == ATTEMPTS - 8
     assert refused[0][0] == 8

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _children, _forked, _proc, _spares
-from ._childlimits import ChildLimits
+from ._spawnlimits import ChildLimits
 from .interface import find_interface
 
 _WARM_UP_ROUNDS = 10
@@ -58,7 +58,7 @@ class ChildFactory:
     (an idle spare is a process that waits; it ends with the plugin or the fork server).
     ``spares=0`` forks each child on demand. ``limits`` caps the children that are
     running at once, per client connection and in all (default: a
-    :class:`~kos_core._childlimits.ChildLimits` with its defaults, 8 and 64); spares
+    :class:`~kos_core._spawnlimits.ChildLimits` with its defaults, 8 and 64); spares
     do not count. Safe to call from several threads.
     """
 
@@ -108,7 +108,7 @@ class ChildFactory:
         """Fork a child serving ``callable(*args)``; return ``(sbh, pid, pids)`` as
         :func:`~kos_core._children.spawnserver` does (``sbh == ""`` on failure).
 
-        Raises :class:`~kos_core._childlimits.ChildLimitReached` if the calling client
+        Raises :class:`~kos_core._spawnlimits.ChildLimitReached` if the calling client
         (or all clients together) already has as many running children as
         :attr:`limits` allows.
         """

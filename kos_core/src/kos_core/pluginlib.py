@@ -35,10 +35,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import _paths, _proc, _rpc
-from ._childlimits import ChildLimitReached, ChildLimits
 from ._children import end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
+from ._spawnlimits import ChildLimitReached, ChildLimits
 from .errors import KosError, RegistrationRefused
 from .kernel_api import PluginHealth
 

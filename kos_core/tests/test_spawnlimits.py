@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from childapi import Counter
-from kos_core import _childlimits, _rpc, pluginlib
+from kos_core import _rpc, _spawnlimits, pluginlib
 from kos_core.testing import process_ended, wait_for
 
 WAIT = [sys.executable, "-c", "import sys; sys.stdin.read()"]
@@ -95,11 +95,11 @@ def test_one_client_is_capped_and_an_exit_frees_its_place(children: Children) ->
         waited = time.monotonic() - started
         assert (caught.value.scope, caught.value.live, caught.value.limit) == ("client", 3, 3)
         assert "3 children made for this client are still running" in str(caught.value)
-        assert _childlimits.GRACE <= waited < _childlimits.GRACE + 2  # waited for an exit
+        assert _spawnlimits.GRACE <= waited < _spawnlimits.GRACE + 2  # waited for an exit
         started = time.monotonic()
         with pytest.raises(pluginlib.ChildLimitReached):  # refused again: no wait this time
             limits.start(children.start)
-        assert time.monotonic() - started < _childlimits.GRACE / 2
+        assert time.monotonic() - started < _spawnlimits.GRACE / 2
         assert children.started == 3  # nothing was started past the cap
         children.end(pids[0])
         limits.start(children.start)  # the exit is seen at once
