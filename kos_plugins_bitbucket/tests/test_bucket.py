@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from kos_plugins_bitbucket import BitBucket, BucketFull, NotFound
-from kos_plugins_bitbucket.plugin import DEFAULT_CAPACITY, parse_capacity
+from kos_plugins_bitbucket.plugin import DEFAULT_CAPACITY, entry_size, parse_capacity
 from kos_plugins_bitbucket.plugin import BitBucket as BitBucketImpl
 
 
@@ -25,24 +25,24 @@ def test_set_get_list_delete() -> None:
     assert bb.List() == ["a", "b"]
     bb.Delete("a")
     assert bb.List() == ["b"]
-    assert bb.cur_size == 1
+    assert bb.cur_size == 2  # "b" and b"2"
 
 
 def test_full_at_exactly_the_boundary() -> None:
     bb = BitBucketImpl(10)
-    bb.Set("x", b"0123456789")  # exactly the capacity fits
+    bb.Set("x", b"012345678")  # exactly the capacity fits: 1 byte of name, 9 of value
     with pytest.raises(BucketFull):
-        bb.Set("y", b"z")
+        bb.Set("y", b"")  # a name alone is one byte too many
     assert bb.cur_size == 10
     assert bb.List() == ["x"]
 
 
 def test_replacing_frees_the_old_size() -> None:
     bb = BitBucketImpl(10)
-    bb.Set("x", b"0123456789")
+    bb.Set("x", b"012345678")
     bb.Set("x", b"abc")
-    assert bb.cur_size == 3
-    bb.Set("y", b"1234567")
+    assert bb.cur_size == 4
+    bb.Set("y", b"12345")
     assert bb.cur_size == 10
 
 
@@ -50,9 +50,50 @@ def test_failed_replace_keeps_the_old_value() -> None:
     bb = BitBucketImpl(5)
     bb.Set("x", b"abc")
     with pytest.raises(BucketFull):
-        bb.Set("x", b"123456")
+        bb.Set("x", b"12345")
     assert bb.Get("x") == b"abc"
-    assert bb.cur_size == 3
+    assert bb.cur_size == 4
+
+
+def test_names_count_toward_the_capacity() -> None:
+    bb = BitBucketImpl(DEFAULT_CAPACITY)
+    long_name = "n" * 100_000
+    bb.Set(long_name, b"")  # 100,000 bytes of name fit in 102,400
+    assert bb.cur_size == 100_000
+    refused = 0
+    for i in range(1, 1500):  # the attack: many long names with empty values
+        try:
+            bb.Set(f"{i:05d}" + long_name[5:], b"")
+        except BucketFull as exc:
+            refused += 1
+            assert "100000 bytes (0 of value, 100000 of name)" in str(exc)
+            assert len(str(exc)) < 300  # the long name is not echoed back whole
+    assert refused == 1499
+    assert bb.List() == [long_name]
+    bb.Set("s" * 2400, b"")  # exactly the rest
+    with pytest.raises(BucketFull):
+        bb.Set("t", b"")
+    assert bb.cur_size == DEFAULT_CAPACITY
+
+
+def test_a_name_counts_in_utf8_bytes() -> None:
+    bb = BitBucketImpl(13)
+    bb.Set("\u00e9\u00e9", b"123456789")  # two characters, four bytes of UTF-8
+    assert bb.cur_size == 13
+    with pytest.raises(BucketFull):
+        bb.Set("\u00e9\u00e9", b"1234567890")
+    bb.Delete("\u00e9\u00e9")
+    bb.Set("\ud800", b"")  # a lone surrogate cannot break the accounting
+    assert bb.cur_size == entry_size("\ud800", b"") == 3
+
+
+def test_deleting_frees_the_name_too() -> None:
+    bb = BitBucketImpl(10)
+    bb.Set("abcde", b"12345")
+    bb.Delete("abcde")
+    assert bb.cur_size == 0
+    bb.Set("0123456789", b"")
+    assert bb.cur_size == 10
 
 
 def test_not_found() -> None:
@@ -79,7 +120,7 @@ def test_concurrent_sets_never_exceed_capacity() -> None:
     for t in threads:
         t.join()
     assert bb.cur_size <= 1000
-    assert bb.cur_size == sum(len(bb.Get(name)) for name in bb.List())
+    assert bb.cur_size == sum(len(name) + len(bb.Get(name)) for name in bb.List())
 
 
 def test_interface_declares_the_methods_and_exceptions() -> None:

@@ -221,6 +221,8 @@ BAD_SETTINGS = [
     ({"child-start": "thread"}, "child-start"),
     ({"spare-children": "some"}, "spare-children"),
     ({"spare-children": "99"}, "spare-children: 99 is not between 0 and 32"),
+    ({"max-requesters-per-client": "0"}, "max-requesters-per-client: must be at least 1"),
+    ({"max-requesters": "lots"}, "max-requesters: 'lots' is not a number"),
 ]
 
 

@@ -5,10 +5,12 @@ Host names used here resolve without a network: ``localhost`` and IP literals.
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 
 from kos_plugins_http import FileIOError
-from kos_plugins_http.policy import SCHEMES, Policy
+from kos_plugins_http.policy import SCHEMES, Policy, embedded_ipv4, is_public
 
 
 def allowed(policy: Policy, url: str) -> bool:
@@ -210,3 +212,102 @@ def test_deny_by_name_glob() -> None:
 def test_an_unresolvable_host_is_refused() -> None:
     message = refusal(Policy(allow_hosts=("*",)), "http://no-such-host.invalid/")
     assert "cannot resolve" in message
+
+
+# ---------------------------------------------------------------------------- loopback spellings
+
+LOOPBACK_SPELLINGS = [
+    "127.0.0.1",
+    "127.1",
+    "127.0.1",
+    "127.000.000.001",
+    "0177.0.0.1",
+    "0x7f.0.0.1",
+    "0x7f000001",
+    "2130706433",
+    "017700000001",
+    "127.255.255.254",
+    "0",
+    "0.0.0.0",
+    "localhost",
+    "LOCALHOST",
+    "localhost.",
+    "[::1]",
+    "[0:0:0:0:0:0:0:1]",
+    "[::]",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "[0:0:0:0:0:ffff:127.0.0.1]",
+    "[::127.0.0.1]",
+    "[::7f00:1]",
+    "[64:ff9b::127.0.0.1]",
+    "[64:ff9b::7f00:1]",
+    "[64:ff9b:1::7f00:1]",
+    "[2002:7f00:1::]",
+    "[2002:7f00:1:0:0:0:0:1]",
+    "[2001:0:4136:e378:8000:63bf:80ff:fffe]",
+    "evil.example@127.0.0.1",
+    "127.0.0.1:80",
+]
+
+
+@pytest.mark.parametrize("host", LOOPBACK_SPELLINGS)
+@pytest.mark.parametrize("scheme", ["http", "ftp"])
+def test_every_spelling_of_the_loopback_is_refused(scheme: str, host: str) -> None:
+    message = refusal(Policy(), f"{scheme}://{host}/x")
+    assert "local or private" in message or "cannot resolve" in message, message
+
+
+# ---------------------------------------------------------------------------- IPv6 forms of IPv4
+
+#: IPv6 addresses that carry traffic to a non-global IPv4 address, and that address
+EMBEDDED_PRIVATE = [
+    ("::127.0.0.1", "127.0.0.1"),  # IPv4-compatible (Python 3.11 calls it global)
+    ("::10.0.0.1", "10.0.0.1"),
+    ("::a9fe:a9fe", "169.254.169.254"),  # the cloud metadata address
+    ("::ffff:127.0.0.1", "127.0.0.1"),  # IPv4-mapped
+    ("::ffff:192.168.1.1", "192.168.1.1"),
+    ("64:ff9b::7f00:1", "127.0.0.1"),  # NAT64, well-known prefix
+    ("64:ff9b::a00:1", "10.0.0.1"),
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254"),
+    ("2002:7f00:1::", "127.0.0.1"),  # 6to4
+    ("2002:c0a8:101::1", "192.168.1.1"),
+    ("2002:a9fe:a9fe::", "169.254.169.254"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "127.0.0.1"),  # Teredo, client 127.0.0.1
+]
+
+
+@pytest.mark.parametrize(("address", "inside"), EMBEDDED_PRIVATE)
+def test_ipv6_forms_of_a_private_ipv4_address_are_refused(address: str, inside: str) -> None:
+    parsed = ipaddress.IPv6Address(address)
+    assert ipaddress.IPv4Address(inside) in embedded_ipv4(parsed)
+    assert not is_public(parsed)
+    message = refusal(Policy(), f"http://[{address}]/")
+    assert "local or private" in message and inside in message, message
+
+
+@pytest.mark.parametrize("address", ["64:ff9b:1::7f00:1", "64:ff9b:1::808:808", "64:ff9b:1:ffff::"])
+def test_the_local_use_nat64_prefix_is_refused_whatever_it_carries(address: str) -> None:
+    assert not is_public(ipaddress.IPv6Address(address))
+    assert "local or private" in refusal(Policy(), f"https://[{address}]/")
+
+
+@pytest.mark.parametrize(
+    "address", ["::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1", "2606:4700:4700::1111"]
+)
+def test_ipv6_forms_of_a_public_ipv4_address_pass(address: str) -> None:
+    assert is_public(ipaddress.IPv6Address(address))
+    assert allowed(Policy(), f"http://[{address}]/")
+
+
+def test_embedded_ipv4_of_plain_addresses_is_empty() -> None:
+    assert embedded_ipv4(ipaddress.IPv4Address("127.0.0.1")) == []
+    assert embedded_ipv4(ipaddress.IPv6Address("2606:4700::1")) == []
+    assert embedded_ipv4(ipaddress.IPv6Address("fe80::1")) == []
+
+
+def test_deny_hosts_by_ipv4_network_also_denies_its_ipv6_forms() -> None:
+    policy = Policy(allow_hosts=("*",), deny_hosts=("127.0.0.0/8", "10.0.0.0/8"))
+    for host in ("[::ffff:127.0.0.1]", "[::127.0.0.1]", "[64:ff9b::a00:1]", "[2002:a00:1::]"):
+        assert "denied by deny-hosts" in refusal(policy, f"http://{host}/"), host
+    assert allowed(policy, "http://[::ffff:8.8.8.8]/")

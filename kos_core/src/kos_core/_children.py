@@ -32,7 +32,7 @@ from .interface import Interface, find_interface
 
 LIFELINE_ENV = "KOS_LIFELINE_FD"
 SPAWN_TIMEOUT = float(os.environ.get("KOS_SPAWN_TIMEOUT", "10"))
-CLIENT_TIMEOUT = float(os.environ.get("KOS_CHILD_CLIENT_TIMEOUT", "60"))
+CLIENT_TIMEOUT = float(os.environ.get("KOS_CHILD_CLIENT_TIMEOUT", "5"))
 _MAX_SBH = 4096
 
 

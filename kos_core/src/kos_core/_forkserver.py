@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _children, _forked, _proc, _spares
+from ._spawnlimits import ChildLimits
 from .interface import find_interface
 
 _WARM_UP_ROUNDS = 10
@@ -55,15 +56,21 @@ class ChildFactory:
     object to serve as ``typename``. The fork server keeps ``spares`` children forked
     ahead of need, listening and warmed up, so that a ``spawn`` only hands one its args
     (an idle spare is a process that waits; it ends with the plugin or the fork server).
-    ``spares=0`` forks each child on demand. Safe to call from several threads.
+    ``spares=0`` forks each child on demand. ``limits`` caps the children that are
+    running at once, per client connection and in all (default: a
+    :class:`~kos_core._spawnlimits.ChildLimits` with its defaults, 8 and 64); spares
+    do not count. Safe to call from several threads.
     """
 
-    def __init__(self, target: str, typename: str, *, spares: int = 1) -> None:
+    def __init__(
+        self, target: str, typename: str, *, spares: int = 1, limits: ChildLimits | None = None
+    ) -> None:
         if spares < 0:
             raise ValueError(f"spares must be 0 or more, not {spares}")
         self.target = target
         self.typename = typename
         self.spares = spares
+        self.limits = limits if limits is not None else ChildLimits()
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
@@ -100,7 +107,16 @@ class ChildFactory:
     def spawn(self, *args: str | int | float | bool | None) -> tuple[str, int, list[int]]:
         """Fork a child serving ``callable(*args)``; return ``(sbh, pid, pids)`` as
         :func:`~kos_core._children.spawnserver` does (``sbh == ""`` on failure).
+
+        Raises :class:`~kos_core._spawnlimits.ChildLimitReached` if the calling client
+        (or all clients together) already has as many running children as
+        :attr:`limits` allows.
         """
+        return self.limits.start(lambda: self._spawn(args))
+
+    def _spawn(
+        self, args: tuple[str | int | float | bool | None, ...]
+    ) -> tuple[str, int, list[int]]:
         with self._lock:
             for attempt in range(2):
                 if self._process is None or self._process.poll() is not None:

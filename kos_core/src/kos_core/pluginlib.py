@@ -38,11 +38,14 @@ from . import _access, _paths, _proc, _rpc
 from ._children import end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
+from ._spawnlimits import ChildLimitReached, ChildLimits
 from .errors import KosError, RegistrationRefused
 from .kernel_api import PluginHealth
 
 __all__ = [
     "ChildFactory",
+    "ChildLimitReached",
+    "ChildLimits",
     "PluginKos",
     "end_connection",
     "object_of_sbh",

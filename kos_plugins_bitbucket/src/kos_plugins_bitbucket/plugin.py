@@ -14,16 +14,23 @@ from kos_core import pluginlib
 from .api import BucketFull, NotFound
 
 DEFAULT_CAPACITY = 102400
-_REQUEST_OVERHEAD = 64 * 1024  # room for the name and framing around a value
+_REQUEST_OVERHEAD = 64 * 1024  # room for the framing around a name and value
 _SHORTOPTS = "c:"
 _LONGOPTS = ("capacity=",)
+
+
+def entry_size(name: str, data: bytes) -> int:
+    """What one entry uses of the capacity: its name (UTF-8) and its value, in bytes."""
+    return len(name.encode("utf-8", "surrogatepass")) + len(data)
 
 
 class BitBucket:
     """Implements ``BitBucketAPI.BitBucket``: values by name, total size never above capacity.
 
-    A request larger than the capacity (plus room for the name) is refused by kos
-    before it is held in memory, and answered with :class:`BucketFull`.
+    The size of an entry is that of its name (UTF-8) plus that of its value (see
+    :func:`entry_size`), so many entries with long names fill the bucket as surely as
+    long values do. A request larger than the capacity (plus room for framing) is
+    refused by kos before it is held in memory, and answered with :class:`BucketFull`.
     """
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -36,12 +43,15 @@ class BitBucket:
         self._lock = threading.Lock()
 
     def Set(self, name: str, data: bytes) -> None:
+        size = entry_size(name, data)
         with self._lock:
-            old = len(self.entries.get(name, b""))
-            new_size = self.cur_size - old + len(data)
+            held = self.entries.get(name)
+            old = 0 if held is None else entry_size(name, held)
+            new_size = self.cur_size - old + size
             if new_size > self.capacity:
                 raise BucketFull(
-                    f"{len(data)} bytes for {name!r} do not fit:"
+                    f"{size} bytes ({len(data)} of value, {size - len(data)} of name) for"
+                    f" {_shown(name)} do not fit:"
                     f" {self.capacity - self.cur_size + old} of {self.capacity} bytes free"
                 )
             self.entries[name] = data
@@ -52,15 +62,15 @@ class BitBucket:
             try:
                 return self.entries[name]
             except KeyError:
-                raise NotFound(f"nothing is stored under {name!r}") from None
+                raise NotFound(f"nothing is stored under {_shown(name)}") from None
 
     def Delete(self, name: str) -> None:
         with self._lock:
             try:
                 data = self.entries.pop(name)
             except KeyError:
-                raise NotFound(f"nothing is stored under {name!r}") from None
-            self.cur_size -= len(data)
+                raise NotFound(f"nothing is stored under {_shown(name)}") from None
+            self.cur_size -= entry_size(name, data)
 
     def List(self) -> list[str]:
         with self._lock:
@@ -71,6 +81,11 @@ class BitBucket:
         raise BucketFull(
             f"a {method} request of {size} bytes cannot fit in a bucket of {self.capacity} bytes"
         )
+
+
+def _shown(name: str, limit: int = 80) -> str:
+    """``name`` as it appears in a message: quoted, and cut short if it is long."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}... ({len(name)} characters)"
 
 
 def parse_capacity(argv: list[str]) -> int:

@@ -19,33 +19,53 @@ from .policy import Policy, setting_number
 #: requester processes the fork server keeps forked ahead of need (``spare-children``)
 DEFAULT_SPARES = 1
 MAX_SPARES = 32
+#: the settings that cap running requesters, by the scope of ChildLimitReached
+LIMIT_SETTINGS = {"client": "max-requesters-per-client", "total": "max-requesters"}
 
 
 class Factory:
     """Implements ``HTTPAPI.Factory``."""
 
     def __init__(
-        self, policy: Policy, child_start: str = "fork", spares: int = DEFAULT_SPARES
+        self,
+        policy: Policy,
+        child_start: str = "fork",
+        spares: int = DEFAULT_SPARES,
+        limits: pluginlib.ChildLimits | None = None,
     ) -> None:
         if child_start not in ("fork", "exec"):
             raise ValueError(f"child-start: {child_start!r} is not fork or exec")
         if not 0 <= spares <= MAX_SPARES:
             raise ValueError(f"spare-children: {spares} is not between 0 and {MAX_SPARES}")
         self._policy_json = policy.to_json()
+        self._limits = limits if limits is not None else pluginlib.ChildLimits()
         self._children = (
             pluginlib.ChildFactory(
-                "kos_plugins_http.requester:make_requester", Requester.wire_name, spares=spares
+                "kos_plugins_http.requester:make_requester",
+                Requester.wire_name,
+                spares=spares,
+                limits=self._limits,
             )
             if child_start == "fork"
             else None
         )
 
     def GetHTTPRequester(self) -> Requester:
-        if self._children is not None:
-            sbh, _pid, _pids = self._children.spawn(self._policy_json)
-        else:
-            script = str(Path(__file__).with_name("requester.py"))
-            sbh, _pid, _pids = pluginlib.spawnserver(script, self._policy_json)
+        try:
+            if self._children is not None:
+                sbh, _pid, _pids = self._children.spawn(self._policy_json)
+            else:
+                script = str(Path(__file__).with_name("requester.py"))
+                sbh, _pid, _pids = self._limits.start(
+                    lambda: pluginlib.spawnserver(script, self._policy_json)
+                )
+        except pluginlib.ChildLimitReached as exc:
+            setting = LIMIT_SETTINGS[exc.scope]
+            whose = "for this client" if exc.scope == "client" else "in all"
+            raise FactoryFailed(
+                f"{exc.live} requesters are running {whose}, the most that {setting}"
+                f" ({exc.limit}) allows: close one (Close()), or raise {setting} in [http]"
+            ) from None
         if not sbh:
             raise FactoryFailed("could not start a requester process (see the kernel's log)")
         return pluginlib.object_of_sbh(sbh, Requester)  # type: ignore[no-any-return]
@@ -57,9 +77,24 @@ def make_factory(kos: object) -> Factory:
     try:
         policy = Policy.from_options(options)
         spares = int(setting_number(options, "spare-children", DEFAULT_SPARES, int))
-        return Factory(policy, options.get("child-start", "fork").strip(), spares)
+        per_client, total = (
+            _at_least_one(options, setting, default)
+            for setting, default in (
+                (LIMIT_SETTINGS["client"], pluginlib.ChildLimits.DEFAULT_PER_CLIENT),
+                (LIMIT_SETTINGS["total"], pluginlib.ChildLimits.DEFAULT_TOTAL),
+            )
+        )
+        limits = pluginlib.ChildLimits(per_client, total)
+        return Factory(policy, options.get("child-start", "fork").strip(), spares, limits)
     except ValueError as exc:
         raise ValueError(f"bad setting in [http]: {exc}") from None
+
+
+def _at_least_one(options: dict[str, str], key: str, default: int) -> int:
+    value = int(setting_number(options, key, default, int))
+    if value < 1:
+        raise ValueError(f"{key}: must be at least 1")
+    return value
 
 
 def main() -> None:

@@ -27,6 +27,15 @@ SCHEMES = ("http", "https", "ftp")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+#: IPv6 prefixes whose last 32 bits are an IPv4 address that traffic is carried to:
+#: IPv4-compatible (``::/96``, deprecated) and the well-known NAT64 prefix (RFC 6052)
+_LOW_32_BITS_IPV4 = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b::/96"),
+)
+#: the local-use NAT64 prefix (RFC 8215): a translator on the local network, never public
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -99,7 +108,7 @@ class Policy:
         :class:`FileIOError` if there are none.
         """
         addresses = _addresses(host)
-        if _matches(host, addresses, self.deny_hosts):
+        if _matches(host, addresses, self.deny_hosts, embedded=True):
             raise FileIOError(f"host {host!r} is denied by deny-hosts")
         if self.allow_hosts:
             if _matches(host, [], self.allow_hosts):  # allowed by name
@@ -109,12 +118,47 @@ class Policy:
                 raise FileIOError(f"host {host!r} is not in allow-hosts")
             return allowed
         for address in addresses:
-            if not address.is_global:
+            if not is_public(address):
+                inside = ", ".join(str(a) for a in embedded_ipv4(address))
                 raise FileIOError(
-                    f"host {host!r} is a local or private address ({address});"
-                    " list it in allow-hosts to allow it"
+                    f"host {host!r} is a local or private address ({address}"
+                    + (f", which carries {inside}" if inside else "")
+                    + "); list it in allow-hosts to allow it"
                 )
         return addresses
+
+
+def embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries traffic to: IPv4-mapped
+    (``::ffff:0:0/96``), IPv4-compatible (``::/96``), NAT64 (``64:ff9b::/96``),
+    6to4 (``2002::/16``) and Teredo (``2001::/32``: its server and its client). Empty for
+    an IPv4 address and for every other IPv6 address.
+    """
+    if isinstance(address, ipaddress.IPv4Address):
+        return []
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if any(address in prefix for prefix in _LOW_32_BITS_IPV4):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    return []
+
+
+def is_public(address: Address) -> bool:
+    """True if ``address`` is globally reachable and so is every IPv4 address it carries
+    traffic to (see :func:`embedded_ipv4`); the local-use NAT64 prefix never is.
+
+    The embedded forms are decoded here rather than left to ``is_global``, whose answer
+    for them differs between Python versions.
+    """
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
+        return False
+    return all(inner.is_global for inner in embedded_ipv4(address))
 
 
 def setting_number(
@@ -166,7 +210,14 @@ def _matches(
     host: str,
     addresses: list[Address],
     patterns: tuple[str, ...],
+    *,
+    embedded: bool = False,
 ) -> bool:
+    """True if ``host`` or one of its ``addresses`` matches a pattern; with ``embedded``,
+    an IPv4 address an IPv6 address carries traffic to counts as one of its addresses.
+    """
+    if embedded:
+        addresses = [*addresses, *(inner for a in addresses for inner in embedded_ipv4(a))]
     for pattern in patterns:
         network = _network(pattern)
         if network is not None:

@@ -7,15 +7,16 @@ run as a :func:`~kos_core.pluginlib.spawnserver` child script::
 
 http and https go through urllib3 (streaming bodies, explicit redirect control so
 each target is re-checked, separate connect/read timeouts); ftp through the
-standard library's urllib.
+standard library's FTP client. Both connect only to addresses the policy checked
+(see :mod:`~kos_plugins_http.guarded`).
 """
 
 from __future__ import annotations
 
+import ftplib
 import getopt
 import sys
 import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -215,14 +216,18 @@ class Requester:
 
     def _ftp(self, url: str) -> tuple[list[tuple[str, str]], Body]:
         try:
-            response = urllib.request.urlopen(url, timeout=self.policy.timeout)
+            info, fp = guarded.open_ftp(self.policy, url)
         except urllib.error.URLError as exc:
             raise FileIOError(f"ftp {url}: {exc.reason}") from exc
-        except (OSError, ValueError) as exc:
+        except (ftplib.Error, OSError, EOFError, ValueError) as exc:
             raise FileIOError(f"ftp {url}: {exc}") from exc
-        headers = [(str(k), str(v)) for k, v in response.headers.items()]
-        self._check_length(url, response.headers.get("Content-length"))
-        return headers, Body(response, self.policy.max_size, url)
+        headers = [(str(k), str(v)) for k, v in info.items()]
+        try:
+            self._check_length(url, info.get("Content-length"))
+        except FileIOError:
+            fp.close()
+            raise
+        return headers, Body(fp, self.policy.max_size, url)
 
 
 def _reason(exc: BaseException) -> str:

@@ -45,7 +45,10 @@ class SimpleIOFactory:
             raise SpawnError("no display: DISPLAY is not set for the kernel")
         with self._lock:
             number = next(self._numbers)
-            sbh, _pid, _pids = self._children.spawn(height, width, f"simpleio window {number}")
+            try:
+                sbh, _pid, _pids = self._children.spawn(height, width, f"simpleio window {number}")
+            except pluginlib.ChildLimitReached as exc:
+                raise SpawnError(f"too many windows open: {exc}") from None
             why = self._children.last_error
         if not sbh:
             raise SpawnError(f"cannot open a window on display {display!r}: {why}")
