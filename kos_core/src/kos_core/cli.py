@@ -19,6 +19,9 @@ from ._cli_errors import reports_errors
 from ._cli_world import world
 from .errors import KosError, UsageError
 
+#: ``reports_errors`` is public: plugins' own commands use it (``kos http get``).
+__all__ = ["cli", "main", "reports_errors"]
+
 kernel_option = click.option(
     "-n",
     "--kernel",
