@@ -44,7 +44,10 @@ _OVERSIZED = b"\xff"  # marks a frame the channel refused to hold in memory
 _PREFIX = 4096
 _RECV_CHUNK = 256 * 1024
 _REQUEST = brine.I1.pack(consts.MSG_REQUEST)
+_REPLY = brine.I1.pack(consts.MSG_REPLY)
 _MAX_WORKERS = 4
+_MAX_QUEUED = 64  # calls of one concurrent connection waiting for a worker
+_MAX_BOX_DEPTH = 32
 _DISCARD_CHUNK = 64 * 1024
 
 
@@ -70,6 +73,7 @@ class RpcConfig:
             "log_exceptions": False,
             "close_catchall": True,
             "logger": None,
+            "bind_threads": False,
             "sync_request_timeout": self.call_timeout,
         }
 
@@ -181,48 +185,152 @@ def _peek_call(prefix: bytes) -> tuple[int, int, Any, Any] | None:
         return None
 
 
+class _Refused(EOFError):
+    """A message no kos peer sends: its connection ends before rpyc handles it."""
+
+
+def _unboxed(boxed: Any, depth: int = 0) -> Any:
+    """The value in an rpyc box of plain values (a netref's box, or anything else,
+    refuses the message).
+    """
+    if type(boxed) is tuple and len(boxed) == 2:
+        label, value = boxed
+        if label == consts.LABEL_VALUE:  # brine made it: plain values only
+            return value
+        if label == consts.LABEL_TUPLE and type(value) is tuple and depth < _MAX_BOX_DEPTH:
+            return tuple(_unboxed(item, depth + 1) for item in value)
+        if label in (consts.LABEL_LOCAL_REF, consts.LABEL_REMOTE_REF):
+            raise _Refused("a value boxed by reference")
+    raise _Refused("a malformed box")
+
+
 class KosConnection(Connection):  # type: ignore[misc]
-    """An rpyc connection that serves only kos requests."""
+    """An rpyc connection that carries only kos messages.
+
+    Serving (``serving``), it answers kos requests; as a client it answers only
+    rpyc's ping and close. It accepts replies only to requests it sent and only of
+    plain values. Any other message — an exception message, a value boxed by
+    reference, an unknown request — ends the connection before rpyc handles it, and
+    it never sends an exception message itself: rpyc's exception and netref machinery
+    (which caches a class per name it is sent, process-wide) is never reached.
+    """
 
     _workers: ThreadPoolExecutor | None = None
 
-    def __init__(self, root: Any, channel: KosChannel, config: dict[str, Any]) -> None:
+    def __init__(
+        self, root: Any, channel: KosChannel, config: dict[str, Any], *, serving: bool = True
+    ) -> None:
         super().__init__(root, channel, config)
-        concurrent = getattr(root, "concurrent", False) is True
-        self._concurrent = concurrent and not self._bind_threads
+        self._served = _SERVED if serving else _ANSWERED
+        self._concurrent = getattr(root, "concurrent", False) is True
+        self._queued = threading.BoundedSemaphore(_MAX_QUEUED)
+
+    def serve(self, timeout: Any = 1, wait_for_lock: bool = True, waiting: Any = None) -> bool:
+        """Serve one message (rpyc's ``serve``); a refused one ends the connection."""
+        try:
+            served: bool = super().serve(timeout, wait_for_lock, waiting or (lambda: True))
+        except _Refused as exc:
+            log.info("closed a connection: %s", exc)
+            self._cleanup(_anyway=False)
+            raise
+        return served
 
     def _dispatch(self, data: bytes) -> None:
-        if self._concurrent and data[:1] == _REQUEST:
-            # rpyc's own request dispatch, except that the call runs on a worker thread.
+        # rpyc's recvlock is held on entry; released before a request is served and
+        # after a reply is handed over, as rpyc's own dispatch does.
+        kind = data[:1]
+        if kind == _REPLY:
+            try:
+                callback, value = self._reply(data)
+            except _Refused:
+                self._recvlock.release()
+                raise
+            callback(False, value)
             self._recvlock.release()
-            seq, args = brine.load(data[1:])
+            return
+        self._recvlock.release()
+        if kind == _REQUEST:
+            seq, handler, args = self._request(data)
+            if not self._concurrent:
+                self._serve_request(seq, handler, args)
+                return
+            # The call runs on a worker thread; at most _MAX_QUEUED wait for one.
+            while not self._queued.acquire(timeout=1.0):
+                if self.closed:
+                    raise EOFError("connection closed")
             if self._workers is None:
                 self._workers = ThreadPoolExecutor(_MAX_WORKERS, thread_name_prefix="kos-call")
-            self._workers.submit(self._dispatch_request, seq, args)
-            return
-        if not data.startswith(_OVERSIZED):
-            super()._dispatch(data)
-            return
+            self._workers.submit(self._serve_queued, seq, handler, args)
+        elif kind == _OVERSIZED and self._served is _SERVED:
+            self._refuse_oversized(data)
+        else:
+            raise _Refused(f"an unsolicited rpyc message of type {data[:1].hex()}")
+
+    def _request(self, data: bytes) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
+        try:
+            seq, (handler, boxed) = brine.load(data[1:])
+        except Exception:
+            raise _Refused("an unreadable request") from None
+        name = self._served.get(handler) if type(handler) is int else None
+        if name is None:
+            raise _Refused(f"rpyc request {handler!r}, which kos does not serve")
+        args = _unboxed(boxed)
+        if type(seq) is not int or type(args) is not tuple:
+            raise _Refused("a malformed request")
+        return seq, getattr(self, name), args
+
+    def _reply(self, data: bytes) -> tuple[Callable[[bool, Any], None], Any]:
+        try:
+            seq, boxed = brine.load(data[1:])
+        except Exception:
+            raise _Refused("an unreadable reply") from None
+        value = _unboxed(boxed)
+        callback = self._request_callbacks.pop(seq, None) if type(seq) is int else None
+        if callback is None:
+            raise _Refused("a reply to no request of ours")
+        return callback, value
+
+    def _serve_request(self, seq: int, handler: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            result = handler(*args)
+        except EOFError:
+            raise
+        except Exception as exc:  # arguments a kos peer never sends
+            raise _Refused(f"a malformed request ({type(exc).__name__})") from None
+        if not brine.dumpable(result):
+            result = (FAULT, ("TypeError", "the reply is not a plain value"))
+        self._send(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, result))
+        if getattr(self._local_root, "ending", False) is True:
+            # The reply is sent; now hang up (a servant asked for it, e.g. Close()).
+            self._channel.close()
+
+    def _serve_queued(self, seq: int, handler: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._serve_request(seq, handler, args)
+        except Exception as exc:  # the reading thread sees the connection end
+            log.info("closed a connection: %s", exc)
+            self._channel.close()
+        finally:
+            self._queued.release()
+
+    def _refuse_oversized(self, data: bytes) -> None:
         size = int.from_bytes(data[1:9], "big")
         call = _peek_call(data[9:])
-        self._recvlock.release()  # as rpyc's own dispatch does before handling a request
         if call is None:
-            raise EOFError(f"refused an unreadable request of {size} bytes")
+            raise _Refused(f"an unreadable request of {size} bytes")
         seq, _handler, handle, method = call
         session = cast("Session", self._local_root)
         reply = session.too_large(handle, method, size)
-        self._send(consts.MSG_REPLY, seq, self._box(reply))
+        self._send(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, reply))
 
     @classmethod
     def _request_handlers(cls) -> dict[int, Callable[..., Any]]:
-        return {
-            consts.HANDLE_PING: cls._handle_ping,
-            consts.HANDLE_CLOSE: cls._handle_close,
-            HANDLE_KOS_CALL: cls._handle_kos_call,
-            HANDLE_KOS_RELEASE: cls._handle_kos_release,
-            HANDLE_KOS_STREAM: cls._handle_kos_stream,
-            HANDLE_KOS_STREAM_END: cls._handle_kos_stream_end,
-        }
+        return {handler: getattr(cls, name) for handler, name in _SERVED.items()}
+
+    def _cleanup(self, _anyway: bool = True) -> None:
+        super()._cleanup(_anyway)
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _handle_kos_call(self, handle: int, method: str, args: tuple[Any, ...]) -> Any:
         session = cast("Session", self._local_root)
@@ -231,17 +339,6 @@ class KosConnection(Connection):  # type: ignore[misc]
             return session.dispatch(handle, method, args)
         finally:
             _current.session = None
-
-    def _cleanup(self, _anyway: bool = True) -> None:
-        super()._cleanup(_anyway)
-        if self._workers is not None:
-            self._workers.shutdown(wait=False, cancel_futures=True)
-
-    def _dispatch_request(self, seq: int, raw_args: Any) -> None:
-        super()._dispatch_request(seq, raw_args)
-        if getattr(self._local_root, "ending", False) is True:
-            # The reply is sent; now hang up (a servant asked for it, e.g. Close()).
-            self._channel.close()
 
     def _handle_kos_release(self, handle: int) -> None:
         cast("Session", self._local_root).release(handle)
@@ -252,6 +349,18 @@ class KosConnection(Connection):  # type: ignore[misc]
     def _handle_kos_stream_end(self, token: str) -> Any:
         timeout = float(self._config["sync_request_timeout"])
         return cast("Session", self._local_root).end_stream(token, timeout)
+
+
+#: the requests a serving connection answers (by method name), and those a client's does
+_SERVED: dict[int, str] = {
+    consts.HANDLE_PING: "_handle_ping",
+    consts.HANDLE_CLOSE: "_handle_close",
+    HANDLE_KOS_CALL: "_handle_kos_call",
+    HANDLE_KOS_RELEASE: "_handle_kos_release",
+    HANDLE_KOS_STREAM: "_handle_kos_stream",
+    HANDLE_KOS_STREAM_END: "_handle_kos_stream_end",
+}
+_ANSWERED = {h: _SERVED[h] for h in (consts.HANDLE_PING, consts.HANDLE_CLOSE)}
 
 
 _current = threading.local()

@@ -82,7 +82,7 @@ class Link:
             if self._closed:
                 raise ServiceUnavailable(f"{self.what}: connection already closed")
             channel = KosChannel(KosStream(self._open_socket(self.token)))
-            self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc())
+            self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc(), serving=False)
             # Dropping the last proxy hangs up: a factory child sees its client go.
             weakref.finalize(self, _hang_up, channel)
             return self._conn

@@ -50,6 +50,9 @@ class Session:
         self.max_request = int(limit) if isinstance(limit, int) else DEFAULT_MAX_REQUEST
         #: where large reads of this connection's files are sent from (set by the server)
         self.streams: StreamTable | None = None
+        #: ``(pid, uid, gid)`` of the client on a Unix socket (``SO_PEERCRED``), ``None``
+        #: on TCP; set by the server before the first call is served
+        self.peer: tuple[int, int, int] | None = None
 
     def too_large(self, handle: Any, method: Any, size: int) -> tuple[int, Any]:
         """The reply to a request of ``size`` bytes that was too large to accept.
