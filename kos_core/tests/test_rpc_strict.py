@@ -4,6 +4,7 @@ server and real sockets in this process (kos_core._connection, _handshakes, _ser
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import struct
@@ -16,8 +17,8 @@ import pytest
 from rpyc.core import brine, consts, vinegar
 
 from coretest_util import TOKEN, EchoServer, echo_server, short_dir
-from kos_core import _handshakes, _rpc, _wire
-from kos_core.errors import ServiceUnavailable
+from kos_core import _handshakes, _rpc, _session, _wire
+from kos_core.errors import RemoteError, ServiceUnavailable
 from kos_core.testing import wait_for
 from toyapi import Echo, EchoImpl
 
@@ -127,6 +128,28 @@ def test_a_list_argument_is_not_passed_by_reference(server: EchoServer) -> None:
     finally:
         link.close()
     assert server.impl.calls == []
+
+
+def test_by_reference_objects_per_connection_are_capped(
+    server: EchoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_session, "MAX_REFERENCES", 3)
+    echo = server.proxy()
+    held = [echo.Open() for _ in range(3)]
+    with pytest.raises(RemoteError) as info:
+        echo.Open()
+    assert info.value.kind == "TooManyReferences"
+    del held[0]
+    gc.collect()
+    assert wait_for(lambda: _attempt_open(echo), 5.0, "a released reference to make room")
+    assert server.proxy().Open().Incr() == 1  # another connection has its own allowance
+
+
+def _attempt_open(echo: Any) -> bool:
+    try:
+        return echo.Open().Incr() == 1
+    except RemoteError:
+        return False
 
 
 # ---------------------------------------------------------------------- client side

@@ -24,6 +24,9 @@ from .interface import (
 
 log = logging.getLogger("kos.rpc")
 
+#: objects one connection may hold by reference at once (besides the one it opened)
+MAX_REFERENCES = 10_000
+
 
 class Session:
     """The server side of one connection: the objects this client may call, by handle.
@@ -111,6 +114,8 @@ class Session:
             if spec.returns_refs:
                 return OK, self._encode_refs(result, spec.returns)
             return OK, check_value(result, spec.returns, f"result of {method}()")
+        except _Refused as refused:
+            return refused.reply
         except TypeError as exc:
             log.error("%s.%s returned a bad value: %s", interface.wire_name, method, exc)
             return FAULT, ("TypeError", str(exc))
@@ -182,13 +187,20 @@ class Session:
         sbh = sbh_of(value)
         if sbh is not None:
             return ("s", sbh)
+        if len(self._objects) > MAX_REFERENCES:
+            raise _Refused(
+                "TooManyReferences",
+                f"this connection holds {MAX_REFERENCES} objects by reference; release some",
+            )
         handle = next(self._next)
         self._objects[handle] = (value, tp)
         return ("h", handle)
 
 
 class _Refused(Exception):
-    """A request names no object or method this session serves."""
+    """A request names no object or method this session serves, or would hold more
+    objects than it may.
+    """
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
