@@ -123,6 +123,10 @@ class Server:
             log.info("%s: refused a connection: %s", self._name, exc)
             self._pending.done(sock, failed=True)
             return
+        except Exception:
+            log.exception("%s: a handshake failed", self._name)
+            self._pending.done(sock, failed=True)
+            return
         self._pending.done(sock, failed=False)
         if isinstance(accepted, PendingStream):
             self._send_stream(sock, accepted)
