@@ -15,13 +15,19 @@ from __future__ import annotations
 import contextlib
 import hmac
 import socket
+import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from .errors import AuthenticationFailed, ProtocolMismatch, UsageError
 
 PROTOCOL_VERSION = 1
+#: seconds a server gives a new connection for its whole handshake (not per read)
 HANDSHAKE_TIMEOUT = 5.0
+#: pending connects a listener queues: room for a burst of clients
+LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)
+#: seconds a client goes on retrying a Unix-socket connect refused for a full backlog
+CONNECT_RETRY = 1.0
 _MAX_LINE = 256
 _MAX_UNIX_PATH = 107
 
@@ -57,23 +63,25 @@ class Address:
         return f"tcp:{host}:{self.port}"
 
     def connect(self, timeout: float) -> socket.socket:
-        """Open a connected socket (``TCP_NODELAY`` on TCP); raises ``OSError``."""
-        if self.path is not None:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target: str | tuple[str, int] = self.path
-        else:
+        """Open a connected socket (``TCP_NODELAY`` on TCP); raises ``OSError``.
+
+        A Unix socket whose listen backlog is full refuses at once (``EAGAIN``); that
+        is retried for up to :data:`CONNECT_RETRY` seconds.
+        """
+        if self.path is None:
             assert self.host is not None
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            target = (self.host, self.port)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(target)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+            return _connected(family, (self.host, self.port), timeout)
+        give_up = time.monotonic() + min(CONNECT_RETRY, timeout)
+        pause = 0.005
+        while True:
+            try:
+                return _connected(socket.AF_UNIX, self.path, timeout)
+            except BlockingIOError:
+                if time.monotonic() + pause > give_up:
+                    raise
+            _retry_pause(pause)
+            pause = min(2 * pause, 0.1)
 
     def listen(self) -> tuple[socket.socket, Address]:
         """Bind and listen; return the socket and the address actually bound (port 0 resolved)."""
@@ -101,8 +109,25 @@ class Address:
                 sock.close()
                 raise
             bound = Address(host=self.host, port=sock.getsockname()[1])
-        sock.listen(128)
+        sock.listen(LISTEN_BACKLOG)
         return sock, bound
+
+
+def _connected(family: int, target: str | tuple[str, int], timeout: float) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        sock.connect(target)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _retry_pause(seconds: float) -> None:
+    time.sleep(seconds)
 
 
 def format_sbh(address: Address, token: str) -> str:
