@@ -35,6 +35,7 @@ from rpyc.core.protocol import Connection
 from rpyc.core.stream import SocketStream
 
 from . import _streams, _wire
+from ._redact import public_message, value_name
 from ._streams import PendingStream, StreamTable
 from .errors import (
     KosError,
@@ -375,11 +376,11 @@ class Session:
     def _find(self, handle: Any, method: Any) -> tuple[object, type[Interface], MethodSpec]:
         entry = self._objects.get(handle) if type(handle) is int else None
         if entry is None:
-            raise _Refused("NoSuchObject", f"no object with handle {handle!r} on this connection")
+            raise _Refused("NoSuchObject", f"no handle {value_name(handle)} on this connection")
         obj, interface = entry
         spec = interface.methods().get(method) if type(method) is str else None
         if spec is None:
-            raise _Refused("NoSuchMethod", f"{interface.wire_name} has no method {method!r}")
+            raise _Refused("NoSuchMethod", f"{interface.wire_name}: no method {value_name(method)}")
         return obj, interface, spec
 
     def _failure(
@@ -389,10 +390,10 @@ class Session:
         if isinstance(exc, KosError):
             if not exc.wire_name or spec.exception(exc.wire_name) is None:
                 log.info("%s.%s raised undeclared %r", interface.wire_name, spec.name, exc)
-                return FAULT, (exc.wire_name or type(exc).__name__, str(exc))
+                return FAULT, (exc.wire_name or type(exc).__name__, public_message(str(exc)))
             return DECLARED, (exc.wire_name, _plain_args(exc))
         log.warning("%s.%s failed", interface.wire_name, spec.name, exc_info=exc)
-        return FAULT, (type(exc).__name__, str(exc))
+        return FAULT, (type(exc).__name__, public_message(str(exc)))
 
     def open_stream(self, handle: Any, size: Any) -> tuple[int, Any]:
         """The reply to ``KOS_STREAM``: a large ``read(size)`` of the object ``handle``
