@@ -63,7 +63,10 @@ def test_a_runtime_dir_in_a_parent_others_may_change_is_refused(
     shared.mkdir()
     shared.chmod(0o777)  # anyone could rename our directory away and put theirs in its place
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(shared / "kos"))
-    with pytest.raises(UsageError, match=f"chmod go-w {shared}"):
+    with pytest.raises(
+        UsageError,
+        match=f"parent {shared} may be changed by others; fix it with: chmod go-w {shared}",
+    ):
         _paths.runtime_dir()
     shared.chmod(0o1777)  # sticky, as /tmp: entries can be renamed by their owners only
     assert mode(_paths.runtime_dir()) == 0o700

@@ -66,16 +66,19 @@ def open_private_dir(path: Path) -> int:
     symlink), owned by this user, mode ``0700``, in a parent that other users cannot
     rename entries of. Anything else raises :class:`UsageError` saying what to fix.
     """
-    parent_fd = os.open(_existing(path.parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        parent_fd = os.open(_existing(path.parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot make the runtime directory {path}: {exc.strerror}") from None
     try:
         _check_parent(path.parent, os.fstat(parent_fd))
-        created = _mkdir_at(path.name, parent_fd)
+        created = _mkdir_at(path, parent_fd)
         try:
             fd = os.open(path.name, _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UsageError(_not_a_directory(path, parent_fd)) from None
-            raise
+            raise UsageError(f"cannot open the runtime directory {path}: {exc.strerror}") from None
     finally:
         os.close(parent_fd)
     try:
@@ -99,24 +102,26 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _mkdir_at(name: str, parent_fd: int) -> bool:
+def _mkdir_at(path: Path, parent_fd: int) -> bool:
     try:
-        os.mkdir(name, 0o700, dir_fd=parent_fd)
+        os.mkdir(path.name, 0o700, dir_fd=parent_fd)
     except FileExistsError:
         return False
+    except OSError as exc:
+        raise UsageError(f"cannot make the runtime directory {path}: {exc.strerror}") from None
     return True
 
 
 def _check_parent(parent: Path, info: os.stat_result) -> None:
     # Whoever may rename entries of the parent could swap the directory for another
     # after it was checked: only this user and root may, unless the sticky bit is set.
-    if info.st_uid not in (0, os.getuid()) or (
-        info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX
-    ):
-        raise UsageError(
-            f"runtime directory's parent {parent} may be changed by other users;"
-            f" use a private place (set KOS_RUNTIME_DIR) or fix it with: chmod go-w {parent}"
-        )
+    if info.st_uid not in (0, os.getuid()):
+        fix = f"it belongs to uid {info.st_uid}; set KOS_RUNTIME_DIR to a place of yours"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
+        fix = f"fix it with: chmod go-w {parent}"
+    else:
+        return
+    raise UsageError(f"the runtime directory's parent {parent} may be changed by others; {fix}")
 
 
 def _not_a_directory(path: Path, parent_fd: int) -> str:
