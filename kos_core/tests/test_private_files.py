@@ -170,6 +170,7 @@ def test_value_name_never_calls_repr() -> None:
             raise AssertionError("repr called")
 
     assert value_name(Loud()) == "a Loud"
+    assert value_name(object()) == "an object"
     assert value_name("Get") == "'Get'"
     assert value_name(7) == "7"
     assert value_name("x" * 1000).endswith("… (1000 long)")

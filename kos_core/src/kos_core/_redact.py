@@ -39,4 +39,5 @@ def value_name(value: Any) -> str:
         if len(value) <= _SHORT:
             return repr(value)
         return f"{value[:_SHORT]!r}… ({len(value)} long)"
-    return f"a {kind.__name__}"
+    name = kind.__name__
+    return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
