@@ -137,13 +137,16 @@ def test_runtime_dir_without_create_does_not_create(
     assert not (tmp_path / "not-yet").exists()
 
 
-def test_runtime_dir_is_made_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_runtime_dir_of_another_mode_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     existing = tmp_path / "open"
     existing.mkdir(mode=0o755)
     existing.chmod(0o755)
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(existing))
-    assert _paths.runtime_dir() == existing
-    assert mode(existing) == 0o700
+    with pytest.raises(UsageError, match=f"mode 0755, not 0700; fix it with: chmod 700 {existing}"):
+        _paths.runtime_dir()
+    assert mode(existing) == 0o755  # refused, not changed behind the operator's back
 
 
 def test_runtime_dir_is_private_whatever_the_umask(

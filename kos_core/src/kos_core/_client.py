@@ -26,7 +26,7 @@ def read_connection_file(kernel: str) -> dict[str, str] | None:
     """The kernel's connection file as a dict, or ``None`` if there is none."""
     path = _paths.connection_file(kernel)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(_paths.read_private_file(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -246,7 +246,7 @@ class KernelCore:
         # A lock held for the kernel's life makes the name ours; whatever an earlier
         # kernel of this name left behind (it was killed) is then stale.
         lock_path = _paths.runtime_dir() / f"{self.name}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _paths.open_private_file(lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -275,11 +275,7 @@ class KernelCore:
             "version": __version__,
             "secret": self._secret,
         }
-        tmp = self._conn_file.with_suffix(f".tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, self._conn_file)
+        _paths.write_private_file(self._conn_file, json.dumps(data).encode())
 
     def _authorize(self, token: str) -> _rpc.Session | None:
         grant = self._grant_for(token)

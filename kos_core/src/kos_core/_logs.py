@@ -1,7 +1,11 @@
-"""Reading plugin log files: the last lines, and following new ones across rotation."""
+"""Plugin log files: written privately and rotated; read back (the last lines, and
+following new ones across rotation).
+"""
 
 from __future__ import annotations
 
+import io
+import logging.handlers
 import os
 import time
 from collections import deque
@@ -44,3 +48,16 @@ def follow_file(path: Path, interval: float = 0.2) -> Iterator[str]:
             time.sleep(interval)
     finally:
         fh.close()
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file readable by its owner only (``0600``): plugin output holds
+    tracebacks. A log file left wider by an older kos is tightened when opened; a
+    symlink at its name is not followed.
+    """
+
+    def _open(self) -> io.TextIOWrapper:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(self.baseFilename, flags, 0o600)
+        os.fchmod(fd, 0o600)
+        return open(fd, "a", encoding=self.encoding, errors=self.errors)

@@ -11,6 +11,7 @@ from rpyc.core.protocol import Connection
 
 from ._connection import DECLARED, DEFAULT_MAX_REQUEST, FAULT, OK
 from ._link import sbh_of
+from ._redact import public_message, value_name
 from ._streams import StreamTable
 from .errors import KosError
 from .interface import (
@@ -105,7 +106,7 @@ class Session:
         except _Refused as refused:
             return refused.reply
         except TypeError as exc:
-            return FAULT, ("TypeError", str(exc))
+            return FAULT, ("TypeError", public_message(str(exc)))
         try:
             result = getattr(obj, method)(*call_args)
         except (Exception, SystemExit) as exc:  # SystemExit must not travel as itself
@@ -118,16 +119,16 @@ class Session:
             return refused.reply
         except TypeError as exc:
             log.error("%s.%s returned a bad value: %s", interface.wire_name, method, exc)
-            return FAULT, ("TypeError", str(exc))
+            return FAULT, ("TypeError", public_message(str(exc)))
 
     def _find(self, handle: Any, method: Any) -> tuple[object, type[Interface], MethodSpec]:
         entry = self._objects.get(handle) if type(handle) is int else None
         if entry is None:
-            raise _Refused("NoSuchObject", f"no object with handle {handle!r} on this connection")
+            raise _Refused("NoSuchObject", f"no handle {value_name(handle)} on this connection")
         obj, interface = entry
         spec = interface.methods().get(method) if type(method) is str else None
         if spec is None:
-            raise _Refused("NoSuchMethod", f"{interface.wire_name} has no method {method!r}")
+            raise _Refused("NoSuchMethod", f"{interface.wire_name}: no method {value_name(method)}")
         return obj, interface, spec
 
     def _failure(
@@ -137,10 +138,10 @@ class Session:
         if isinstance(exc, KosError):
             if not exc.wire_name or spec.exception(exc.wire_name) is None:
                 log.info("%s.%s raised undeclared %r", interface.wire_name, spec.name, exc)
-                return FAULT, (exc.wire_name or type(exc).__name__, str(exc))
+                return FAULT, (exc.wire_name or type(exc).__name__, public_message(str(exc)))
             return DECLARED, (exc.wire_name, _plain_args(exc))
         log.warning("%s.%s failed", interface.wire_name, spec.name, exc_info=exc)
-        return FAULT, (type(exc).__name__, str(exc))
+        return FAULT, (type(exc).__name__, public_message(str(exc)))
 
     def open_stream(self, handle: Any, size: Any) -> tuple[int, Any]:
         """The reply to ``KOS_STREAM``: a large ``read(size)`` of the object ``handle``
@@ -227,5 +228,5 @@ def _no_references(value: Any, interface: type[Interface]) -> Any:
 
 def _plain_args(exc: BaseException) -> tuple[Any, ...]:
     if all(isinstance(a, (str, bytes, int, float, bool, type(None))) for a in exc.args):
-        return tuple(exc.args)
-    return (str(exc),)
+        return tuple(public_message(a) if isinstance(a, str) else a for a in exc.args)
+    return (public_message(str(exc)),)

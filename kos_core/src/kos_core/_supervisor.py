@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from . import _access, _namespace, _paths, _proc, _rpc, _wire
+from ._logs import PrivateRotatingFileHandler
 from ._policy import Supervision
 from .calls import CallQueue
 from .errors import NameNotFound, UsageError
@@ -108,6 +109,7 @@ class Supervisor:
     def boot(self) -> None:
         """Start the run-at-boot plugins and the health checks."""
         self._commands.owner = threading.get_ident()
+        _paths.make_private_dir(self.state_dir)  # plugins' files and logs: 0700
         for record in list(self.records.values()):
             if record.run_at_boot and record.command is not None:
                 record.wanted = True
@@ -153,7 +155,7 @@ class Supervisor:
             }
         )
         try:
-            cwd.mkdir(parents=True, exist_ok=True)
+            _paths.make_private_dir(cwd)
             process = subprocess.Popen(
                 record.command,
                 cwd=cwd,
@@ -366,9 +368,9 @@ class _PluginLog:
     """Copies a plugin's output to its rotating log file and, prefixed, to the kernel's stderr."""
 
     def __init__(self, path: Path, name: str, policy: Supervision) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _paths.make_private_dir(path.parent)
         self._name = name
-        self._handler = logging.handlers.RotatingFileHandler(
+        self._handler = PrivateRotatingFileHandler(
             path, maxBytes=policy.log_max_bytes, backupCount=policy.log_backups, encoding="utf-8"
         )
         self._handler.setFormatter(logging.Formatter("%(message)s"))
