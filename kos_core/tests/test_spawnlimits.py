@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from childapi import Counter
-from kos_core import _rpc, _spawnlimits, pluginlib
+from kos_core import _connection, _rpc, _spawnlimits, pluginlib
 from kos_core.testing import process_ended, wait_for
 
 WAIT = [sys.executable, "-c", "import sys; sys.stdin.read()"]
@@ -60,11 +60,11 @@ def children() -> Iterator[Children]:
 @contextlib.contextmanager
 def serving(session: _rpc.Session | None) -> Iterator[None]:
     """Make ``session`` the one whose call this thread serves."""
-    _rpc._current.session = session
+    _connection._current.session = session
     try:
         yield
     finally:
-        _rpc._current.session = None
+        _connection._current.session = None
 
 
 def new_client() -> _rpc.Session:

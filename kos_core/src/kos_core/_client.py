@@ -7,12 +7,13 @@ import contextlib
 import json
 import os
 import secrets
+import ssl
 import threading
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
-from . import _paths, _rpc, _wire
-from .errors import KernelUnreachable, ServiceUnavailable, UsageError
+from . import _paths, _rpc, _tls, _wire
+from .errors import KernelUnreachable, KosError, ServiceUnavailable, UsageError
 from .interface import Interface, find_interface
 from .kernel_api import Kernel as KernelInterface
 from .kernel_api import PluginRow
@@ -51,6 +52,8 @@ def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, 
         )
     address = _wire.Address.parse(info["address"])
     tcp = _wire.Address.parse(info["tcp"]) if info.get("tcp") else None
+    if info.get("ca"):
+        _tls.trust(info["ca"])  # the kernel's processes serve TCP with what it signed
     if tcp is not None and address.path is not None and not os.path.exists(address.path):
         address = tcp
     link = _rpc.Link(address, credential or info["secret"], f"kernel {kernel!r}")
@@ -197,12 +200,16 @@ class Kos:
     def _ensure_server(self) -> _rpc.Server:
         with self._lock:
             if self._server is None:
+                tls = None
                 if self._tcp_host is None:
                     path = str(_paths.runtime_dir() / f"p{os.getpid()}.sock")
                     address = _wire.Address(path=path)
                 else:
                     address = _wire.Address(host=self._tcp_host, port=0)
-                self._server = _rpc.Server(address, self._authorize, name=self._server_name)
+                    tls = _server_tls(self.name)
+                self._server = _rpc.Server(
+                    address, self._authorize, name=self._server_name, tls=tls
+                )
                 self._server.start()
             return self._server
 
@@ -246,6 +253,20 @@ class Kos:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _server_tls(kernel: str) -> ssl.SSLContext:
+    """The TLS context this process serves TCP with: the certificate kernel ``kernel``
+    issued for its run (only a process on the kernel's own machine has it).
+    """
+    path = _paths.tls_file(kernel)
+    try:
+        return _tls.server_context(str(path))
+    except OSError as exc:
+        raise KosError(
+            f"cannot serve over TCP for kernel {kernel!r}: no certificate at {path}"
+            f" ({exc.strerror or exc})"
+        ) from None
 
 
 class Context:

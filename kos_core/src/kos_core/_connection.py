@@ -116,6 +116,15 @@ class KosStream(SocketStream):  # type: ignore[misc]
             got += n
         return bytes(buffer)
 
+    def poll(self, timeout: Any) -> bool:
+        """Whether there is something to read within ``timeout`` (bytes TLS has already
+        decrypted count, though the socket itself has none to read).
+        """
+        pending = getattr(self.sock, "pending", None)
+        if pending is not None and pending() > 0:
+            return True
+        return bool(super().poll(timeout))
+
     def write(self, data: bytes | memoryview) -> None:
         try:
             self.sock.sendall(data)

@@ -38,6 +38,22 @@ class PendingHandshakes:
                 self._cut_locked(next(iter(self._deadlines)))
             self._deadlines[sock] = time.monotonic() + _wire.HANDSHAKE_TIMEOUT
 
+    def replace(self, old: socket.socket, new: socket.socket) -> None:
+        """``new`` now stands for ``old`` (a TLS socket wrapping it), with its deadline;
+        if ``old`` was already cut, ``new`` is cut too.
+        """
+        with self._changed:
+            if old in self._cut:
+                self._cut.discard(old)
+                self._cut.add(new)
+                with contextlib.suppress(OSError):
+                    new.shutdown(socket.SHUT_RDWR)
+            elif old in self._deadlines:
+                self._deadlines = {
+                    (new if sock is old else sock): deadline
+                    for sock, deadline in self._deadlines.items()
+                }
+
     def done(self, sock: socket.socket, *, failed: bool) -> None:
         """The handshake of ``sock`` has ended; a failed one's socket is closed here."""
         with self._changed:

@@ -10,12 +10,13 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import sys
 import threading
 import time
 from pathlib import Path
 
-from . import __version__, _access, _namespace, _paths, _proc, _rpc, _wire
+from . import __version__, _access, _namespace, _paths, _proc, _rpc, _tls, _wire
 from ._access import Grant
 from ._client import read_connection_file
 from ._discovery import InstalledPlugin
@@ -188,6 +189,7 @@ class KernelCore:
         self._state_dir = state_dir or _paths.state_dir(name)
         self._secret = secrets.token_urlsafe(32)
         self._servers: list[_rpc.Server] = []
+        self._ca_pem = ""
         self._lock_fd: int | None = None
         self._conn_file = _paths.connection_file(name)
         self.supervisor = Supervisor(name, self._state_dir, self.namespace)
@@ -222,9 +224,10 @@ class KernelCore:
         """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
         self._claim_name()
         _proc.sweep_stale_sockets(_paths.runtime_dir())
+        tls = self._make_tls(self._tcp.host) if self._tcp is not None and self._tcp.host else None
         for address in (self._unix, self._tcp):
             if address is not None:
-                server = _rpc.Server(address, self._authorize, name=f"kernel-{self.name}")
+                server = _rpc.Server(address, self._authorize, name=f"kernel-{self.name}", tls=tls)
                 self._servers.append(server)
         self._write_connection_file()
         for server in self._servers:
@@ -264,12 +267,19 @@ class KernelCore:
         if self._unix.path is not None and os.path.exists(self._unix.path):
             os.unlink(self._unix.path)
 
+    def _make_tls(self, host: str) -> ssl.SSLContext:
+        # Alone, the kernel's run has its own authority, pinned in the connection file;
+        # its processes serve TCP with the one certificate it issued.
+        self._ca_pem, pair = _tls.for_one_run(self.name, host)
+        _paths.write_private_file(_paths.tls_file(self.name), pair)
+        return _tls.server_context(str(_paths.tls_file(self.name)))
+
     def _write_connection_file(self) -> None:
         tcp = self.tcp_address
         data = {
             "kernel": self.name,
             "address": str(self.address),
-            **({"tcp": str(tcp)} if tcp is not None else {}),
+            **({"tcp": str(tcp), "ca": self._ca_pem} if tcp is not None else {}),
             "pid": os.getpid(),
             "protocol": _wire.PROTOCOL_VERSION,
             "version": __version__,
@@ -316,6 +326,7 @@ class KernelCore:
             info = None
         if info is not None and info.get("secret") == self._secret:
             self._conn_file.unlink(missing_ok=True)
+            _paths.tls_file(self.name).unlink(missing_ok=True)
         _proc.sweep_stale_sockets(_paths.runtime_dir())
         if self._lock_fd is not None:
             (_paths.runtime_dir() / f"{self.name}.lock").unlink(missing_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from ._connection import (
     KosStream,
     RpcConfig,
 )
-from .errors import RemoteError, ServiceUnavailable
+from .errors import AuthenticationFailed, RemoteError, ServiceUnavailable
 from .interface import Interface, MethodSpec, check_value, find_interface, from_wire, is_interface
 
 _T = TypeVar("_T")
@@ -93,6 +94,11 @@ class Link:
         """
         try:
             sock = self.address.connect(self._config.connect_timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise AuthenticationFailed(
+                f"{self.what}: the server at {self.address} presented a certificate that no"
+                f" authority this client trusts has signed ({exc.verify_message})"
+            ) from None
         except OSError as exc:
             raise ServiceUnavailable(
                 f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"

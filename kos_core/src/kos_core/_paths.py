@@ -165,6 +165,11 @@ def connection_file(kernel: str) -> Path:
     return runtime_dir() / f"{kernel}.kernel.json"
 
 
+def tls_file(kernel: str) -> Path:
+    """The certificate and key a kernel alone serves TCP with (its run's, ``0600``)."""
+    return runtime_dir() / f"{kernel}.tls.pem"
+
+
 def open_private_file(path: Path, flags: int, mode: int = 0o600) -> int:
     """A descriptor of ``path`` (a file in the runtime directory) opened with ``flags``.
 

@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -38,7 +39,9 @@ class Server:
 
     ``authorize(token)`` returns the :class:`Session` for a credential, or ``None``
     to refuse it. Garbage, wrong credentials and wrong protocol versions are refused
-    during the handshake and never reach rpyc.
+    during the handshake and never reach rpyc. A TCP listener needs ``tls``: every
+    connection to it speaks TLS (its handshake inside the same deadline) before a
+    byte of kos's own; plaintext TCP does not exist.
     """
 
     def __init__(
@@ -49,7 +52,11 @@ class Server:
         name: str,
         config: RpcConfig = DEFAULT_CONFIG,
         one_shot: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if address.path is None and tls is None:
+            raise KosError(f"cannot listen on {address} without TLS")
+        self._tls = tls if address.path is None else None
         self._authorize = authorize
         self._one_shot = one_shot
         #: set when a one-shot server's client has connected; ``finished`` when it has gone
@@ -117,6 +124,17 @@ class Server:
                 self._closed.wait(ACCEPT_BACKOFF)
 
     def _serve_client(self, sock: socket.socket) -> None:
+        if self._tls is not None:
+            try:
+                wrapped = self._tls.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError as exc:
+                log.info("%s: refused a connection: %s", self._name, exc)
+                self._pending.done(sock, failed=True)
+                return
+            self._pending.replace(sock, wrapped)
+            sock = wrapped
         try:
             accepted = self._handshake(sock)
         except (KosError, OSError) as exc:
@@ -138,6 +156,8 @@ class Server:
         sock.settimeout(_wire.HANDSHAKE_TIMEOUT)  # the watchdog cuts it sooner if need be
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(sock, ssl.SSLSocket):
+            sock.do_handshake()
         token = _wire.server_handshake(sock)
         stream = self.streams.take(token)
         if stream is not None:

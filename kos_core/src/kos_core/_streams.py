@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -166,9 +167,11 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
     Raises :class:`ServiceUnavailable` if nothing arrives for ``timeout`` seconds.
     """
     set_os_timeouts(sock, timeout)
-    parts: list[bytes] = []
-    left = length
     try:
+        if isinstance(sock, ssl.SSLSocket):
+            return _receive_tls(sock, length)
+        parts: list[bytes] = []
+        left = length
         while left is None or left > 0:
             want = PIECE if left is None else min(left, _ONE_RECV)
             part = sock.recv(want, socket.MSG_WAITALL)
@@ -177,7 +180,7 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
             parts.append(part)
             if left is not None:
                 left -= len(part)
-    except BlockingIOError:
+    except (BlockingIOError, ssl.SSLWantReadError):
         raise ServiceUnavailable(f"{what}: no data for {timeout:g} s") from None
     except OSError as exc:
         raise ServiceUnavailable(f"{what}: stream broken: {exc}") from None
@@ -185,3 +188,22 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
         with contextlib.suppress(OSError):
             sock.close()
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _receive_tls(sock: ssl.SSLSocket, length: int | None) -> bytes:
+    # TLS takes no MSG_WAITALL: fill one buffer record by record when the length is
+    # known, else gather pieces until the server closes.
+    if length is None:
+        parts = []
+        while part := sock.recv(PIECE):
+            parts.append(part)
+        return b"".join(parts)
+    buffer = bytearray(length)
+    got = 0
+    with memoryview(buffer) as view:
+        while got < length:
+            n = sock.recv_into(view[got:])
+            if not n:
+                break
+            got += n
+    return bytes(buffer[:got]) if got != length else bytes(buffer)

@@ -17,11 +17,11 @@ import ipaddress
 import ssl
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+if TYPE_CHECKING:  # cryptography is imported only where certificates are made
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 #: how long certificates of a kernel's run stay valid
 RUN_VALIDITY = datetime.timedelta(days=365)
@@ -37,6 +37,11 @@ class Authority:
 
     def issue(self, name: str, hosts: list[str], validity: datetime.timedelta) -> Issued:
         """A certificate for ``name``, valid for ``hosts`` (IP addresses or DNS names)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         ca_cert = x509.load_pem_x509_certificate(self.cert_pem.encode())
         ca_key = serialization.load_pem_private_key(self.key_pem.encode(), None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -51,6 +56,12 @@ class Authority:
             .not_valid_before(now - _CLOCK_SKEW)
             .not_valid_after(now + validity)
             .add_extension(x509.SubjectAlternativeName(_alt_names(name, hosts)), critical=False)
+            .add_extension(
+                # Names the issuing key: authorities of one subject (a kernel restarted
+                # under the same name) are then told apart.
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
                 x509.ExtendedKeyUsage(
@@ -77,6 +88,11 @@ def new_authority(name: str, validity: datetime.timedelta = RUN_VALIDITY) -> Aut
     Its subject is ``"<name> authority"``, never the name of what it issues (a
     certificate whose subject is its issuer's would pass for self-signed).
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} authority")])
     now = datetime.datetime.now(datetime.UTC)
@@ -89,6 +105,7 @@ def new_authority(name: str, validity: datetime.timedelta = RUN_VALIDITY) -> Aut
         .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(now + validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -108,8 +125,20 @@ def new_authority(name: str, validity: datetime.timedelta = RUN_VALIDITY) -> Aut
     return Authority(_pem(cert), _key_pem(key))
 
 
+def for_one_run(kernel: str, host: str) -> tuple[str, bytes]:
+    """TLS for a kernel alone: a new authority's certificate (to pin in the connection
+    file), and one certificate and key it issued for ``host`` (the file its processes
+    serve TCP with). The authority's key is forgotten: nothing else can be issued.
+    """
+    authority = new_authority(f"kos kernel {kernel}")
+    return authority.cert_pem, write_pem_pair(authority.issue(kernel, [host], RUN_VALIDITY))
+
+
 def fingerprint(cert_pem: str) -> str:
     """The SHA-256 fingerprint of a certificate, as hex."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     der = x509.load_pem_x509_certificate(cert_pem.encode()).public_bytes(serialization.Encoding.DER)
     return hashlib.sha256(der).hexdigest()
 
@@ -161,6 +190,8 @@ def write_pem_pair(issued: Issued) -> bytes:
 
 
 def _alt_names(name: str, hosts: list[str]) -> list[x509.GeneralName]:
+    from cryptography import x509
+
     names: list[x509.GeneralName] = []
     for host in [*hosts, name]:
         try:
@@ -171,10 +202,14 @@ def _alt_names(name: str, hosts: list[str]) -> list[x509.GeneralName]:
 
 
 def _pem(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

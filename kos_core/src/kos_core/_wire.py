@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import hmac
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
+from . import _tls
 from .errors import AuthenticationFailed, ProtocolMismatch, UsageError
 
 PROTOCOL_VERSION = 1
@@ -63,7 +65,12 @@ class Address:
         return f"tcp:{host}:{self.port}"
 
     def connect(self, timeout: float) -> socket.socket:
-        """Open a connected socket (``TCP_NODELAY`` on TCP); raises ``OSError``.
+        """Open a connected socket; raises ``OSError``.
+
+        Over TCP (``TCP_NODELAY``) the socket speaks TLS 1.3 and the server's
+        certificate has been checked against the authorities this process trusts
+        (:func:`kos_core._tls.trust`): a server it cannot verify raises
+        ``ssl.SSLCertVerificationError`` before anything is sent.
 
         A Unix socket whose listen backlog is full refuses at once (``EAGAIN``); that
         is retried for up to :data:`CONNECT_RETRY` seconds.
@@ -71,7 +78,12 @@ class Address:
         if self.path is None:
             assert self.host is not None
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-            return _connected(family, (self.host, self.port), timeout)
+            sock = _connected(family, (self.host, self.port), timeout)
+            try:
+                return _tls.client_context().wrap_socket(sock)
+            except BaseException:
+                sock.close()
+                raise
         give_up = time.monotonic() + min(CONNECT_RETRY, timeout)
         pause = 0.005
         while True:
@@ -218,7 +230,9 @@ def _read_line(sock: socket.socket, *, leave_rest: bool = False) -> str:
     while b"\n" not in data:
         if len(data) >= _MAX_LINE:
             raise AuthenticationFailed("handshake line too long")
-        if leave_rest:
+        if leave_rest and isinstance(sock, ssl.SSLSocket):
+            chunk = sock.recv(1)  # TLS cannot peek; the line is a dozen bytes
+        elif leave_rest:
             peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)
             end = peeked.find(b"\n")
             chunk = sock.recv(len(peeked) if end < 0 else end + 1) if peeked else b""
