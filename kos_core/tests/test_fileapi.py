@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import IO, Any
 import pytest
 
 from coretest_util import short_dir
-from kos_core import _rpc, _streams, _wire
+from kos_core import _rpc, _streams, _tls, _wire
 from kos_core.errors import AuthenticationFailed, RemoteError, ServiceUnavailable
 from kos_core.fileapi import READ_PIECE, File, FileIOError, FileWrapper
 from kos_core.testing import wait_for
@@ -38,9 +39,13 @@ class Recording(FileWrapper):
 
 
 class Served:
-    """One in-process server whose every client gets the file ``make()`` returns."""
+    """One in-process server whose every client gets the file ``make()`` returns, on
+    the Unix socket ``path`` or, with ``tls``, on loopback TCP.
+    """
 
-    def __init__(self, make: Callable[[], object], path: Path) -> None:
+    def __init__(
+        self, make: Callable[[], object], path: Path, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.files: list[Any] = []
 
         def authorize(token: str) -> _rpc.Session | None:
@@ -49,20 +54,28 @@ class Served:
             self.files.append(make())
             return _rpc.Session(self.files[-1], File)
 
-        address = _wire.Address(path=str(path))
-        self.server = _rpc.Server(address, authorize, name="files").start()
+        address = _wire.Address(host="127.0.0.1") if tls else _wire.Address(path=str(path))
+        self.server = _rpc.Server(address, authorize, name="files", tls=tls).start()
 
     def client(self) -> Any:
         return _rpc.object_of_sbh(_wire.format_sbh(self.server.address, TOKEN), File)
 
 
-@pytest.fixture
-def serve() -> Iterator[Callable[[Callable[[], object]], Served]]:
+@pytest.fixture(params=["unix", "tcp+tls"])
+def serve(request: pytest.FixtureRequest) -> Iterator[Callable[[Callable[[], object]], Served]]:
+    """Serve files on a Unix socket, and again over TCP with TLS (streams included)."""
     servers: list[Served] = []
     with short_dir() as directory:
+        tls = None
+        if request.param == "tcp+tls":
+            authority = _tls.new_authority("files")
+            pair = directory / "files.pem"
+            pair.write_bytes(_tls.write_pem_pair(authority.issue("files", [], _tls.RUN_VALIDITY)))
+            tls = _tls.server_context(str(pair))
+            _tls.trust(authority.cert_pem)
 
         def start(make: Callable[[], object]) -> Served:
-            served = Served(make, directory / f"f{len(servers)}.sock")
+            served = Served(make, directory / f"f{len(servers)}.sock", tls)
             servers.append(served)
             return served
 
