@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kos_core import _rpc, _wire
+from kos_core import _rpc, _tls, _wire
 from toyapi import TESTS_DIR, Echo, EchoImpl
 
 TOKEN = "toy-token_0123456789"
@@ -68,11 +69,23 @@ def echo_server(
 
     with short_dir() as base:
         where = address or _wire.Address(path=str(base / "echo.sock"))
-        server = _rpc.Server(where, authorize or default_authorize, name="toy").start()
+        tls = trusted_tls(base) if where.path is None else None
+        server = _rpc.Server(where, authorize or default_authorize, name="toy", tls=tls).start()
         try:
             yield EchoServer(server, impl, TOKEN, seen)
         finally:
             server.close()
+
+
+def trusted_tls(directory: Path) -> ssl.SSLContext:
+    """A TLS server context from a new authority that this process then trusts (its
+    certificate and key are written in ``directory``).
+    """
+    authority = _tls.new_authority("tests")
+    pair = directory / "server.pem"
+    pair.write_bytes(_tls.write_pem_pair(authority.issue("tests", [], _tls.RUN_VALIDITY)))
+    _tls.trust(authority.cert_pem)
+    return _tls.server_context(str(pair))
 
 
 def link_of(proxy: object) -> _rpc.Link:

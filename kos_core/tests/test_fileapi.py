@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import pytest
 
-from coretest_util import short_dir
-from kos_core import _rpc, _streams, _tls, _wire
+from coretest_util import short_dir, trusted_tls
+from kos_core import _rpc, _streams, _wire
 from kos_core.errors import AuthenticationFailed, RemoteError, ServiceUnavailable
 from kos_core.fileapi import READ_PIECE, File, FileIOError, FileWrapper
 from kos_core.testing import wait_for
@@ -66,13 +66,7 @@ def serve(request: pytest.FixtureRequest) -> Iterator[Callable[[Callable[[], obj
     """Serve files on a Unix socket, and again over TCP with TLS (streams included)."""
     servers: list[Served] = []
     with short_dir() as directory:
-        tls = None
-        if request.param == "tcp+tls":
-            authority = _tls.new_authority("files")
-            pair = directory / "files.pem"
-            pair.write_bytes(_tls.write_pem_pair(authority.issue("files", [], _tls.RUN_VALIDITY)))
-            tls = _tls.server_context(str(pair))
-            _tls.trust(authority.cert_pem)
+        tls = trusted_tls(directory) if request.param == "tcp+tls" else None
 
         def start(make: Callable[[], object]) -> Served:
             served = Served(make, directory / f"f{len(servers)}.sock", tls)

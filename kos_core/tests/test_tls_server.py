@@ -1,0 +1,68 @@
+"""A kos server on TCP speaks TLS only, and its TLS handshake sits inside the one
+deadline every handshake has.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from coretest_util import echo_server, short_dir
+from kos_core import _rpc, _wire
+from kos_core.errors import KosError
+
+
+def test_a_tcp_server_cannot_be_made_without_tls() -> None:
+    with pytest.raises(KosError, match="without TLS"):
+        _rpc.Server(_wire.Address(host="127.0.0.1", port=0), lambda token: None, name="plain")
+
+
+def test_a_unix_server_ignores_tls_and_stays_plain() -> None:
+    with short_dir() as base, echo_server(_wire.Address(path=str(base / "e.sock"))) as srv:
+        raw = srv.address.connect(5.0)
+        with raw:
+            assert not hasattr(raw, "cipher")  # a plain socket, no TLS on Unix sockets
+        assert srv.proxy().Str("unix") == "unix"
+
+
+def test_a_trickled_tls_handshake_is_cut_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_wire, "HANDSHAKE_TIMEOUT", 1.0)
+    with echo_server(_wire.Address(host="127.0.0.1", port=0)) as srv:
+        assert srv.address.host is not None
+        sock = socket.create_connection((srv.address.host, srv.address.port), timeout=5)
+        stop = threading.Event()
+
+        def trickle() -> None:  # a TLS record header, then a byte at a time
+            for byte in b"\x16\x03\x01\x02\x00" + b"\x01" * 200:
+                if stop.wait(0.1):
+                    return
+                try:
+                    sock.send(bytes([byte]))
+                except OSError:
+                    return
+
+        start = time.monotonic()
+        sender = threading.Thread(target=trickle, daemon=True)
+        sender.start()
+        try:
+            sock.settimeout(4.0)
+            try:
+                while sock.recv(4096):
+                    pass
+                closed = True
+            except ConnectionResetError:
+                closed = True
+            except TimeoutError:
+                closed = False
+            took = time.monotonic() - start
+        finally:
+            stop.set()
+            sender.join(5)
+            sock.close()
+        assert closed and 0.9 <= took <= 2.5, took
+        assert srv.proxy().Str("still fine") == "still fine"  # over TLS
