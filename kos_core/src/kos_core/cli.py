@@ -95,7 +95,8 @@ def cli() -> None:
 @click.option(
     "--listen",
     metavar="ADDR",
-    help="Listen on TCP HOST:PORT (or unix:PATH) instead of the default Unix socket.",
+    help="Also listen on TCP HOST:PORT, with TLS (plugins serve TCP there too); or use"
+    " unix:PATH instead of the default Unix socket.",
 )
 @click.option(
     "--log-level",
