@@ -1,8 +1,10 @@
 """The kos test matrix.
 
-``nox`` runs what CI needs: every distribution's own tests in a fresh environment
-holding only that distribution and what it declares, the cross-distribution
-integration suite against non-editable installs, lint and type checks.
+``nox`` runs what CI needs: every distribution's own tests on every Python of
+``PYTHONS``, each in a fresh environment holding only that distribution and what it
+declares; the cross-distribution integration suite against non-editable installs on
+the oldest and the newest of them; lint and type checks. Sessions of a Python that is
+not on PATH are skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import nox
 
 ROOT = Path(__file__).parent
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("kos_*") if (p / "pyproject.toml").is_file())
-PYTHONS = ["3.11", "3.12", "3.13"]
+PYTHONS = ["3.11", "3.12", "3.13"]  # oldest to newest; the oldest is requires-python's floor
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
 
 nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
@@ -37,7 +39,7 @@ def tests(session: nox.Session, dist: str) -> None:
     session.run("pytest", f"{dist}/tests", *session.posargs)
 
 
-@nox.session(python=PYTHONS[0])
+@nox.session(python=[PYTHONS[0], PYTHONS[-1]])
 def integration(session: nox.Session) -> None:
     """Every distribution installed non-editable; tests/ against real kernels and plugins."""
     # pip and hatchling: one test installs the plugin template as a user would.

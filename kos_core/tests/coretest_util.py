@@ -199,12 +199,12 @@ report["before_unbind"] = kos.list("")
 kos.unbind_service(temp)
 report["after_unbind"] = kos.list("")
 report_path = setting("report")
-if report_path:
-    with open(report_path + ".tmp", "w") as fh:
-        json.dump(report, fh)
-    os.replace(report_path + ".tmp", report_path)
-print("toy plugin", name, "ready", flush=True)
-try:
+try:  # from the moment the report exists, a SIGTERM runs the finally block
+    if report_path:
+        with open(report_path + ".tmp", "w") as fh:
+            json.dump(report, fh)
+        os.replace(report_path + ".tmp", report_path)
+    print("toy plugin", name, "ready", flush=True)
     kos.run()
 finally:
     kos.unbind_service(sid)

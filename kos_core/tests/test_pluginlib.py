@@ -205,8 +205,10 @@ def test_plugin_exits_when_the_kernel_is_killed(
     tmp_path: Path,
 ) -> None:
     kernel, report = booted
-    by_hand, _ = start_by_hand(procs, script, tmp_path, "hand")
-    kernel.wait_plugin("hand", services=["hand-echo"])
+    by_hand, hand_report = start_by_hand(procs, script, tmp_path, "hand")
+    # Its report is written once all its calls to the kernel are done: killing the kernel
+    # earlier would fail one of them, and the plugin would exit 1 for that.
+    read_report(hand_report, kernel)
     pids = [report["pid"], by_hand.pid]
     assert not any(process_ended(pid) for pid in pids)
     os.kill(kernel.pid, signal.SIGKILL)
