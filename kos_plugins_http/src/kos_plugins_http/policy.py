@@ -151,14 +151,16 @@ def is_public(address: Address) -> bool:
     """True if ``address`` is globally reachable and so is every IPv4 address it carries
     traffic to (see :func:`embedded_ipv4`); the local-use NAT64 prefix never is.
 
-    The embedded forms are decoded here rather than left to ``is_global``, whose answer
-    for them differs between Python versions.
+    The embedded forms are judged by the IPv4 addresses they carry, decoded here, not by
+    ``is_global`` of the IPv6 address, whose answer for them differs between Python
+    versions (3.13 calls all of 6to4 non-global, 3.11 lets ``::127.0.0.1`` through).
     """
-    if not address.is_global:
-        return False
     if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
         return False
-    return all(inner.is_global for inner in embedded_ipv4(address))
+    inner = embedded_ipv4(address)
+    if inner:
+        return all(ipv4.is_global for ipv4 in inner)
+    return address.is_global
 
 
 def setting_number(
