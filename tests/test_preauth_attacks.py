@@ -69,6 +69,7 @@ def test_out_of_file_descriptors_no_spin_and_clients_answered(
     connections: accept() fails with EMFILE; the kernel neither spins nor stops answering.
     """
     pid = bb_kernel.pid
+    plugin = bb_kernel.wait_plugin("bitbucket", services=["bitbucket"])
     limit = open_fds(pid) + 24
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
     cpu_before = cpu_seconds(pid)
@@ -87,6 +88,9 @@ def test_out_of_file_descriptors_no_spin_and_clients_answered(
     assert cpu <= 0.3 * (ticks + 1), f"the kernel used {cpu:.2f} s of CPU: it spins"
     assert "out of file descriptors" in bb_kernel.log()
     assert bb_kernel.process.poll() is None
+    # The kernel's own shortage is not held against its plugins: none was restarted.
+    row = bb_kernel.plugin_row("bitbucket")
+    assert row is not None and (row[1], row[2]) == ("running", plugin), row
 
 
 def test_a_burst_of_connects_leaves_room_for_the_next_client(

@@ -9,6 +9,7 @@ import os
 import secrets
 import ssl
 import threading
+import time
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -19,6 +20,8 @@ from .kernel_api import Kernel as KernelInterface
 from .kernel_api import PluginRow
 
 _T = TypeVar("_T")
+#: seconds a client keeps trying a live kernel that dropped its connection
+KERNEL_RETRY = 1.0
 
 __all__ = ["Context", "Kos", "connect", "run_kp"]
 
@@ -57,14 +60,34 @@ def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, 
     if tcp is not None and address.path is not None and not os.path.exists(address.path):
         address = tcp
     link = _rpc.Link(address, credential or info["secret"], f"kernel {kernel!r}")
-    try:
-        link.connect()
-    except ServiceUnavailable as exc:
-        raise KernelUnreachable(
-            f"kernel {kernel!r} does not answer at {address} (pid {info.get('pid', '?')}"
-            f" may have died; stale connection file {_paths.connection_file(kernel)})"
-        ) from exc
+    give_up = time.monotonic() + KERNEL_RETRY
+    while True:
+        try:
+            link.connect()
+            break
+        except ServiceUnavailable as exc:
+            # A kernel under attack sheds unauthenticated connections (ours among them);
+            # one that is alive on this machine is tried again for a moment.
+            if time.monotonic() >= give_up or not _alive_here(info, address):
+                raise KernelUnreachable(
+                    f"kernel {kernel!r} does not answer at {address} (pid {info.get('pid', '?')}"
+                    f" may have died; stale connection file {_paths.connection_file(kernel)})"
+                ) from exc
+            time.sleep(0.02)
     return link, tcp.host if tcp is not None else None
+
+
+def _alive_here(info: dict[str, str], address: _wire.Address) -> bool:
+    """Whether the kernel of a connection file runs on this machine (its pid lives)."""
+    if address.path is None:
+        return False
+    try:
+        os.kill(int(info.get("pid", "0")), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return int(info.get("pid", "0")) > 0
 
 
 class Kos:

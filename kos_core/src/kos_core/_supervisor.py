@@ -18,6 +18,7 @@ killed and handled like a crash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import logging.handlers
@@ -88,6 +89,21 @@ class PluginRecord:
         return self.process is not None and self.process.poll() is None
 
 
+_NO_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _out_of_resources(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is this process running out of descriptors
+    or memory, rather than a failure of the other side.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _NO_RESOURCES:
+            return True
+        seen = seen.__cause__
+    return False
+
+
 class Supervisor:
     """Runs plugin processes for one kernel."""
 
@@ -142,7 +158,11 @@ class Supervisor:
         assert record.command is not None
         cwd = self.state_dir / "plugins" / record.name
         credential = secrets.token_urlsafe(32)
-        credential_fd = _access.credential_pipe(credential)
+        try:
+            credential_fd = _access.credential_pipe(credential)
+        except OSError as exc:  # out of file descriptors, say: a failed start, retried
+            self._start_failed(record, exc)
+            return
         env = dict(os.environ)
         env.update(
             {
@@ -169,8 +189,7 @@ class Supervisor:
                 process_group=0,
             )
         except OSError as exc:
-            record.state, record.last_exit = "fatal", f"cannot start: {exc}"
-            log.error("plugin %s: cannot start: %s", record.name, exc)
+            self._start_failed(record, exc)
             return
         finally:
             os.close(credential_fd)
@@ -196,6 +215,18 @@ class Supervisor:
         removed = self.namespace.remove_owner(record.owner)
         self._drop_health(record)
         failed = process.returncode != 0 or bool(record.killed_for)
+        self._settle(record, reason, failed, now)
+        log.info("plugin %s %s; unbound %s", record.name, reason, removed or "nothing")
+
+    def _start_failed(self, record: PluginRecord, exc: OSError) -> None:
+        record.last_exit = f"cannot start: {exc.strerror or exc}"
+        log.error("plugin %s: %s", record.name, record.last_exit)
+        self._settle(record, record.last_exit, True, time.monotonic())
+
+    def _settle(self, record: PluginRecord, reason: str, failed: bool, now: float) -> None:
+        """After a plugin's process ended (or could not start): stopped, exited, a
+        restart after a backoff, or fatal, as its restart policy says.
+        """
         policy = record.supervision
         if not record.wanted or self._stopping.is_set():
             record.state = "stopped"
@@ -215,7 +246,6 @@ class Supervisor:
                 delay = policy.delay(record.failures)
                 record.state, record.next_start = "backoff", now + delay
                 log.warning("plugin %s %s; restarting in %.1f s", record.name, reason, delay)
-        log.info("plugin %s %s; unbound %s", record.name, reason, removed or "nothing")
 
     def stop_all(self, grace: float = STOP_GRACE) -> None:
         """Stop every plugin: SIGTERM, then SIGKILL after ``grace`` seconds."""
@@ -347,6 +377,11 @@ class Supervisor:
                 try:
                     link.invoke(0, ping, ())
                 except Exception as exc:
+                    if _out_of_resources(exc):
+                        # The kernel's own shortage (an attack on its sockets, say) says
+                        # nothing of the plugin: try again at the next ping.
+                        log.warning("plugin %s: health ping skipped: %s", record.name, exc)
+                        continue
                     self._unhealthy(record, link, str(exc))
 
     def _unhealthy(self, record: PluginRecord, link: _rpc.Link, why: str) -> None:
