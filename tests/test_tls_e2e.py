@@ -73,6 +73,7 @@ class LoopbackCapture:
 @pytest.fixture
 def tcp_kernel(kos_env: KosEnv) -> Iterator[KernelProcess]:
     """A kernel listening on loopback TCP too, with bitbucket running."""
+    kos_env.write_setup("[bitbucket]\nhealth-interval: 0.2\n")
     kernel = KernelProcess(kos_env, ["--listen", "127.0.0.1:0"])
     try:
         kernel.wait_ready()
@@ -127,6 +128,14 @@ def test_a_whole_session_over_tcp_shows_nothing_in_clear(
     assert b"\x17\x03\x03" in capture.payloads[plugin_port]  # TLS application data
     for secret in (info["secret"].encode(), token.encode(), value[:16], key.encode(), b"KOS/1"):
         assert secret not in seen, secret
+
+
+def test_the_kernel_pings_its_plugins_over_tls(tcp_kernel: KernelProcess) -> None:
+    # The plugin's health object is served over TCP too: the kernel trusts its own run.
+    wait_for(lambda: "bitbucket answers its health pings" in tcp_kernel.log(), 10, "a ping")
+    row = tcp_kernel.plugin_row("bitbucket")
+    assert row is not None and row[1] == "running" and row[6] == 0, row  # never restarted
+    assert "unhealthy" not in tcp_kernel.log()
 
 
 def test_plaintext_to_a_tcp_port_gets_nothing(tcp_kernel: KernelProcess, kos_env: KosEnv) -> None:

@@ -271,6 +271,7 @@ class KernelCore:
         # Alone, the kernel's run has its own authority, pinned in the connection file;
         # its processes serve TCP with the one certificate it issued.
         self._ca_pem, pair = _tls.for_one_run(self.name, host)
+        _tls.trust(self._ca_pem)  # the kernel pings its plugins' health objects over TCP
         _paths.write_private_file(_paths.tls_file(self.name), pair)
         return _tls.server_context(str(_paths.tls_file(self.name)))
 

@@ -72,6 +72,7 @@ class PluginRecord:
     killed_for: str = ""  # why the kernel killed it (health), if it did
     health: _rpc.Link | None = None
     next_ping: float = 0.0
+    answered: bool = False  # its current process has answered a health ping
     session: Any = None  # the KernelSession it registered on
     #: the top-level names it may bind (and that are reserved for it)
     services: tuple[str, ...] = ()
@@ -346,6 +347,7 @@ class Supervisor:
         timeout = record.supervision.health_timeout
         config = _rpc.RpcConfig(call_timeout=timeout, connect_timeout=timeout)
         record.health = _rpc.Link(address, token, f"plugin {record.name} (health)", config)
+        record.answered = False
         record.next_ping = time.monotonic() + record.supervision.health_interval
 
     def forget_health(self, record: PluginRecord) -> None:
@@ -376,6 +378,9 @@ class Supervisor:
                     continue
                 try:
                     link.invoke(0, ping, ())
+                    if not record.answered:
+                        record.answered = True
+                        log.info("plugin %s answers its health pings", record.name)
                 except Exception as exc:
                     if _out_of_resources(exc):
                         # The kernel's own shortage (an attack on its sockets, say) says
