@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import linecache
 import os
 import signal
 import sys
@@ -40,6 +41,8 @@ def rebuild(source: str, filename: str, classname: str, state: bytes | None) -> 
     made with no arguments, or (after a migration) given its attributes back without
     calling ``__init__``.
     """
+    # tracebacks show the KP's lines, which its process cannot read from the file
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType("__kp__")
     module.__file__ = filename
     sys.modules["__kp__"] = module
