@@ -90,13 +90,17 @@ def landlock_abi() -> int:
     return max(0, _syscall(_SYS_CREATE_RULESET, None, 0, _CREATE_RULESET_VERSION))
 
 
-def probe() -> str | None:
-    """Why this machine cannot confine a KP, or ``None`` if it can."""
+def probe(min_abi: int = 1) -> str | None:
+    """Why this machine cannot confine a KP (with Landlock ABI ``min_abi`` or later),
+    or ``None`` if it can.
+    """
     if not sys.platform.startswith("linux"):
         return f"KPs are confined with Landlock, which {sys.platform} does not have"
     abi = landlock_abi()
     if abi < 1:
         return "Landlock is not available (Linux 5.13 or later, with landlock in the LSM list)"
+    if abi < min_abi:
+        return f"Landlock ABI {abi} is older than the {min_abi} this station requires"
     if abi < 4 and os.geteuid() != 0:
         return f"Landlock ABI {abi} has no network rules (ABI 4, Linux 6.7, is needed)"
     return None

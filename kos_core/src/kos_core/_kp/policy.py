@@ -16,6 +16,8 @@ max-wall       3600         the most ``--limit wall=`` may ask for
 processes      32           tasks (processes and threads) a KP may run at once
 files          64           files a KP may hold open at once
 file-size      64           MiB: the largest file a KP may write
+landlock       1            the oldest Landlock ABI the station accepts to confine a KP
+                            (6 adds signal and abstract-socket scoping)
 =============  ===========  ============================================================
 
 With no ``[kp-access]`` section a KP may look up nothing but its own context, and
@@ -58,6 +60,7 @@ class KPAccess:
     accept: bool = True
     limits: Limits = field(default_factory=Limits)
     ceilings: Limits = field(default_factory=lambda: Limits(cpu=60, mem=1024, wall=3600))
+    landlock: int = 1
 
     def may_look(self, kp: str) -> Callable[[list[str]], bool]:
         """The check of the paths KP ``kp`` may look up and list."""
@@ -103,6 +106,7 @@ _NUMBERS = {
     "max-cpu": ("ceilings", "cpu"),
     "max-mem": ("ceilings", "mem"),
     "max-wall": ("ceilings", "wall"),
+    "landlock": ("station", "landlock"),
 }
 
 
@@ -127,7 +131,7 @@ def parse_access(options: Mapping[str, str], report: Callable[[str, str], None])
             report("accept", f'bad value for accept: "{options["accept"]}" (use yes or no)')
             ok = False
         accept = bool(value)
-    found: dict[str, dict[str, int]] = {"limits": {}, "ceilings": {}}
+    found: dict[str, dict[str, int]] = {"limits": {}, "ceilings": {}, "station": {}}
     for key, (group, attr) in _NUMBERS.items():
         if key not in options:
             continue
@@ -148,4 +152,5 @@ def parse_access(options: Mapping[str, str], report: Callable[[str, str], None])
         accept,
         replace(defaults.limits, **found["limits"]),
         replace(defaults.ceilings, **found["ceilings"]),
+        **found["station"],
     )

@@ -135,7 +135,7 @@ class Station:
         filename, _, classname = target.rpartition(":")
         if not classname.isidentifier():
             raise UsageError(f"bad KP {target!r}: give FILE:CLASS (CLASS a Python name)")
-        why = None if unconfined else confine.probe()
+        why = None if unconfined else confine.probe(self.access.landlock)
         if why is not None:
             raise KPError(f"this station cannot confine a KP: {why} (or pass --unconfined)")
         record = KPRecord(
