@@ -102,7 +102,6 @@ class Station:
         self._call_in_main = call_in_main
         self.records: dict[str, KPRecord] = {}
         self.lock = threading.RLock()
-        namespace.make_context("kps")
 
     # -- credentials ---------------------------------------------------------------
 
@@ -237,6 +236,7 @@ class Station:
             record.process, record.pid = process, process.pid
             record.started, record.started_mono = time.time(), time.monotonic()
             self.records[record.id] = record
+            self.namespace.make_context("kps")  # shared: no owner (made at the first KP)
             self.namespace.make_context(f"kps/{record.id}", owner=record.owner)
         return status_read
 
