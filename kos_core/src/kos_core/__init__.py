@@ -25,6 +25,8 @@ from .errors import (
     InterfaceNotFound,
     KernelUnreachable,
     KosError,
+    KPError,
+    MigrationError,
     NameAlreadyBound,
     NameNotFound,
     NamespaceError,
@@ -41,9 +43,9 @@ from .hookspecs import PluginSpec, hookimpl
 from .interface import Interface, raises
 
 if TYPE_CHECKING:
-    from ._client import Context, Kos, connect
+    from ._client import Context, Kos, connect, run_kp
 
-_LAZY = {"Context", "Kos", "connect"}
+_LAZY = {"Context", "Kos", "connect", "run_kp"}
 
 
 def __getattr__(name: str) -> Any:
@@ -61,9 +63,11 @@ __all__ = [
     "Interface",
     "InterfaceError",
     "InterfaceNotFound",
+    "KPError",
     "KernelUnreachable",
     "Kos",
     "KosError",
+    "MigrationError",
     "NameAlreadyBound",
     "NameNotFound",
     "NamespaceError",
@@ -80,4 +84,5 @@ __all__ = [
     "connect",
     "hookimpl",
     "raises",
+    "run_kp",
 ]

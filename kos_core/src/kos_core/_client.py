@@ -110,6 +110,8 @@ class Kos:
         self._server: _rpc.Server | None = None
         self._server_name = f"client-{os.getpid()}"
         self._stopped = threading.Event()
+        #: where served objects listen on a Unix socket (default: the runtime directory)
+        self.socket_dir: str | None = None
 
     @property
     def kernel(self) -> Any:
@@ -225,7 +227,8 @@ class Kos:
             if self._server is None:
                 tls = None
                 if self._tcp_host is None:
-                    path = str(_paths.runtime_dir() / f"p{os.getpid()}.sock")
+                    where = self.socket_dir or str(_paths.runtime_dir())
+                    path = os.path.join(where, f"p{os.getpid()}.sock")
                     address = _wire.Address(path=path)
                 else:
                     address = _wire.Address(host=self._tcp_host, port=0)

@@ -20,6 +20,8 @@ from . import __version__, _access, _namespace, _paths, _proc, _rpc, _tls, _wire
 from ._access import Grant
 from ._client import read_connection_file
 from ._discovery import InstalledPlugin
+from ._kp.session import KPOperations
+from ._kp.station import Station
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
 from ._supervisor import PluginRecord, Supervisor
@@ -79,7 +81,7 @@ def _peer_pid() -> int | None:
     return peer[0] if peer is not None else None
 
 
-class KernelSession:
+class KernelSession(KPOperations):
     """The kernel as one connection sees it (implements ``KernelAPI.Kernel``), with the
     rights of the credential it presented.
     """
@@ -92,6 +94,11 @@ class KernelSession:
         self.grant = grant
         self.owner = f"conn:{next(self._ids)}"
         self.plugin: str | None = None
+
+    @property
+    def station(self) -> Station:
+        """The kernel's station (KPs)."""
+        return self._kernel.station
 
     def Lookup(self, path: str) -> tuple[str, str, str]:
         self.grant.check_look(path)
@@ -135,6 +142,8 @@ class KernelSession:
 
     def LogPath(self, name: str) -> str:
         self.grant.check_operator("a plugin's log")
+        if name.startswith("kp/"):
+            return self.station.known_log(name[3:])
         record = self._kernel.supervisor.records.get(name)
         if record is None or record.command is None:
             raise NameNotFound(f"no plugin named {name!r} is run by this kernel")
@@ -198,6 +207,14 @@ class KernelCore:
         #: each top-level name an installed plugin declares → that plugin
         self.reserved: dict[str, str] = {}
         self._load_records()
+        self.station = Station(
+            name,
+            self._state_dir,
+            self.namespace,
+            setup.kp_access,
+            address=lambda: str(self.address),
+            call_in_main=self.supervisor.call_in_main,
+        )
 
     def _load_records(self) -> None:
         names = set(self._installed) | set(self._setup.sections)
@@ -303,7 +320,7 @@ class KernelCore:
             for record in self.records.values():
                 if record.credential and _wire.tokens_equal(token, record.credential):
                     return Grant(_access.PLUGIN, record.name, frozenset(record.services))
-        return None
+        return self.station.grant_for(token)
 
     def _dialable(self, sbh: str) -> bool:
         tcp = self.tcp_address
@@ -315,9 +332,13 @@ class KernelCore:
         """Supervise plugins until ``stop`` is set."""
         while not stop.wait(poll_interval):
             self.supervisor.tick()
+            self.station.tick()
 
     def shutdown(self) -> None:
-        """Stop every plugin (SIGTERM, then SIGKILL after a grace period) and stop serving."""
+        """Stop every KP and plugin (SIGTERM, then SIGKILL after a grace period) and stop
+        serving.
+        """
+        self.station.stop_all()
         self.supervisor.stop_all()
         for server in self._servers:
             server.close()

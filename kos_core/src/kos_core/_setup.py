@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from ._kp.policy import SECTION as _KP_ACCESS
+from ._kp.policy import KPAccess, parse_access
 from ._policy import Supervision, parse_supervision
 from .errors import SetupFileError
 
@@ -96,6 +98,8 @@ class SetupConfig:
     #: do not set ``run-at-boot`` (nor ``[DEFAULTS]``) says ``True`` here;
     #: :meth:`settings_for` gives it the caller's default instead.
     sections: Mapping[str, PluginSettings]
+    #: The station's policy for KPs (the ``[kp-access]`` section; not a plugin).
+    kp_access: KPAccess = field(default_factory=KPAccess)
     # What [DEFAULTS] gives plugins without a section, or why it cannot be used.
     _implicit: _Implicit | SetupFileError = field(default=_NOTHING, repr=False, compare=False)
     # Sections for which no file sets run-at-boot.
@@ -396,7 +400,10 @@ class _Merged:
         problems: list[_Problem] = []
         sections: dict[str, PluginSettings] = {}
         boot_unset: set[str] = set()
+        kp_access = self.kp_access(problems)
         for name, (layer, line) in self.headers.items():
+            if name == _KP_ACCESS:
+                continue
             values, found = self.evaluate(name)
             problems.extend(found)
             if name not in known and not self.parser.has_option(name, _FILE):
@@ -444,9 +451,23 @@ class _Merged:
         return SetupConfig(
             files=tuple(layer.path for layer in self.layers),
             sections=MappingProxyType(sections),
+            kp_access=kp_access,
             _implicit=implicit,
             _boot_unset=frozenset(boot_unset),
         )
+
+    def kp_access(self, problems: list[_Problem]) -> KPAccess:
+        """The ``[kp-access]`` section's policy (its own keys, not ``[DEFAULTS]``)."""
+        if _KP_ACCESS not in self.headers:
+            return KPAccess()
+        own = {
+            k: self.parser.get(_KP_ACCESS, k, raw=True) for s, k in self.origins if s == _KP_ACCESS
+        }
+
+        def report(key: str, message: str) -> None:
+            problems.append(self.problem(_KP_ACCESS, key, message))
+
+        return parse_access(own, report) or KPAccess()
 
     def origin(self, section: str, key: str) -> tuple[_Layer, int]:
         """Where the value ``key`` has in ``section`` was set (its own, or ``[DEFAULTS]``)."""

@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from ._cli_errors import reports_errors
+from ._cli_kp import kp, kp_records, print_kps
 from ._cli_world import world
 from .errors import KosError, UsageError
 
@@ -251,7 +252,7 @@ def _duration(seconds: float) -> str:
 @reports_errors
 def status(kernel: str | None, as_json: bool) -> None:
     """Show each plugin of a running kernel: state, pid, uptime, restarts, services,
-    last exit.
+    last exit; then its KPs, if it runs or ran any.
 
     \b
     States: starting, running, stopping, stopped, backoff (waiting to restart),
@@ -261,6 +262,7 @@ def status(kernel: str | None, as_json: bool) -> None:
 
     with connect(kernel) as kos:
         rows = kos.plugins()
+        kps = kp_records(kos)
     records: list[dict[str, Any]] = [
         {
             "name": name,
@@ -274,7 +276,7 @@ def status(kernel: str | None, as_json: bool) -> None:
         for name, state, pid, services, uptime, last_exit, restarts in rows
     ]
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "plugins": records}, indent=2))
+        click.echo(json.dumps({"kernel": kos.name, "plugins": records, "kps": kps}, indent=2))
         return
     _table(
         ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "SERVICES", "LAST EXIT"],
@@ -291,6 +293,9 @@ def status(kernel: str | None, as_json: bool) -> None:
             for r in records
         ],
     )
+    if kps:
+        click.echo("")
+        print_kps(kps)
 
 
 @cli.group()
@@ -336,7 +341,7 @@ for _action in ("start", "stop", "restart"):
 @click.argument("name")
 @reports_errors
 def logs(kernel: str | None, follow: bool, count: int, name: str) -> None:
-    """Print the captured output (stdout and stderr) of plugin NAME."""
+    """Print the captured output (stdout and stderr) of plugin NAME (kp/ID: of a KP)."""
     from ._client import connect
     from ._logs import follow_file, last_lines
 
@@ -453,6 +458,7 @@ def _print_result(result: Any) -> None:
 
 
 cli.add_command(world)
+cli.add_command(kp)
 
 
 def main() -> None:

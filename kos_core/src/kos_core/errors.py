@@ -10,6 +10,8 @@ Every error kos raises on purpose derives from :class:`KosError`::
     ├── ProtocolMismatch            the peer speaks another kos protocol version
     ├── RegistrationRefused         the kernel refused a plugin's registration
     ├── PermissionDenied            the credential does not allow what was asked
+    ├── KPError                     a KP cannot be run, found or confined
+    │   └── MigrationError          a KP cannot move (it keeps running where it was)
     ├── NamespaceError              a namespace operation failed
     │   ├── NameNotFound            lookup/unbind of a name that is not bound
     │   ├── NameAlreadyBound        bind of a name that is already bound
@@ -27,8 +29,10 @@ __all__ = [
     "AuthenticationFailed",
     "InterfaceError",
     "InterfaceNotFound",
+    "KPError",
     "KernelUnreachable",
     "KosError",
+    "MigrationError",
     "NameAlreadyBound",
     "NameNotFound",
     "NamespaceError",
@@ -97,6 +101,20 @@ class PermissionDenied(KosError):
     """
 
     wire_name = "KernelAPI.PermissionDenied"
+
+
+class KPError(KosError):
+    """A KP cannot be run, found or confined (the station says why)."""
+
+    wire_name = "KernelAPI.KPError"
+
+
+class MigrationError(KPError):
+    """A KP cannot move: its state is not plain data, the destination refused it or
+    could not run it. The KP keeps running where it was.
+    """
+
+    wire_name = "KernelAPI.MigrationError"
 
 
 class NamespaceError(KosError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .errors import (
+    KPError,
     NameAlreadyBound,
     NameNotFound,
     NotAContext,
@@ -12,11 +13,16 @@ from .errors import (
 )
 from .interface import Interface, raises
 
-__all__ = ["Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
+__all__ = ["KPRow", "Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
 
 #: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
 #: seconds since start (0 if not running), last exit reason ("" if none), restarts.
 PluginRow = tuple[str, str, int, list[str], float, str, int]
+
+#: One row of :meth:`Kernel.KPs`: id, class, state (starting, running, ended), pid (0
+#: once ended), CPU seconds used, where it came from, how it ended ("" while it runs),
+#: seconds it has run (or ran).
+KPRow = tuple[str, str, str, int, float, str, str, float]
 
 
 class PluginHealth(Interface, wire_name="KernelAPI.PluginHealth"):
@@ -99,6 +105,28 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     @raises(NameNotFound, PermissionDenied)
     def LogPath(self, name: str) -> str:
         """The file a supervised plugin's output goes to."""
+        raise NotImplementedError
+
+    @raises(KPError, PermissionDenied, UsageError)
+    def SubmitKP(
+        self, target: str, source: str, args: list[str], limits: str, unconfined: bool = False
+    ) -> str:
+        """Run KP ``target`` (``FILE:CLASS``; ``source`` is the file's text) in a confined
+        process of its own, with ``args``; return its id once its ``__main__`` runs.
+
+        ``limits`` is ``cpu=SECONDS,mem=MiB,wall=SECONDS`` (any of them, or ""); the
+        station refuses what it cannot confine unless ``unconfined``.
+        """
+        raise NotImplementedError
+
+    @raises(PermissionDenied)
+    def KPs(self) -> list[KPRow]:
+        """The KPs this kernel runs, and those that ended (with how)."""
+        raise NotImplementedError
+
+    @raises(KPError, PermissionDenied)
+    def KillKP(self, kp: str) -> str:
+        """End KP ``kp`` (SIGKILL, with every process it started); returns its state."""
         raise NotImplementedError
 
     def Info(self) -> tuple[str, int, str]:

@@ -1,0 +1,38 @@
+"""The kernel operations on KPs, as one connection sees them (mixed into the kernel's
+session, whose :class:`~kos_core._access.Grant` they check first).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..kernel_api import KPRow
+
+if TYPE_CHECKING:
+    from .._access import Grant
+    from .station import Station
+
+
+class KPOperations:
+    """``SubmitKP``, ``KPs`` and ``KillKP`` of ``KernelAPI.Kernel``."""
+
+    grant: Grant
+
+    @property
+    def station(self) -> Station:
+        """The kernel's station."""
+        raise NotImplementedError
+
+    def SubmitKP(
+        self, target: str, source: str, args: list[str], limits: str, unconfined: bool = False
+    ) -> str:
+        self.grant.check_operator("submitting a KP")
+        return self.station.submit(target, source, args, limits, unconfined=unconfined)
+
+    def KPs(self) -> list[KPRow]:
+        self.grant.check_operator("the KP table")
+        return self.station.rows()
+
+    def KillKP(self, kp: str) -> str:
+        self.grant.check_operator("killing a KP")
+        return self.station.kill(kp)
