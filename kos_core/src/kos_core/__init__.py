@@ -36,6 +36,7 @@ from .errors import (
     ServiceUnavailable,
     SetupFileError,
     UsageError,
+    WorldUnavailable,
 )
 from .hookspecs import PluginSpec, hookimpl
 from .interface import Interface, raises
@@ -76,6 +77,7 @@ __all__ = [
     "ServiceUnavailable",
     "SetupFileError",
     "UsageError",
+    "WorldUnavailable",
     "__version__",
     "connect",
     "hookimpl",

@@ -23,6 +23,7 @@ from ._discovery import InstalledPlugin
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
 from ._supervisor import PluginRecord, Supervisor
+from ._world.member import LOCAL_ONLY_ENV, WorldMember, WorldSettings, parse_export
 from .errors import (
     KernelUnreachable,
     KosError,
@@ -95,6 +96,9 @@ class KernelSession:
 
     def Lookup(self, path: str) -> tuple[str, str, str]:
         self.grant.check_look(path)
+        world = self._kernel.world
+        if world is not None and world.covers(path):
+            return world.lookup(path)
         node = self._kernel.namespace.lookup(path)
         if isinstance(node, _namespace.Service):
             return ("service", node.typename, node.sbh)
@@ -102,16 +106,25 @@ class KernelSession:
 
     def List(self, path: str) -> list[tuple[str, str, str]]:
         self.grant.check_look(path)
-        return self._kernel.namespace.list(path)
+        world = self._kernel.world
+        if world is not None and world.covers(path):
+            return world.list(path)
+        entries = self._kernel.namespace.list(path)
+        if world is not None and not _namespace.split_path(path):
+            entries = sorted([*entries, ("world", "context", "")])
+        return entries
 
     def Bind(self, path: str, typename: str, sbh: str) -> str:
         _wire.parse_sbh(sbh)
         self.grant.check_bind(path, self._kernel.reserved)
-        return self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
+        bound = self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
+        self._kernel.owner_changed(self.owner)
+        return bound
 
     def Unbind(self, path: str) -> None:
         self.grant.check_bind(path, self._kernel.reserved)
         self._kernel.namespace.unbind(path, owner=self.owner)
+        self._kernel.owner_changed(self.owner)
 
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         self.grant.check_register(name)
@@ -176,6 +189,7 @@ class KernelCore:
         setup: SetupConfig,
         listen: _wire.Address | None = None,
         state_dir: Path | None = None,
+        world: WorldSettings | None = None,
     ) -> None:
         self.name = _paths.check_name(name, "kernel")
         self.namespace = Namespace()
@@ -197,6 +211,9 @@ class KernelCore:
         self.records = self.supervisor.records
         #: each top-level name an installed plugin declares → that plugin
         self.reserved: dict[str, str] = {}
+        #: the world this kernel is in (``--world``), and its plugins that export
+        self.world = WorldMember(name, world, self.namespace, self._exports) if world else None
+        self.exported: set[str] = set()
         self._load_records()
 
     def _load_records(self) -> None:
@@ -216,12 +233,19 @@ class KernelCore:
                 settings.supervision,
                 services=declared_services(name, installed, settings),
             )
+            if self.world is not None:  # in a world, only exporting plugins serve TCP
+                if parse_export(name, settings.options, settings.where):
+                    self.exported.add(name)
+                else:
+                    self.records[name].env[LOCAL_ONLY_ENV] = "1"
         self.reserved = _access.reserved_names((r.name, r.services) for r in self.records.values())
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
+        if self.world is not None and self._tcp is None:
+            raise UsageError("a kernel in a world needs --listen HOST:PORT (its TCP address)")
         self._claim_name()
         _proc.sweep_stale_sockets(_paths.runtime_dir())
         tls = self._make_tls(self._tcp.host) if self._tcp is not None and self._tcp.host else None
@@ -229,6 +253,8 @@ class KernelCore:
             if address is not None:
                 server = _rpc.Server(address, self._authorize, name=f"kernel-{self.name}", tls=tls)
                 self._servers.append(server)
+        if self.world is not None and self.tcp_address is not None:
+            self.world.join(self.tcp_address)  # before anyone can connect
         self._write_connection_file()
         for server in self._servers:
             server.start()
@@ -269,8 +295,13 @@ class KernelCore:
 
     def _make_tls(self, host: str) -> ssl.SSLContext:
         # Alone, the kernel's run has its own authority, pinned in the connection file;
-        # its processes serve TCP with the one certificate it issued.
-        self._ca_pem, pair = _tls.for_one_run(self.name, host)
+        # its processes serve TCP with the one certificate it issued. In a world, the
+        # world's authority and the certificate it issued this kernel.
+        if self.world is not None:
+            self._ca_pem, pair = self.world.ca_pem, self.world.tls_pair
+        else:
+            self._ca_pem, pair = _tls.for_one_run(self.name, host)
+        _tls.trust(self._ca_pem)  # its health pings reach its plugins over TCP
         _paths.write_private_file(_paths.tls_file(self.name), pair)
         return _tls.server_context(str(_paths.tls_file(self.name)))
 
@@ -314,9 +345,13 @@ class KernelCore:
         """Supervise plugins until ``stop`` is set."""
         while not stop.wait(poll_interval):
             self.supervisor.tick()
+            if self.world is not None:
+                self.world.check()
 
     def shutdown(self) -> None:
         """Stop every plugin (SIGTERM, then SIGKILL after a grace period) and stop serving."""
+        if self.world is not None:
+            self.world.leave()
         self.supervisor.stop_all()
         for server in self._servers:
             server.close()
@@ -383,6 +418,7 @@ class KernelCore:
         """A connection ended: unbind what it bound; end its plugin registration."""
         with self._lock:
             self.namespace.remove_owner(session.owner)
+            self.owner_changed(session.owner)
             name = session.plugin
             record = self.records.get(name) if name else None
             if record is None or record.session is not session:
@@ -394,6 +430,14 @@ class KernelCore:
             elif record.process is None and record.state == "running":
                 record.state, record.pid = "stopped", 0
         log.info("plugin %s disconnected", name)
+
+    def owner_changed(self, owner: str) -> None:
+        """What ``owner`` has bound changed: the world sees it if it exports."""
+        if self.world is not None:
+            self.world.owner_changed(owner)
+
+    def _exports(self, owner: str) -> bool:
+        return owner.startswith("plugin:") and owner[len("plugin:") :] in self.exported
 
     def plugin_rows(self) -> list[PluginRow]:
         """The plugin table for ``KernelAPI.Kernel.Plugins``."""

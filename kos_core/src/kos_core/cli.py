@@ -99,6 +99,19 @@ def cli() -> None:
     " unix:PATH instead of the default Unix socket.",
 )
 @click.option(
+    "--world",
+    metavar="URL",
+    envvar="KOS_WORLD",
+    help="Join the world kept in etcd at etcd://HOST:PORT[,HOST:PORT...] (or etcds://);"
+    " needs --listen. Default: $KOS_WORLD, else the kernel is alone.",
+)
+@click.option(
+    "--tls-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="The world's TLS files (ca.pem, NAME.pem, NAME-key.pem; default: <config dir>/world).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -106,7 +119,15 @@ def cli() -> None:
     help="How much the kernel logs to stderr.",
 )
 @reports_errors
-def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_level: str) -> None:
+def run(
+    *,
+    kernel: str | None,
+    config_dir: Path | None,
+    listen: str | None,
+    world: str | None,
+    tls_dir: Path | None,
+    log_level: str,
+) -> None:
     """Run a kernel in the foreground and boot the configured plugins.
 
     Reads the plugin setup files (plugins, plugins.local, plugins.KERNEL) from the
@@ -133,7 +154,12 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
         )
     setup = load_setup(config_dir or default_config_dir(), name, found.known)
     address = _wire.Address.parse(listen) if listen else None
-    core = KernelCore(name, installed=found.plugins, setup=setup, listen=address)
+    joining = None
+    if world:
+        from ._world.member import world_settings
+
+        joining = world_settings(world, tls_dir or (config_dir or default_config_dir()) / "world")
+    core = KernelCore(name, installed=found.plugins, setup=setup, listen=address, world=joining)
     stop = threading.Event()
     install_stop_signals(stop)
     try:

@@ -9,6 +9,7 @@ from .errors import (
     PermissionDenied,
     RegistrationRefused,
     UsageError,
+    WorldUnavailable,
 )
 from .interface import Interface, raises
 
@@ -46,12 +47,12 @@ class PluginEntry(Interface, wire_name="KernelAPI.PluginEntry"):
 class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     """The kernel: its namespace and its receiver (plugin registration)."""
 
-    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError, WorldUnavailable)
     def Lookup(self, path: str) -> tuple[str, str, str]:
         """Resolve ``path``: ``("service", typename, sbh)`` or ``("context", "", path)``."""
         raise NotImplementedError
 
-    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError, WorldUnavailable)
     def List(self, path: str) -> list[tuple[str, str, str]]:
         """Entries of a context: ``(name, kind, detail)``, kind service/context/link."""
         raise NotImplementedError

@@ -39,6 +39,7 @@ from ._children import end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
 from ._spawnlimits import ChildLimitReached, ChildLimits
+from ._world.member import LOCAL_ONLY_ENV
 from .errors import KosError, RegistrationRefused
 from .kernel_api import PluginHealth
 
@@ -94,6 +95,8 @@ def register(
         link, tcp_host = kernel_link(kernel, _access.take_credential())
     except KosError as exc:
         _fail(plugin_name, str(exc))
+    if os.environ.get(LOCAL_ONLY_ENV) == "1":  # in a world, a plugin that does not export
+        tcp_host = None
     kos = PluginKos(kernel, link, plugin_name, tcp_host)
     try:
         health_sbh = kos._serve_health()
