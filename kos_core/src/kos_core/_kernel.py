@@ -23,7 +23,7 @@ from ._discovery import InstalledPlugin
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
 from ._supervisor import PluginRecord, Supervisor
-from ._world.member import LOCAL_ONLY_ENV, WorldMember, WorldSettings, parse_export
+from ._world.member import EXPORT_ENV, WorldMember, WorldSettings, parse_export
 from .errors import (
     KernelUnreachable,
     KosError,
@@ -234,10 +234,10 @@ class KernelCore:
                 services=declared_services(name, installed, settings),
             )
             if self.world is not None:  # in a world, only exporting plugins serve TCP
-                if parse_export(name, settings.options, settings.where):
+                export = parse_export(name, settings.options, settings.where)
+                self.records[name].env[EXPORT_ENV] = "yes" if export else "no"
+                if export:
                     self.exported.add(name)
-                else:
-                    self.records[name].env[LOCAL_ONLY_ENV] = "1"
         self.reserved = _access.reserved_names((r.name, r.services) for r in self.records.values())
 
     # -- lifecycle ------------------------------------------------------------------

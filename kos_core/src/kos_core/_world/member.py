@@ -29,8 +29,9 @@ log = logging.getLogger("kos.world")
 
 #: the top-level context under which the world's kernels appear
 WORLD = "world"
-#: set in the environment of a plugin that must serve on the Unix socket only
-LOCAL_ONLY_ENV = "KOS_LOCAL_ONLY"
+#: in a world, tells each plugin the kernel starts whether it exports ("yes": it and
+#: its factory children serve TCP+TLS; "no": the Unix socket only)
+EXPORT_ENV = "KOS_WORLD_EXPORT"
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True}
 _BOOLEANS.update({"0": False, "no": False, "false": False, "off": False})
 
