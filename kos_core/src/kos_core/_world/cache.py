@@ -159,6 +159,11 @@ class WorldCache:
                 name = parse_name(kv.value)
                 address, _ = _wire.parse_sbh(name.sbh)
                 assert address.host is not None
+                held = self._kernels.get(kernel)
+                if held is not None and held.lease != kv.lease:
+                    raise BadValue(f"a name of kernel {kernel!r} not held by its lease")
+                if held is not None and held.record.listen_host != address.host:
+                    raise BadValue(f"a name of kernel {kernel!r} served from another host")
                 self._names.setdefault(kernel, {})[path] = _Entry(name, kv.lease, address.host)
         except BadValue as exc:
             log.warning("world: ignoring %s in etcd: %s", _printable(kv.key), exc)
