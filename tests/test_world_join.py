@@ -7,7 +7,7 @@ import os
 import socket
 
 from kos_core.testing import KernelProcess, wait_for
-from kos_helpers import CLI, assert_one_line_error, run
+from kos_helpers import CLI, Cli, assert_one_line_error, run
 from world_helpers import World
 
 
@@ -77,3 +77,27 @@ def test_a_kernel_leaves_at_once_when_stopped(world: World) -> None:
     assert etcd.get("/kos/kernels/A") is not None
     assert kernel.stop() == 0
     assert etcd.get("/kos/kernels/A") is None  # the lease was revoked, not left to expire
+
+
+def test_kos_status_world_shows_every_kernel_its_host_address_uptime_and_exports(
+    world: World,
+) -> None:
+    world.start("A")
+    world.start("B", setup="[bitbucket]\nexport: no\n")
+    world.wait_plugin("A", "bitbucket", ["bitbucket"])
+    wait_for(lambda: world.names_seen_by("B", "world/A") == ["bitbucket"], 10, "A's bitbucket")
+    table = world.cli("B", "status", "--world")
+    assert table.returncode == 0, table
+    header, *rows = [line.split() for line in table.stdout.splitlines()]
+    assert header == ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"]
+    assert [row[0] for row in rows] == ["A", "B"]
+    assert rows[0][1] == socket.gethostname() and rows[0][2].startswith("127.0.0.2:")
+    assert rows[0][4] == "bitbucket" and rows[1][4] == "-"
+    data = json.loads(world.cli("B", "status", "--world", "--json").stdout)
+    assert [k["kernel"] for k in data["world"]] == ["A", "B"]
+    assert data["world"][0]["uptime"] >= 0 and data["world"][0]["services"] == ["bitbucket"]
+
+
+def test_kos_status_world_of_a_kernel_alone_says_so(kos_kernel: KernelProcess, cli: Cli) -> None:
+    result = cli("status", "--world")
+    assert_one_line_error(result, 2, "is alone", "--world")

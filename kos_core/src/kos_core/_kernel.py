@@ -33,7 +33,7 @@ from .errors import (
     UsageError,
 )
 from .kernel_api import Kernel as KernelInterface
-from .kernel_api import PluginRow
+from .kernel_api import PluginRow, WorldRow
 
 log = logging.getLogger("kos.kernel")
 
@@ -152,6 +152,12 @@ class KernelSession:
         if record is None or record.command is None:
             raise NameNotFound(f"no plugin named {name!r} is run by this kernel")
         return str(self._kernel.supervisor.log_path(name))
+
+    def World(self) -> list[WorldRow]:
+        self.grant.check_look("world")
+        if self._kernel.world is None:
+            raise UsageError(f"kernel {self._kernel.name!r} is alone (run it with --world)")
+        return self._kernel.world.rows()
 
     def Info(self) -> tuple[str, int, str]:
         return (self._kernel.name, os.getpid(), __version__)

@@ -274,8 +274,9 @@ def _duration(seconds: float) -> str:
 @cli.command()
 @kernel_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--world", "world", is_flag=True, help="Show every kernel of the world instead.")
 @reports_errors
-def status(kernel: str | None, as_json: bool) -> None:
+def status(kernel: str | None, as_json: bool, world: bool) -> None:
     """Show each plugin of a running kernel: state, pid, uptime, restarts, services,
     last exit.
 
@@ -285,6 +286,9 @@ def status(kernel: str | None, as_json: bool) -> None:
     """
     from ._client import connect
 
+    if world:
+        _world_status(kernel, as_json)
+        return
     with connect(kernel) as kos:
         rows = kos.plugins()
     records: list[dict[str, Any]] = [
@@ -313,6 +317,33 @@ def status(kernel: str | None, as_json: bool) -> None:
                 str(r["restarts"]),
                 ",".join(r["services"]) or "-",
                 r["last_exit"] or "-",
+            ]
+            for r in records
+        ],
+    )
+
+
+def _world_status(kernel: str | None, as_json: bool) -> None:
+    from ._client import connect
+
+    with connect(kernel) as kos:
+        rows = kos.kernel.World()
+    records = [
+        {"kernel": n, "host": h, "address": a, "uptime": round(u, 1), "services": list(s)}
+        for n, h, a, u, s in rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"kernel": kos.name, "world": records}, indent=2))
+        return
+    _table(
+        ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"],
+        [
+            [
+                r["kernel"],
+                r["host"],
+                r["address"],
+                _duration(r["uptime"]),
+                ",".join(r["services"]) or "-",
             ]
             for r in records
         ],

@@ -13,11 +13,14 @@ from .errors import (
 )
 from .interface import Interface, raises
 
-__all__ = ["Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
+__all__ = ["Kernel", "PluginEntry", "PluginHealth", "PluginRow", "WorldRow"]
 
 #: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
 #: seconds since start (0 if not running), last exit reason ("" if none), restarts.
 PluginRow = tuple[str, str, int, list[str], float, str, int]
+#: One row of :meth:`Kernel.World`: kernel name, host, TLS address, seconds since it
+#: started, the names it exports.
+WorldRow = tuple[str, str, str, float, list[str]]
 
 
 class PluginHealth(Interface, wire_name="KernelAPI.PluginHealth"):
@@ -100,6 +103,11 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     @raises(NameNotFound, PermissionDenied)
     def LogPath(self, name: str) -> str:
         """The file a supervised plugin's output goes to."""
+        raise NotImplementedError
+
+    @raises(PermissionDenied, UsageError, WorldUnavailable)
+    def World(self) -> list[WorldRow]:
+        """Every kernel of this kernel's world, from its cache."""
         raise NotImplementedError
 
     def Info(self) -> tuple[str, int, str]:

@@ -9,6 +9,7 @@ when an owner's bindings change (:meth:`~WorldMember.owner_changed`), on each ti
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from .. import _namespace, _tls, _wire
 from ..errors import KosError, UsageError
+from ..kernel_api import WorldRow
 from .cache import WorldCache
 from .etcd import Etcd, WorldURL
 from .exports import Exports
@@ -156,6 +158,15 @@ class WorldMember:
     def list(self, path: str) -> list[tuple[str, str, str]]:
         """``KernelAPI.Kernel.List`` of a path under ``world``, from the cache."""
         return self.cache.list(_namespace.split_path(path)[1:])
+
+    def rows(self) -> builtins.list[WorldRow]:
+        """``KernelAPI.Kernel.World``: each kernel's name, host, address, uptime, names."""
+        now = time.time()
+        return [
+            (name, record.host, record.address, max(now - record.started, 0.0), list(names))
+            for name, record in self.cache.kernels().items()
+            for names in [self.cache.names(name)]
+        ]
 
     def owner_changed(self, owner: str) -> None:
         """``owner`` bound or unbound something: export what it now has, if it exports."""
