@@ -64,6 +64,7 @@ class World:
         ready: bool = True,
         extra: Sequence[str] = (),
         host: str | None = None,
+        prefix: Sequence[str] = (),
     ) -> KernelProcess:
         """Start kernel ``name`` in the world on a loopback address of its own."""
         env = self.env(name, setup)
@@ -72,7 +73,9 @@ class World:
             host = f"127.0.0.{self._hosts}"
         args = ["--world", self.etcd.url, "--listen", f"{host}:0", "--tls-dir", str(self.tls_dir)]
         with self.environ(name, plugins):
-            kernel = KernelProcess(env, [*args, *extra], log_path=self.base / f"{name}.log")
+            kernel = KernelProcess(
+                env, [*args, *extra], log_path=self.base / f"{name}.log", prefix=prefix
+            )
         self.kernels[name] = kernel
         if ready:
             with self.environ(name, plugins):

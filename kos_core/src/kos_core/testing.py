@@ -158,10 +158,19 @@ class KernelProcess:
     also sweep up every plugin and child it started.
     """
 
-    def __init__(self, env: KosEnv, args: Sequence[str] = (), log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: KosEnv,
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """Start ``kos run -n <env.kernel> ARGS``; ``prefix`` is a command that execs
+        it (``ip netns exec NS``: the kernel keeps the pid it starts with).
+        """
         self.env = env
         self.log_path = log_path or env.state_dir / f"kernel-{env.kernel}.log"
-        command = [sys.executable, "-m", "kos_core.cli", "run", "-n", env.kernel, *args]
+        command = [*prefix, sys.executable, "-m", "kos_core.cli", "run", "-n", env.kernel, *args]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             command,

@@ -83,8 +83,8 @@ class WorldCache:
         with self._lock:
             self._reachable = reachable
             watch = self._watch
-            if not reachable:
-                self._live = False
+            # a watch made while the keep-alive was failing is live once it answers
+            self._live = reachable and watch is not None
         if not reachable and watch is not None:
             watch.close()
 
