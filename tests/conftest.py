@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kos_core.testing import KernelProcess, KosEnv, make_env
+from kos_core.testing import EtcdProcess, KernelProcess, KosEnv, make_env
 from kos_helpers import Cli, HandPlugin, Result, kos_environ, run
+from world_helpers import World
 
 StartKernel = Callable[..., KernelProcess]
 StartPlugin = Callable[..., HandPlugin]
@@ -156,3 +157,15 @@ def shared_bb_kernel(module_kernel: KernelProcess, shared_kos_env: KosEnv) -> Ke
         pytest.fail(f"the module's shared kernel has exited:\n{module_kernel.log()}")
     module_kernel.wait_plugin("bitbucket", services=["bitbucket"])
     return module_kernel
+
+
+@pytest.fixture
+def world(etcd: EtcdProcess, tmp_path: Path) -> Iterator[World]:
+    """Kernels of one world (a real etcd, one world authority), each on its own
+    ``127.0.0.x`` address in its own place; all stopped after the test.
+    """
+    kernels = World(etcd, tmp_path)
+    try:
+        yield kernels
+    finally:
+        kernels.stop()

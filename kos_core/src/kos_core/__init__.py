@@ -38,6 +38,7 @@ from .errors import (
     ServiceUnavailable,
     SetupFileError,
     UsageError,
+    WorldUnavailable,
 )
 from .hookspecs import PluginSpec, hookimpl
 from .interface import Interface, raises
@@ -80,6 +81,7 @@ __all__ = [
     "ServiceUnavailable",
     "SetupFileError",
     "UsageError",
+    "WorldUnavailable",
     "__version__",
     "connect",
     "hookimpl",

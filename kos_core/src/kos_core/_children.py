@@ -20,6 +20,7 @@ import os
 import secrets
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -31,6 +32,9 @@ from . import _paths, _proc, _rpc, _wire
 from .interface import Interface, find_interface
 
 LIFELINE_ENV = "KOS_LIFELINE_FD"
+#: "KERNEL HOST": children listen on TCP+TLS on HOST with KERNEL's certificate (the
+#: children of a plugin a world exports); unset, they listen on a Unix socket
+CHILD_TCP_ENV = "KOS_CHILD_TCP"
 SPAWN_TIMEOUT = float(os.environ.get("KOS_SPAWN_TIMEOUT", "10"))
 CLIENT_TIMEOUT = float(os.environ.get("KOS_CHILD_CLIENT_TIMEOUT", "5"))
 _MAX_SBH = 4096
@@ -92,6 +96,17 @@ class _Reaper:
     def _run(self) -> None:
         while not self._wake.wait(0.2):
             self.poll()
+
+
+def _child_address() -> tuple[_wire.Address, ssl.SSLContext | None]:
+    """Where a child listens: TCP+TLS if its plugin is exported, else its own socket."""
+    tcp = os.environ.get(CHILD_TCP_ENV, "")
+    if tcp:
+        from ._client import _server_tls
+
+        kernel, _, host = tcp.partition(" ")
+        return _wire.Address(host=host, port=0), _server_tls(kernel)
+    return _wire.Address(path=str(socket_path(os.getpid()))), None
 
 
 def socket_path(pid: int, kind: str = "p") -> Path:
@@ -238,9 +253,9 @@ class ChildServer:
         self._token = secrets.token_urlsafe(24)
         self._served: tuple[object, type[Interface]] | None = None
         self._deadline = float("inf")
-        address = _wire.Address(path=str(socket_path(os.getpid())))
+        address, tls = _child_address()
         self._server = _rpc.Server(
-            address, self._authorize, name=f"child-{os.getpid()}", one_shot=True
+            address, self._authorize, name=f"child-{os.getpid()}", one_shot=True, tls=tls
         )
         self._server.start()
 

@@ -25,6 +25,7 @@ from ._kp.station import Station
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
 from ._supervisor import PluginRecord, Supervisor
+from ._world.member import EXPORT_ENV, WorldMember, WorldSettings, parse_export
 from .errors import (
     KernelUnreachable,
     KosError,
@@ -34,7 +35,7 @@ from .errors import (
     UsageError,
 )
 from .kernel_api import Kernel as KernelInterface
-from .kernel_api import PluginRow
+from .kernel_api import PluginRow, WorldRow
 
 log = logging.getLogger("kos.kernel")
 
@@ -102,6 +103,9 @@ class KernelSession(KPOperations):
 
     def Lookup(self, path: str) -> tuple[str, str, str]:
         self.grant.check_look(path)
+        world = self._kernel.world
+        if world is not None and world.covers(path):
+            return world.lookup(path)
         node = self._kernel.namespace.lookup(path)
         if isinstance(node, _namespace.Service):
             return ("service", node.typename, node.sbh)
@@ -109,16 +113,25 @@ class KernelSession(KPOperations):
 
     def List(self, path: str) -> list[tuple[str, str, str]]:
         self.grant.check_look(path)
-        return self._kernel.namespace.list(path)
+        world = self._kernel.world
+        if world is not None and world.covers(path):
+            return world.list(path)
+        entries = self._kernel.namespace.list(path)
+        if world is not None and not _namespace.split_path(path):
+            entries = sorted([*entries, ("world", "context", "")])
+        return entries
 
     def Bind(self, path: str, typename: str, sbh: str) -> str:
         _wire.parse_sbh(sbh)
         self.grant.check_bind(path, self._kernel.reserved)
-        return self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
+        bound = self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
+        self._kernel.owner_changed(self.owner)
+        return bound
 
     def Unbind(self, path: str) -> None:
         self.grant.check_bind(path, self._kernel.reserved)
         self._kernel.namespace.unbind(path, owner=self.owner)
+        self._kernel.owner_changed(self.owner)
 
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         self.grant.check_register(name)
@@ -148,6 +161,12 @@ class KernelSession(KPOperations):
         if record is None or record.command is None:
             raise NameNotFound(f"no plugin named {name!r} is run by this kernel")
         return str(self._kernel.supervisor.log_path(name))
+
+    def World(self) -> list[WorldRow]:
+        self.grant.check_look("world")
+        if self._kernel.world is None:
+            raise UsageError(f"kernel {self._kernel.name!r} is alone (run it with --world)")
+        return self._kernel.world.rows()
 
     def Info(self) -> tuple[str, int, str]:
         return (self._kernel.name, os.getpid(), __version__)
@@ -185,6 +204,7 @@ class KernelCore:
         setup: SetupConfig,
         listen: _wire.Address | None = None,
         state_dir: Path | None = None,
+        world: WorldSettings | None = None,
     ) -> None:
         self.name = _paths.check_name(name, "kernel")
         self.namespace = Namespace()
@@ -206,6 +226,9 @@ class KernelCore:
         self.records = self.supervisor.records
         #: each top-level name an installed plugin declares → that plugin
         self.reserved: dict[str, str] = {}
+        #: the world this kernel is in (``--world``), and its plugins that export
+        self.world = WorldMember(name, world, self.namespace, self._exports) if world else None
+        self.exported: set[str] = set()
         self._load_records()
         self.station = Station(
             name,
@@ -233,12 +256,19 @@ class KernelCore:
                 settings.supervision,
                 services=declared_services(name, installed, settings),
             )
+            if self.world is not None:  # in a world, only exporting plugins serve TCP
+                export = parse_export(name, settings.options, settings.where)
+                self.records[name].env[EXPORT_ENV] = "yes" if export else "no"
+                if export:
+                    self.exported.add(name)
         self.reserved = _access.reserved_names((r.name, r.services) for r in self.records.values())
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
         """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
+        if self.world is not None and self._tcp is None:
+            raise UsageError("a kernel in a world needs --listen HOST:PORT (its TCP address)")
         self._claim_name()
         _proc.sweep_stale_sockets(_paths.runtime_dir())
         tls = self._make_tls(self._tcp.host) if self._tcp is not None and self._tcp.host else None
@@ -246,6 +276,8 @@ class KernelCore:
             if address is not None:
                 server = _rpc.Server(address, self._authorize, name=f"kernel-{self.name}", tls=tls)
                 self._servers.append(server)
+        if self.world is not None and self.tcp_address is not None:
+            self.world.join(self.tcp_address)  # before anyone can connect
         self._write_connection_file()
         for server in self._servers:
             server.start()
@@ -286,9 +318,13 @@ class KernelCore:
 
     def _make_tls(self, host: str) -> ssl.SSLContext:
         # Alone, the kernel's run has its own authority, pinned in the connection file;
-        # its processes serve TCP with the one certificate it issued.
-        self._ca_pem, pair = _tls.for_one_run(self.name, host)
-        _tls.trust(self._ca_pem)  # the kernel pings its plugins' health objects over TCP
+        # its processes serve TCP with the one certificate it issued. In a world, the
+        # world's authority and the certificate it issued this kernel.
+        if self.world is not None:
+            self._ca_pem, pair = self.world.ca_pem, self.world.tls_pair
+        else:
+            self._ca_pem, pair = _tls.for_one_run(self.name, host)
+        _tls.trust(self._ca_pem)  # its health pings reach its plugins over TCP
         _paths.write_private_file(_paths.tls_file(self.name), pair)
         return _tls.server_context(str(_paths.tls_file(self.name)))
 
@@ -333,11 +369,15 @@ class KernelCore:
         while not stop.wait(poll_interval):
             self.supervisor.tick()
             self.station.tick()
+            if self.world is not None:
+                self.world.check()
 
     def shutdown(self) -> None:
-        """Stop every KP and plugin (SIGTERM, then SIGKILL after a grace period) and stop
-        serving.
+        """Stop every KP and plugin (SIGTERM, then SIGKILL after a grace period), leave
+        the world and stop serving.
         """
+        if self.world is not None:
+            self.world.leave()
         self.station.stop_all()
         self.supervisor.stop_all()
         for server in self._servers:
@@ -405,6 +445,7 @@ class KernelCore:
         """A connection ended: unbind what it bound; end its plugin registration."""
         with self._lock:
             self.namespace.remove_owner(session.owner)
+            self.owner_changed(session.owner)
             name = session.plugin
             record = self.records.get(name) if name else None
             if record is None or record.session is not session:
@@ -416,6 +457,14 @@ class KernelCore:
             elif record.process is None and record.state == "running":
                 record.state, record.pid = "stopped", 0
         log.info("plugin %s disconnected", name)
+
+    def owner_changed(self, owner: str) -> None:
+        """What ``owner`` has bound changed: the world sees it if it exports."""
+        if self.world is not None:
+            self.world.owner_changed(owner)
+
+    def _exports(self, owner: str) -> bool:
+        return owner.startswith("plugin:") and owner[len("plugin:") :] in self.exported
 
     def plugin_rows(self) -> list[PluginRow]:
         """The plugin table for ``KernelAPI.Kernel.Plugins``."""

@@ -78,6 +78,8 @@ class PluginRecord:
     services: tuple[str, ...] = ()
     #: the credential made for its current process ("" when none runs)
     credential: str = ""
+    #: environment variables set for its process besides the usual ones
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def owner(self) -> str:
@@ -173,6 +175,7 @@ class Supervisor:
                 _proc.PARENT_ENV: str(os.getpid()),
                 PLUGIN_SETTINGS_ENV: json.dumps(record.options),
                 _access.CREDENTIAL_FD_ENV: str(credential_fd),
+                **record.env,
             }
         )
         try:

@@ -100,6 +100,19 @@ def cli() -> None:
     " unix:PATH instead of the default Unix socket.",
 )
 @click.option(
+    "--world",
+    metavar="URL",
+    envvar="KOS_WORLD",
+    help="Join the world kept in etcd at etcd://HOST:PORT[,HOST:PORT...] (or etcds://);"
+    " needs --listen. Default: $KOS_WORLD, else the kernel is alone.",
+)
+@click.option(
+    "--tls-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="The world's TLS files (ca.pem, NAME.pem, NAME-key.pem; default: <config dir>/world).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -107,7 +120,15 @@ def cli() -> None:
     help="How much the kernel logs to stderr.",
 )
 @reports_errors
-def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_level: str) -> None:
+def run(
+    *,
+    kernel: str | None,
+    config_dir: Path | None,
+    listen: str | None,
+    world: str | None,
+    tls_dir: Path | None,
+    log_level: str,
+) -> None:
     """Run a kernel in the foreground and boot the configured plugins.
 
     Reads the plugin setup files (plugins, plugins.local, plugins.KERNEL) from the
@@ -134,7 +155,12 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
         )
     setup = load_setup(config_dir or default_config_dir(), name, found.known)
     address = _wire.Address.parse(listen) if listen else None
-    core = KernelCore(name, installed=found.plugins, setup=setup, listen=address)
+    joining = None
+    if world:
+        from ._world.member import world_settings
+
+        joining = world_settings(world, tls_dir or (config_dir or default_config_dir()) / "world")
+    core = KernelCore(name, installed=found.plugins, setup=setup, listen=address, world=joining)
     stop = threading.Event()
     install_stop_signals(stop)
     try:
@@ -249,8 +275,9 @@ def _duration(seconds: float) -> str:
 @cli.command()
 @kernel_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--world", "world", is_flag=True, help="Show every kernel of the world instead.")
 @reports_errors
-def status(kernel: str | None, as_json: bool) -> None:
+def status(kernel: str | None, as_json: bool, world: bool) -> None:
     """Show each plugin of a running kernel: state, pid, uptime, restarts, services,
     last exit; then its KPs, if it runs or ran any.
 
@@ -260,6 +287,9 @@ def status(kernel: str | None, as_json: bool) -> None:
     """
     from ._client import connect
 
+    if world:
+        _world_status(kernel, as_json)
+        return
     with connect(kernel) as kos:
         rows = kos.plugins()
         kps = kp_records(kos)
@@ -296,6 +326,33 @@ def status(kernel: str | None, as_json: bool) -> None:
     if kps:
         click.echo("")
         print_kps(kps)
+
+
+def _world_status(kernel: str | None, as_json: bool) -> None:
+    from ._client import connect
+
+    with connect(kernel) as kos:
+        rows = kos.kernel.World()
+    records = [
+        {"kernel": n, "host": h, "address": a, "uptime": round(u, 1), "services": list(s)}
+        for n, h, a, u, s in rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"kernel": kos.name, "world": records}, indent=2))
+        return
+    _table(
+        ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"],
+        [
+            [
+                r["kernel"],
+                r["host"],
+                r["address"],
+                _duration(r["uptime"]),
+                ",".join(r["services"]) or "-",
+            ]
+            for r in records
+        ],
+    )
 
 
 @cli.group()

@@ -17,6 +17,7 @@ Every error kos raises on purpose derives from :class:`KosError`::
     │   ├── NameAlreadyBound        bind of a name that is already bound
     │   └── NotAContext             a path walks through something that is not a context
     ├── ServiceUnavailable          the process serving an object is gone or not answering
+    ├── WorldUnavailable            the world's etcd cannot be reached (local names still work)
     ├── RemoteError                 the remote side failed in a way its interface does not declare
     ├── InterfaceNotFound           no installed distribution declares this interface
     └── InterfaceError              base of the exceptions interfaces declare
@@ -44,6 +45,7 @@ __all__ = [
     "ServiceUnavailable",
     "SetupFileError",
     "UsageError",
+    "WorldUnavailable",
 ]
 
 
@@ -141,6 +143,14 @@ class NotAContext(NamespaceError):
 
 class ServiceUnavailable(KosError):
     """The process that serves an object is gone or does not answer in time."""
+
+
+class WorldUnavailable(KosError):
+    """The world's directory (etcd) cannot be reached: ``world/...`` lookups fail at
+    once while local names keep working; the kernel rejoins by itself.
+    """
+
+    wire_name = "KernelAPI.WorldUnavailable"
 
 
 class RemoteError(KosError):

@@ -10,14 +10,18 @@ from .errors import (
     PermissionDenied,
     RegistrationRefused,
     UsageError,
+    WorldUnavailable,
 )
 from .interface import Interface, raises
 
-__all__ = ["KPRow", "Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
+__all__ = ["KPRow", "Kernel", "PluginEntry", "PluginHealth", "PluginRow", "WorldRow"]
 
 #: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
 #: seconds since start (0 if not running), last exit reason ("" if none), restarts.
 PluginRow = tuple[str, str, int, list[str], float, str, int]
+#: One row of :meth:`Kernel.World`: kernel name, host, TLS address, seconds since it
+#: started, the names it exports.
+WorldRow = tuple[str, str, str, float, list[str]]
 
 #: One row of :meth:`Kernel.KPs`: id, class, state (starting, running, ended), pid (0
 #: once ended), CPU seconds used, where it came from, how it ended ("" while it runs),
@@ -52,12 +56,12 @@ class PluginEntry(Interface, wire_name="KernelAPI.PluginEntry"):
 class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     """The kernel: its namespace and its receiver (plugin registration)."""
 
-    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError, WorldUnavailable)
     def Lookup(self, path: str) -> tuple[str, str, str]:
         """Resolve ``path``: ``("service", typename, sbh)`` or ``("context", "", path)``."""
         raise NotImplementedError
 
-    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError, WorldUnavailable)
     def List(self, path: str) -> list[tuple[str, str, str]]:
         """Entries of a context: ``(name, kind, detail)``, kind service/context/link."""
         raise NotImplementedError
@@ -127,6 +131,11 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     @raises(KPError, PermissionDenied)
     def KillKP(self, kp: str) -> str:
         """End KP ``kp`` (SIGKILL, with every process it started); returns its state."""
+        raise NotImplementedError
+
+    @raises(PermissionDenied, UsageError, WorldUnavailable)
+    def World(self) -> list[WorldRow]:
+        """Every kernel of this kernel's world, from its cache."""
         raise NotImplementedError
 
     def Info(self) -> tuple[str, int, str]:

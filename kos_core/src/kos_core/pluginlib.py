@@ -35,10 +35,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from . import _access, _paths, _proc, _rpc
-from ._children import end_connection, serve_child, spawnserver
+from ._children import CHILD_TCP_ENV, end_connection, serve_child, spawnserver
 from ._client import Context, Kos, kernel_link
 from ._forkserver import ChildFactory
 from ._spawnlimits import ChildLimitReached, ChildLimits
+from ._world.member import EXPORT_ENV
 from .errors import KosError, RegistrationRefused
 from .kernel_api import PluginHealth
 
@@ -94,6 +95,11 @@ def register(
         link, tcp_host = kernel_link(kernel, _access.take_credential())
     except KosError as exc:
         _fail(plugin_name, str(exc))
+    export = os.environ.get(EXPORT_ENV)
+    if export == "no":  # in a world, a plugin that does not export stays local
+        tcp_host = None
+    elif export == "yes" and tcp_host is not None:  # its children are reachable too
+        os.environ[CHILD_TCP_ENV] = f"{kernel} {tcp_host}"
     kos = PluginKos(kernel, link, plugin_name, tcp_host)
     try:
         health_sbh = kos._serve_health()

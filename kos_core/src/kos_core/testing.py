@@ -6,6 +6,9 @@ Fixtures:
   set in the environment for the test (and for every process it starts).
 * ``kos_kernel`` — a real kernel (``kos run``) in that environment, booted with
   the installed plugins; stopped, with every process it started, after the test.
+* ``etcd`` — a real ``etcd`` (from ``PATH``) on loopback ports with a temporary data
+  directory, stopped after the test. Without ``etcd`` the test is skipped, or fails
+  when ``$CI`` is set (CI installs it).
 
 Helpers: :class:`KernelProcess` to start kernels with other options, and
 :func:`wait_for` to wait on a condition with a deadline (never a bare sleep).
@@ -28,18 +31,22 @@ from typing import Any, TypeVar
 
 import pytest
 
+from ._world.etcd_process import EtcdProcess, etcd_binary
 from .errors import KosError
 
 _T = TypeVar("_T")
 
 __all__ = [
+    "EtcdProcess",
     "KernelProcess",
     "KosEnv",
     "children_of",
     "descendants_of",
+    "etcd",
     "kos_env",
     "kos_kernel",
     "process_ended",
+    "require_etcd",
     "wait_for",
 ]
 
@@ -151,10 +158,19 @@ class KernelProcess:
     also sweep up every plugin and child it started.
     """
 
-    def __init__(self, env: KosEnv, args: Sequence[str] = (), log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: KosEnv,
+        args: Sequence[str] = (),
+        log_path: Path | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """Start ``kos run -n <env.kernel> ARGS``; ``prefix`` is a command that execs
+        it (``ip netns exec NS``: the kernel keeps the pid it starts with).
+        """
         self.env = env
         self.log_path = log_path or env.state_dir / f"kernel-{env.kernel}.log"
-        command = [sys.executable, "-m", "kos_core.cli", "run", "-n", env.kernel, *args]
+        command = [*prefix, sys.executable, "-m", "kos_core.cli", "run", "-n", env.kernel, *args]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             command,
@@ -266,3 +282,29 @@ def kos_kernel(kos_env: KosEnv) -> Iterator[KernelProcess]:
         yield kernel
     finally:
         kernel.stop()
+
+
+def require_etcd() -> None:
+    """Skip the calling test when ``etcd`` is not on ``PATH``, or fail it when ``$CI``
+    is set (CI installs etcd: a skipped world test there would be a missing test).
+    """
+    if etcd_binary() is not None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail("etcd is not on PATH in CI (.ci/run installs the Debian package etcd-server)")
+    pytest.skip("etcd is not on PATH: install etcd-server to run the world tests")
+
+
+@pytest.fixture
+def etcd() -> Iterator[EtcdProcess]:
+    """A running etcd on loopback with its own data directory; stopped (and its data
+    removed) after the test, also when the test fails.
+    """
+    require_etcd()
+    base = Path(tempfile.mkdtemp(prefix="kos-etcd-"))
+    server = EtcdProcess(base / "data")
+    try:
+        yield server.start()
+    finally:
+        server.kill()
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,264 @@
+"""The world as one kernel sees it: a copy of everything under the prefix, kept by a
+watch, that ``world/...`` lookups are answered from without asking etcd.
+
+A thread lists the prefix (learning the revision), then watches from the next
+revision. When the watch is cancelled (history compacted past it) or breaks, the
+thread lists again and watches from the new revision. While there is no live watch
+(etcd unreachable, or the kernel's keep-alive fails), the cache is *unavailable*:
+lookups raise :class:`~kos_core.errors.WorldUnavailable` at once rather than answer
+from a copy that may be stale.
+
+What a lookup may see is checked (:mod:`.layout`): a value kos did not write is
+logged once and ignored; a name counts only while its kernel's record is there, held
+by the same lease, and its SBH points at that kernel's host; a record that claims
+an address another kernel holds is ignored (the older one keeps it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from .. import _wire
+from ..errors import NameNotFound, NotAContext, WorldUnavailable
+from .etcd import Etcd, KeyValue, Watch
+from .layout import BadValue, KernelRecord, Layout, Name, parse_name, parse_record
+
+log = logging.getLogger("kos.world")
+
+#: how long to wait before listing again after etcd failed to answer
+RETRY = 0.25
+
+
+@dataclass(frozen=True)
+class _Record:
+    record: KernelRecord
+    lease: int
+    create_revision: int
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: Name
+    lease: int
+    host: str
+
+
+class WorldCache:
+    """The watched copy of one world."""
+
+    def __init__(self, etcd: Etcd, layout: Layout, ca_fingerprint: str) -> None:
+        self._etcd = etcd
+        self._layout = layout
+        self._ca = ca_fingerprint
+        self._lock = threading.Lock()
+        self._kernels: dict[str, _Record] = {}
+        self._names: dict[str, dict[str, _Entry]] = {}  # kernel -> path -> entry
+        self._live = False  # a watch is running on a fresh list
+        self._reachable = True  # the membership's keep-alive answers
+        self._watch: Watch | None = None
+        self._stopped = threading.Event()
+        #: events applied so far (benchmarks count them)
+        self.events = 0
+        self._thread = threading.Thread(target=self._loop, name="kos-world-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start listing and watching."""
+        self._thread.start()
+
+    def wait_live(self, timeout: float) -> bool:
+        """Wait until the cache is live (for the first lookups after joining)."""
+        deadline = time.monotonic() + timeout
+        while not self._live and time.monotonic() < deadline:
+            if self._stopped.wait(0.02):
+                break
+        return self._live
+
+    def set_reachable(self, reachable: bool) -> None:
+        """The membership's view of etcd: when its keep-alive fails, the watch may be
+        silently cut off (a partition), so lookups fail until a new list is done.
+        """
+        with self._lock:
+            self._reachable = reachable
+            watch = self._watch
+            # a watch made while the keep-alive was failing is live once it answers
+            self._live = reachable and watch is not None
+        if not reachable and watch is not None:
+            watch.close()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stopped.set()
+        with self._lock:
+            watch = self._watch
+        if watch is not None:
+            watch.close()
+
+    # -- the thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                revision, kvs = self._etcd.range_prefix(self._layout.prefix)
+                self._load(kvs)
+                watch = self._etcd.watch(self._layout.prefix, revision + 1)
+                with self._lock:
+                    self._watch = watch
+                    self._live = self._reachable
+                if self._stopped.is_set():
+                    watch.close()
+                for batch in watch:
+                    if batch.cancelled:
+                        log.info(
+                            "world: watch cancelled (compacted to %d); listing again",
+                            batch.compacted_to,
+                        )
+                        watch.close()
+                        break
+                    self._apply(batch.events)
+            except WorldUnavailable as exc:
+                if not self._stopped.is_set():
+                    log.debug("world: watch ended (%s)", exc)
+            with self._lock:
+                self._live = False
+                self._watch = None
+            self._stopped.wait(RETRY)
+
+    def _load(self, kvs: list[KeyValue]) -> None:
+        with self._lock:
+            self._kernels, self._names = {}, {}
+            for kv in kvs:
+                self._put(kv)
+
+    def _apply(self, events: list[tuple[bool, KeyValue]]) -> None:
+        with self._lock:
+            for deleted, kv in events:
+                self.events += 1
+                if deleted:
+                    self._delete(kv.key)
+                else:
+                    self._put(kv)
+
+    def _put(self, kv: KeyValue) -> None:
+        try:
+            kind, kernel, path = self._layout.parse_key(kv.key)
+            if kind == "kernel":
+                record = parse_record(kernel, kv.value)
+                if record.ca != self._ca:
+                    raise BadValue(f"kernel {kernel!r} was given another world authority")
+                held = self._address_holder(record.address, kernel)
+                if held is not None and held.create_revision < kv.create_revision:
+                    raise BadValue(
+                        f"kernel {kernel!r} claims address {record.address}, which"
+                        f" kernel {held.record.name!r} holds"
+                    )
+                self._kernels[kernel] = _Record(record, kv.lease, kv.create_revision)
+            else:
+                name = parse_name(kv.value)
+                address, _ = _wire.parse_sbh(name.sbh)
+                assert address.host is not None
+                held = self._kernels.get(kernel)
+                if held is not None and held.lease != kv.lease:
+                    raise BadValue(f"a name of kernel {kernel!r} not held by its lease")
+                if held is not None and held.record.listen_host != address.host:
+                    raise BadValue(f"a name of kernel {kernel!r} served from another host")
+                self._names.setdefault(kernel, {})[path] = _Entry(name, kv.lease, address.host)
+        except BadValue as exc:
+            log.warning("world: ignoring %s in etcd: %s", _printable(kv.key), exc)
+            self._delete(kv.key)
+
+    def _address_holder(self, address: str, kernel: str) -> _Record | None:
+        for other, held in self._kernels.items():
+            if other != kernel and held.record.address == address:
+                return held
+        return None
+
+    def _delete(self, key: str) -> None:
+        try:
+            kind, kernel, path = self._layout.parse_key(key)
+        except BadValue:
+            return
+        if kind == "kernel":
+            self._kernels.pop(kernel, None)
+        else:
+            self._names.get(kernel, {}).pop(path, None)
+
+    # -- lookups ----------------------------------------------------------------------
+
+    def _check_live(self) -> None:
+        if not self._live:
+            raise WorldUnavailable(
+                f"the world's etcd ({self._etcd.url}) cannot be reached; local names still work"
+            )
+
+    def _valid(self, kernel: str) -> tuple[KernelRecord, dict[str, Name]] | None:
+        held = self._kernels.get(kernel)
+        if held is None:
+            return None
+        host = held.record.listen_host
+        names = {
+            path: entry.name
+            for path, entry in self._names.get(kernel, {}).items()
+            if entry.lease == held.lease and entry.host == host
+        }
+        return held.record, names
+
+    def kernels(self) -> dict[str, KernelRecord]:
+        """Every kernel of the world (name -> record)."""
+        with self._lock:
+            self._check_live()
+            return {name: held.record for name, held in sorted(self._kernels.items())}
+
+    def names(self, kernel: str) -> dict[str, Name]:
+        """The names ``kernel`` exports (path -> name); empty if it is not in the world."""
+        with self._lock:
+            self._check_live()
+            valid = self._valid(kernel)
+            return dict(sorted(valid[1].items())) if valid is not None else {}
+
+    def lookup(self, parts: list[str]) -> Name | None:
+        """The name at ``world/<parts>``, or ``None`` if it is a context; raise
+        :class:`NameNotFound` if there is nothing there.
+        """
+        with self._lock:
+            self._check_live()
+            if not parts:
+                return None
+            valid = self._valid(parts[0])
+            where = "/".join(["world", *parts])
+            if valid is None:
+                raise NameNotFound(f"{where} is not bound (no kernel {parts[0]!r} in the world)")
+            path = "/".join(parts[1:])
+            if not path:
+                return None
+            if path in valid[1]:
+                return valid[1][path]
+            if any(p.startswith(path + "/") for p in valid[1]):
+                return None
+            for known in valid[1]:
+                if path.startswith(known + "/"):
+                    raise NotAContext(f"world/{parts[0]}/{known} is not a context")
+            raise NameNotFound(f"{where} is not bound")
+
+    def list(self, parts: list[str]) -> list[tuple[str, str, str]]:
+        """``(name, kind, detail)`` of the context ``world/<parts>``."""
+        if not parts:
+            return [(name, "context", "") for name in self.kernels()]
+        if self.lookup(parts) is not None:
+            raise NotAContext(f"world/{'/'.join(parts)} is a service, not a context")
+        prefix = "/".join(parts[1:])
+        out: dict[str, tuple[str, str, str]] = {}
+        for path, name in self.names(parts[0]).items():
+            if prefix and not path.startswith(prefix + "/"):
+                continue
+            rest = path[len(prefix) + 1 :] if prefix else path
+            head, _, tail = rest.partition("/")
+            out[head] = (head, "context", "") if tail else (head, "service", name.typename)
+        return [out[key] for key in sorted(out)]
+
+
+def _printable(key: str) -> str:
+    text = key if len(key) <= 200 else key[:200] + "..."
+    return repr(text)
