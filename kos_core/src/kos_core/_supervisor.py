@@ -47,6 +47,9 @@ _T = TypeVar("_T")
 STOP_GRACE = 3.0
 PLUGIN_SETTINGS_ENV = "KOS_PLUGIN_OPTIONS"
 COMMAND_TIMEOUT = 15.0
+#: seconds a stopping kernel waits for its plugins' last lines to reach the logs (each
+#: copier ends as soon as its plugin's output closes; this bounds a busy machine's lag)
+LOG_DRAIN = 5.0
 
 
 @dataclass
@@ -271,7 +274,7 @@ class Supervisor:
                 record.process.wait()
         self.tick()
         # Let the last lines the plugins (and their children) wrote reach the logs.
-        log_deadline = time.monotonic() + 2.0
+        log_deadline = time.monotonic() + LOG_DRAIN
         for thread in self._log_threads:
             thread.join(max(0.0, log_deadline - time.monotonic()))
 
