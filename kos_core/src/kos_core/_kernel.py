@@ -95,7 +95,10 @@ class KernelSession:
 
     def Lookup(self, path: str) -> tuple[str, str, str]:
         self.grant.check_look(path)
-        node = self._kernel.namespace.lookup(path)
+        try:
+            node = self._kernel.namespace.lookup(path)
+        except NameNotFound as exc:
+            raise self._kernel.supervisor.why_not_bound(path, exc, self._kernel.reserved) from None
         if isinstance(node, _namespace.Service):
             return ("service", node.typename, node.sbh)
         return ("context", "", _namespace.join(_namespace.split_path(path)))
@@ -215,6 +218,7 @@ class KernelCore:
                 dict(settings.options),
                 settings.supervision,
                 services=declared_services(name, installed, settings),
+                setup_file=str(self._setup.file_of(name) or ""),
             )
         self.reserved = _access.reserved_names((r.name, r.services) for r in self.records.values())
 

@@ -96,10 +96,21 @@ class SetupConfig:
     #: do not set ``run-at-boot`` (nor ``[DEFAULTS]``) says ``True`` here;
     #: :meth:`settings_for` gives it the caller's default instead.
     sections: Mapping[str, PluginSettings]
+    #: The configuration directory the files were looked for in.
+    directory: Path | None = None
     # What [DEFAULTS] gives plugins without a section, or why it cannot be used.
     _implicit: _Implicit | SetupFileError = field(default=_NOTHING, repr=False, compare=False)
     # Sections for which no file sets run-at-boot.
     _boot_unset: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def file_of(self, name: str) -> Path | None:
+        """The setup file that holds plugin ``name``'s section (its first header), or where
+        one would go (``plugins`` in the directory); ``None`` without a directory.
+        """
+        section = self.sections.get(name)
+        if section is not None:
+            return Path(section.where.rpartition(":")[0])
+        return self.directory / "plugins" if self.directory is not None else None
 
     def settings_for(self, name: str, default_run_at_boot: bool = True) -> PluginSettings:
         """Return the settings of one plugin.
@@ -167,7 +178,7 @@ def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) ->
     try:
         dir_mode = config_dir.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return SetupConfig(files=(), sections=MappingProxyType({}))
+        return SetupConfig(files=(), sections=MappingProxyType({}), directory=config_dir)
     except OSError as exc:
         raise SetupFileError(str(config_dir), None, f"cannot read it: {_reason(exc)}") from None
     if not stat.S_ISDIR(dir_mode):
@@ -189,7 +200,7 @@ def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) ->
             parser.read_file(layer.lines, source=str(layer.path))
         except configparser.Error as exc:  # the scan should have caught it first
             raise _from_parser_error(layer.path, exc) from None
-    return _Merged(parser, layers).build(known_plugins)
+    return replace(_Merged(parser, layers).build(known_plugins), directory=config_dir)
 
 
 # -- reading and scanning -----------------------------------------------------

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from . import _access, _namespace, _paths, _proc, _rpc, _wire
+from . import _access, _hints, _namespace, _paths, _proc, _rpc, _wire
 from ._logs import PrivateRotatingFileHandler
 from ._policy import Supervision
 from .calls import CallQueue
@@ -45,6 +45,7 @@ _T = TypeVar("_T")
 
 STOP_GRACE = 3.0
 PLUGIN_SETTINGS_ENV = "KOS_PLUGIN_OPTIONS"
+PLUGIN_SETUP_FILE_ENV = "KOS_PLUGIN_SETUP_FILE"
 COMMAND_TIMEOUT = 15.0
 
 
@@ -76,6 +77,8 @@ class PluginRecord:
     services: tuple[str, ...] = ()
     #: the credential made for its current process ("" when none runs)
     credential: str = ""
+    #: the setup file that holds (or would hold) its section
+    setup_file: str = ""
 
     @property
     def owner(self) -> str:
@@ -151,6 +154,7 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
                 _proc.PARENT_ENV: str(os.getpid()),
                 PLUGIN_SETTINGS_ENV: json.dumps(record.options),
+                PLUGIN_SETUP_FILE_ENV: record.setup_file,
                 _access.CREDENTIAL_FD_ENV: str(credential_fd),
             }
         )
@@ -300,6 +304,18 @@ class Supervisor:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(STOP_GRACE + 2.0)
         return self.start(name)
+
+    def why_not_bound(self, path: str, exc: NameNotFound, reserved: dict[str, str]) -> NameNotFound:
+        """``exc``, or better: which plugin should bind ``path`` and why it has not."""
+        parts = _namespace.split_path(path)
+        owner = reserved.get(parts[0]) if parts else None
+        if owner is None and len(parts) >= 2 and parts[0] == "plugins":
+            owner = parts[1] if parts[1] in self.records else None
+        record = self.records.get(owner) if owner is not None else None
+        if record is None or record.state == "running":
+            return exc
+        hint = _hints.plugin_not_running(record.name, record.state, record.last_exit)
+        return NameNotFound(f"{path} is not bound: {hint}")
 
     def log_path(self, name: str) -> Path:
         """Where a plugin's output is logged."""

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from . import __version__
-from ._cli_errors import reports_errors
+from ._cli_errors import HintingGroup, reports_errors, run_command_line
 from ._cli_world import world
 from .errors import KosError, UsageError
 
@@ -41,7 +41,7 @@ config_option = click.option(
 )
 
 
-class KosGroup(click.Group):
+class KosGroup(HintingGroup):
     """The top-level group; installed plugins may add commands to it."""
 
     _plugins_loaded = False
@@ -293,7 +293,7 @@ def status(kernel: str | None, as_json: bool) -> None:
     )
 
 
-@cli.group()
+@cli.group(cls=HintingGroup)
 def plugin() -> None:
     """Start, stop or restart a plugin of a running kernel."""
 
@@ -398,7 +398,7 @@ def call(kernel: str | None, service: str, method: str | None, args: tuple[str, 
     """Call METHOD of the service bound at SERVICE with ARGS.
 
     Arguments are converted to the types the interface declares (for example
-    ``kos call bitbucket Set greeting hello`` sends the bytes b"hello").
+    'kos call bitbucket Set greeting hello' sends the bytes b"hello").
     Without METHOD, list the service's methods.
     """
     from ._client import connect
@@ -457,7 +457,7 @@ cli.add_command(world)
 
 def main() -> None:
     """Entry point of the ``kos`` command."""
-    cli()
+    run_command_line(cli)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar
 
+from ._hints import did_you_mean
 from .errors import InterfaceNotFound, KosError, UsageError
 
 __all__ = ["Interface", "MethodSpec", "find_interface", "raises"]
@@ -218,10 +219,25 @@ def find_interface(wire_name: str) -> type[Interface]:
             ) from exc
     found = _INTERFACES.get(wire_name)
     if found is None:
+        prefix = f"{module_name}."
+        siblings = [n.removeprefix(prefix) for n in _INTERFACES if n.startswith(prefix)]
+        if siblings:
+            name = wire_name.removeprefix(prefix)
+            raise InterfaceNotFound(
+                f"unknown interface {wire_name!r}: {module_name} declares no {name!r}"
+                f"{did_you_mean(name, siblings)} (it declares: {', '.join(sorted(siblings))})"
+            )
         raise InterfaceNotFound(
-            f"unknown interface {wire_name!r}: no installed distribution declares it"
+            f"unknown interface {wire_name!r}: no installed distribution declares"
+            f" {module_name!r}{did_you_mean(module_name, _known_modules())}"
         )
     return found
+
+
+def _known_modules() -> set[str]:
+    """The interface module names installed distributions declare, and those imported."""
+    names = {ep.name for ep in entry_points(group="kos.interfaces")}
+    return names | {n.partition(".")[0] for n in _INTERFACES}
 
 
 def is_interface(tp: Any) -> bool:
