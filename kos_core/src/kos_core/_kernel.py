@@ -14,6 +14,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, _access, _namespace, _paths, _proc, _rpc, _tls, _wire
@@ -115,6 +116,8 @@ class KernelSession:
     def Unbind(self, path: str) -> None:
         self.grant.check_bind(path, self._kernel.reserved)
         self._kernel.namespace.unbind(path, owner=self.owner)
+        if self.plugin is not None:
+            self._kernel.supervisor.note_unbound(self.plugin, path)
 
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         self.grant.check_register(name)
@@ -224,9 +227,13 @@ class KernelCore:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
+    def start(self, claimed: Callable[[], None] | None = None) -> None:
+        """Claim the kernel name, start serving, and boot the run-at-boot plugins;
+        ``claimed`` is called once the name is this kernel's.
+        """
         self._claim_name()
+        if claimed is not None:
+            claimed()
         _proc.sweep_stale_sockets(_paths.runtime_dir())
         tls = self._make_tls(self._tcp.host) if self._tcp is not None and self._tcp.host else None
         for address in (self._unix, self._tcp):
@@ -386,11 +393,12 @@ class KernelCore:
     def session_closed(self, session: KernelSession) -> None:
         """A connection ended: unbind what it bound; end its plugin registration."""
         with self._lock:
-            self.namespace.remove_owner(session.owner)
+            removed = self.namespace.remove_owner(session.owner)
             name = session.plugin
             record = self.records.get(name) if name else None
             if record is None or record.session is not session:
                 return
+            record.unbound += removed
             record.session = None
             self.supervisor.forget_health(record)
             if record.command is None:

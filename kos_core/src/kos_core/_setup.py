@@ -16,6 +16,7 @@ from __future__ import annotations
 import configparser
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -33,6 +34,7 @@ __all__ = [
     "SetupConfig",
     "default_config_dir",
     "load_setup",
+    "log_setup_read",
     "setup_file_paths",
 ]
 
@@ -156,6 +158,12 @@ def default_config_dir() -> Path:
     if xdg := os.environ.get("XDG_CONFIG_HOME"):
         return Path(xdg) / "kos"
     return Path.home() / ".config" / "kos"
+
+
+def log_setup_read(setup: SetupConfig) -> None:
+    """Log which directory the setup files were looked for in, and which were read."""
+    files = ", ".join(p.name for p in setup.files) or "none (every installed plugin boots)"
+    logging.getLogger("kos.kernel").info("setup files in %s: %s", setup.directory, files)
 
 
 def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:

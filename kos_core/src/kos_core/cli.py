@@ -16,6 +16,7 @@ import click
 
 from . import __version__
 from ._cli_errors import HintingGroup, reports_errors, run_command_line
+from ._cli_logs import logs
 from ._cli_world import world
 from .errors import KosError, UsageError
 
@@ -119,7 +120,9 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
     from . import _paths, _wire
     from ._discovery import discover
     from ._kernel import KernelCore, install_stop_signals
-    from ._setup import default_config_dir, load_setup
+    from ._logs import open_kernel_log
+    from ._policy import Supervision
+    from ._setup import default_config_dir, load_setup, log_setup_read
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s kos %(levelname)s: %(message)s"
@@ -136,14 +139,23 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
     core = KernelCore(name, installed=found.plugins, setup=setup, listen=address)
     stop = threading.Event()
     install_stop_signals(stop)
+    kernel_log: list[logging.Handler] = []
+
+    def claimed() -> None:  # the name is ours: the kernel's log is ours to write
+        kernel_log.append(open_kernel_log(core.supervisor.state_dir, name, Supervision()))
+        log_setup_read(setup)
+
     try:
-        core.start()
+        core.start(claimed)
         booting = [r.name for r in core.records.values() if r.run_at_boot]
         plugins = ", ".join(booting) or "no plugins"
         click.echo(f"kos: kernel {name!r} running at {core.address}; booting {plugins}", err=True)
         core.run(stop)
     finally:
         core.shutdown()
+        for handler in kernel_log:
+            logging.getLogger("kos").info("kernel %s stopped", name)
+            handler.close()
     click.echo(f"kos: kernel {name!r} stopped", err=True)
 
 
@@ -321,39 +333,6 @@ for _action in ("start", "stop", "restart"):
     plugin.add_command(_plugin_action(_action))
 
 
-@cli.command()
-@kernel_option
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
-@click.option(
-    "--lines",
-    "-l",
-    "count",
-    type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="How many of the last lines to print first.",
-)
-@click.argument("name")
-@reports_errors
-def logs(kernel: str | None, follow: bool, count: int, name: str) -> None:
-    """Print the captured output (stdout and stderr) of plugin NAME."""
-    from ._client import connect
-    from ._logs import follow_file, last_lines
-
-    with connect(kernel) as kos:
-        path = Path(kos.kernel.LogPath(name))
-    if not path.exists():
-        raise UsageError(f"plugin {name!r} has written no output yet ({path})")
-    for line in last_lines(path, count):
-        click.echo(line)
-    if follow:
-        try:
-            for line in follow_file(path):
-                click.echo(line)
-        except KeyboardInterrupt:
-            return
-
-
 def _table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
@@ -453,6 +432,7 @@ def _print_result(result: Any) -> None:
 
 
 cli.add_command(world)
+cli.add_command(logs)
 
 
 def main() -> None:
