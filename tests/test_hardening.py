@@ -754,7 +754,7 @@ def test_restart_backoff_doubles_up_to_its_maximum_then_fatal(
     assert (entry["state"], entry["last_exit"]) == ("fatal", "exit status 1"), entry
     print(f"\nbackoff: restarts after {', '.join(delays)} s, fatal after {took:.1f} s")
 
-    result = cli("plugin", "start", "flappy")
+    result = cli("plugin", "start", "--no-wait", "flappy")
     assert result.returncode == 0, str(result)
     assert status_of(cli, "flappy")["state"] != "fatal"
 

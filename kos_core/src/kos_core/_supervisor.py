@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import _access, _hints, _namespace, _paths, _proc, _rpc, _wire
+from . import _access, _lifecycle, _namespace, _paths, _proc, _rpc, _wire
 from ._logs import PluginLog, run_marker
 from ._policy import Supervision
 from .calls import CallQueue
@@ -133,6 +133,11 @@ class Supervisor:
                 elif record.state == "stopping" and record.alive and now > record.stop_deadline:
                     log.warning("plugin %s did not stop in time; killing it", record.name)
                     record.process.kill()  # type: ignore[union-attr]
+                elif _lifecycle.past_register_deadline(record, now):
+                    limit = record.supervision.register_timeout
+                    log.error("plugin %s did not register in %g s; killing it", record.name, limit)
+                    record.killed_for = f"did not register in {limit:g} s"
+                    record.process.kill()  # type: ignore[union-attr]
                 elif record.state == "backoff" and now >= record.next_start and record.wanted:
                     record.restarts += 1
                     self.launch(record)
@@ -205,7 +210,8 @@ class Supervisor:
         record.last_exit = f"{reason}: {error}" if error else reason
         removed = [*record.unbound, *self.namespace.remove_owner(record.owner)]
         record.unbound = []
-        self._drop_health(record)
+        if not failed and record.state == "running" and not self._stopping.is_set():
+            record.last_exit = _lifecycle.ended_without_serving(record, removed) or reason
         policy = record.supervision
         if not record.wanted or self._stopping.is_set():
             record.state = "stopped"
@@ -325,15 +331,7 @@ class Supervisor:
 
     def why_not_bound(self, path: str, exc: NameNotFound, reserved: dict[str, str]) -> NameNotFound:
         """``exc``, or better: which plugin should bind ``path`` and why it has not."""
-        parts = _namespace.split_path(path)
-        owner = reserved.get(parts[0]) if parts else None
-        if owner is None and len(parts) >= 2 and parts[0] == "plugins":
-            owner = parts[1] if parts[1] in self.records else None
-        record = self.records.get(owner) if owner is not None else None
-        if record is None or record.state == "running":
-            return exc
-        hint = _hints.plugin_not_running(record.name, record.state, record.last_exit)
-        return NameNotFound(f"{path} is not bound: {hint}")
+        return _lifecycle.why_not_bound(self.records, path, exc, reserved)
 
     def log_path(self, name: str) -> Path:
         """Where a plugin's output is logged."""

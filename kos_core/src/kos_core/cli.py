@@ -312,14 +312,29 @@ def plugin() -> None:
 
 def _plugin_action(action: str) -> click.Command:
     @kernel_option
+    @click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Return once the plugin runs with its services bound (stop: once it ended).",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        metavar="S",
+        help="How long --wait waits.",
+    )
     @click.argument("name")
     @reports_errors
-    def command(kernel: str | None, name: str) -> None:
+    def command(kernel: str | None, wait: bool, timeout: float, name: str) -> None:
         from ._client import connect
+        from ._plugin_control import describe
 
         with connect(kernel) as kos:
-            method = getattr(kos.kernel, f"{action.capitalize()}Plugin")
-            click.echo(f"{name}: {method(name)}")
+            row = getattr(kos, f"{action}_plugin")(name, wait=wait, timeout=timeout)
+            click.echo(describe(row))
 
     command.__doc__ = {
         "start": "Start plugin NAME (also one that is stopped, exited or fatal).",
