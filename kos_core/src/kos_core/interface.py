@@ -164,6 +164,7 @@ class Interface:
             return  # a generated client proxy, not a declaration
         if not wire_name or "." not in wire_name:
             raise TypeError(f"interface {cls.__name__} needs wire_name='Module.Type'")
+        _check_hints(cls)
         cls.wire_name = wire_name
         cls._kos_methods = None
         _INTERFACES[wire_name] = cls
@@ -174,6 +175,25 @@ class Interface:
         if cls._kos_methods is None:
             cls._kos_methods = _collect_methods(cls)
         return cls._kos_methods
+
+
+def _check_hints(cls: type) -> None:
+    """Refuse a declared method without a type hint on every argument and its result:
+    its calls could never be checked (every call would fail instead).
+    """
+    for name, func in vars(cls).items():
+        if name.startswith("_") or not inspect.isfunction(func):
+            continue
+        annotations = getattr(func, "__annotations__", {})
+        params = list(inspect.signature(func).parameters.values())[1:]
+        missing = [f"argument {p.name!r}" for p in params if p.name not in annotations]
+        if "return" not in annotations:
+            missing.append("the result (-> None if it returns nothing)")
+        if missing:
+            raise TypeError(
+                f"interface {cls.__name__}: method {name}() needs a type hint for"
+                f" {', '.join(missing)}"
+            )
 
 
 def _collect_methods(cls: type[Interface]) -> dict[str, MethodSpec]:
