@@ -227,13 +227,11 @@ class KernelCore:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self, claimed: Callable[[], None] | None = None) -> None:
+    def start(self, before_boot: Callable[[], None] | None = None) -> None:
         """Claim the kernel name, start serving, and boot the run-at-boot plugins;
-        ``claimed`` is called once the name is this kernel's.
+        ``before_boot`` is called once the kernel serves, before any plugin starts.
         """
         self._claim_name()
-        if claimed is not None:
-            claimed()
         _proc.sweep_stale_sockets(_paths.runtime_dir())
         tls = self._make_tls(self._tcp.host) if self._tcp is not None and self._tcp.host else None
         for address in (self._unix, self._tcp):
@@ -244,6 +242,8 @@ class KernelCore:
         for server in self._servers:
             server.start()
             log.info("kernel %s listening on %s", self.name, server.address)
+        if before_boot is not None:
+            before_boot()
         self.supervisor.boot()
 
     @property

@@ -141,12 +141,12 @@ def run(kernel: str | None, config_dir: Path | None, listen: str | None, log_lev
     install_stop_signals(stop)
     kernel_log: list[logging.Handler] = []
 
-    def claimed() -> None:  # the name is ours: the kernel's log is ours to write
+    def before_boot() -> None:  # the kernel serves: its log is its own to write
         kernel_log.append(open_kernel_log(core.supervisor.state_dir, name, Supervision()))
         log_setup_read(setup)
 
     try:
-        core.start(claimed)
+        core.start(before_boot)
         booting = [r.name for r in core.records.values() if r.run_at_boot]
         plugins = ", ".join(booting) or "no plugins"
         click.echo(f"kos: kernel {name!r} running at {core.address}; booting {plugins}", err=True)
