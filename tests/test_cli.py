@@ -98,7 +98,7 @@ def test_bad_options_exit_2(kos_env: KosEnv, cli: Cli) -> None:
         result = cli(*args)
         assert result.returncode == 2, str(result)
         assert "Traceback" not in result.stderr
-        assert "Error" in result.stderr
+        assert result.stderr.startswith("kos: error: ") and result.stderr.count("\n") == 1
 
 
 def test_run_with_an_address_it_cannot_listen_on(kos_env: KosEnv, cli: Cli, tmp_path: Path) -> None:

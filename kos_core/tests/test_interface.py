@@ -372,3 +372,14 @@ def test_method_spec_is_hashable_and_frozen() -> None:
     with pytest.raises(AttributeError):
         spec.name = "Y"  # type: ignore[misc]
     assert typing.get_type_hints(Echo.Words)["return"] == list[str]
+
+
+def test_a_mistyped_interface_name_says_what_the_module_declares() -> None:
+    find_interface("ToyAPI.Echo")
+    with pytest.raises(InterfaceNotFound) as caught:
+        find_interface("ToyAPI.Ecoh")
+    message = str(caught.value)
+    assert "ToyAPI declares no 'Ecoh' (did you mean 'Echo'?)" in message
+    assert "no installed distribution" not in message
+    with pytest.raises(InterfaceNotFound, match=r"declares 'KernelAP' \(did you mean 'KernelAPI'"):
+        find_interface("KernelAP.Kernel")

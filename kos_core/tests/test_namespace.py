@@ -340,3 +340,20 @@ def test_operations_succeed_or_raise_kos_errors(
     space.remove_owner(purge)
     assert space.services_of(purge) == []
     space.list("")
+
+
+def test_a_mistyped_name_gets_did_you_mean(ns: Namespace) -> None:
+    ns.bind("bitbucket", service())
+    with pytest.raises(NameNotFound, match=r"bitbuckt is not bound \(did you mean 'bitbucket'\?\)"):
+        ns.lookup("bitbuckt")
+    with pytest.raises(NameNotFound) as unrelated:
+        ns.lookup("zzzz")
+    assert "did you mean" not in str(unrelated.value)
+
+
+def test_binding_under_a_missing_context_says_so(ns: Namespace) -> None:
+    with pytest.raises(NameNotFound) as caught:
+        ns.bind("bad/name", service())
+    message = str(caught.value)
+    assert "cannot bind or unbind bad/name: the context bad does not exist" in message
+    assert "bound at the top" in message

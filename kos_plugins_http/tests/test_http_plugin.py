@@ -21,6 +21,7 @@ from httptest_helpers import LOOPBACK, FtpSite, sbh_pid
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed
 from kos_core.fileapi import File
+from kos_core.testing import KosEnv
 from kos_plugins_http import FileIOError, Requester
 
 TEXT = b"first line\nsecond line\nthird line\n"
@@ -343,11 +344,16 @@ def test_a_host_not_in_allow_hosts_is_refused(start_http: StartHttp, web: HTTPSe
     assert requester.Get(by_name).read() == TEXT
 
 
-def test_the_default_policy_refuses_loopback(start_http: StartHttp, web: HTTPServer) -> None:
+def test_the_default_policy_refuses_loopback(
+    start_http: StartHttp, web: HTTPServer, kos_env: KosEnv
+) -> None:
     url = serve_text(web)
     requester = start_http("").requester()
-    with pytest.raises(FileIOError, match="local or private address"):
+    with pytest.raises(FileIOError, match="local or private address") as refused:
         requester.Get(url)
+    # ... and says which file and section to edit.
+    setup = kos_env.config_dir / "plugins"
+    assert f"list it in allow-hosts in the [http] section of {setup}" in str(refused.value)
     with pytest.raises(FileIOError, match="allow-hosts"):
         requester.Get(url.replace("127.0.0.1", "localhost"))
     assert web.log == []
@@ -473,3 +479,18 @@ def test_each_client_gets_its_own_process(start_http: StartHttp, web: HTTPServer
     for thread in threads:
         thread.join(30)
     assert results == {"first": b"together", "second": b"together"}
+
+
+def test_a_refused_connection_says_where_and_why(start_http: StartHttp) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    requester = start_http().requester()
+    with pytest.raises(FileIOError) as refused:
+        requester.Get(f"http://127.0.0.1:{port}/")
+    message = str(refused.value)
+    expected = (
+        f"GET http://127.0.0.1:{port}/: cannot connect to 127.0.0.1:{port}: Connection refused"
+    )
+    assert message == expected, message
+    assert "Guarded" not in message and "object at" not in message

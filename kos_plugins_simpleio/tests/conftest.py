@@ -1,12 +1,15 @@
 """Fixtures of the simpleio tests: a private Xvfb for the session, a kernel per test
 that boots only the simpleio plugin on it, and clients of that kernel.
 
-The tests need a real X server. They are skipped only when there is no ``Xvfb``
-binary at all; CI installs it (``.ci/run``).
+The tests need a real X server and the X tools that drive its windows (Debian
+packages xvfb, xdotool, x11-utils, xclip, imagemagick). Without them the tests that
+need them skip at once, with one reason naming the packages; with ``CI`` set they
+fail instead (``.ci/run`` installs the packages).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +17,28 @@ from pathlib import Path
 import pytest
 
 from kos_core.testing import KosEnv
-from simpleio_helpers import Screen, SimpleIOKernel, StartKernel, Xvfb
+from simpleio_helpers import TOOL_PACKAGES, Screen, SimpleIOKernel, StartKernel, Xvfb
+
+
+def missing_x_tools() -> list[str]:
+    """The Debian packages of the X tools that are not on ``PATH``."""
+    return sorted({package for name, package in TOOL_PACKAGES.items() if not shutil.which(name)})
+
+
+def need_x_tools() -> None:
+    """Skip the test at once when an X tool is missing (fail instead when ``CI`` is set)."""
+    missing = missing_x_tools()
+    if missing:
+        reason = f"X tools missing: install the Debian packages {' '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def xvfb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Xvfb for the whole session; its display name (``:N``)."""
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed: the simpleio tests need a real X server")
+    need_x_tools()
     server = Xvfb(tmp_path_factory.mktemp("xvfb") / "xvfb.log")
     try:
         yield server.display

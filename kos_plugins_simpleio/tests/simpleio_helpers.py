@@ -29,6 +29,7 @@ from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ende
 TITLE = "simpleio window"
 #: Debian packages that hold the X tools the tests drive windows with.
 TOOL_PACKAGES = {
+    "Xvfb": "xvfb",
     "xdotool": "xdotool",
     "xwininfo": "x11-utils",
     "xclip": "xclip",

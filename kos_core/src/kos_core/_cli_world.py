@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from ._cli_errors import reports_errors
+from ._cli_errors import HintingGroup, reports_errors
 from .errors import UsageError
 
 #: how long a world's authority and the certificates it issues stay valid (days)
@@ -39,12 +39,12 @@ dir_option = click.option(
 )
 
 
-@click.group()
+@click.group(cls=HintingGroup)
 def world() -> None:
     """The world: kernels on many hosts sharing one namespace."""
 
 
-@world.group()
+@world.group(cls=HintingGroup)
 def ca() -> None:
     """The world's certificate authority and the certificates it issues."""
 

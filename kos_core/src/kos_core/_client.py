@@ -119,18 +119,24 @@ class Kos:
         return self._kernel
 
     @overload
-    def lookup(self, path: str) -> Any: ...
+    def lookup(self, path: str, *, wait: float = 0.0) -> Any: ...
 
     @overload
-    def lookup(self, path: str, interface: type[_T]) -> _T: ...
+    def lookup(self, path: str, interface: type[_T], *, wait: float = 0.0) -> _T: ...
 
-    def lookup(self, path: str, interface: type[Any] | None = None) -> Any:
+    def lookup(self, path: str, interface: type[Any] | None = None, *, wait: float = 0.0) -> Any:
         """The object bound at ``path``: a typed proxy for a service, a :class:`Context`
-        for a context. With ``interface``, check the service has that type.
+        for a context. With ``interface``, check the service has that type. With
+        ``wait``, wait up to that many seconds for something to be bound there.
 
         Raises :class:`~kos_core.errors.NameNotFound` if nothing is bound there.
         """
-        kind, typename, detail = self._kernel.Lookup(path)
+        if wait > 0:
+            from ._plugin_control import wait_bound
+
+            kind, typename, detail = wait_bound(lambda: self._kernel.Lookup(path), path, wait)
+        else:
+            kind, typename, detail = self._kernel.Lookup(path)
         if kind == "context":
             return Context(self, detail)
         iface: type[Interface] = interface if interface is not None else find_interface(typename)
@@ -252,6 +258,31 @@ class Kos:
         """The kernel's plugin table (name, state, pid, services, uptime, last exit)."""
         return builtins.list(self._kernel.Plugins())
 
+    def start_plugin(self, name: str, wait: bool = True, timeout: float = 30.0) -> PluginRow:
+        """Start plugin ``name``; with ``wait``, return once it runs with its services
+        bound (raise :class:`~kos_core.errors.KosError` saying why if it does not).
+        Returns its row of :meth:`plugins`.
+        """
+        return self._control("Start", name, wait, timeout)
+
+    def stop_plugin(self, name: str, wait: bool = True, timeout: float = 30.0) -> PluginRow:
+        """Stop plugin ``name`` (it is not restarted); with ``wait``, until it has ended."""
+        return self._control("Stop", name, wait, timeout)
+
+    def restart_plugin(self, name: str, wait: bool = True, timeout: float = 30.0) -> PluginRow:
+        """Restart plugin ``name``; with ``wait``, return once its services are bound."""
+        return self._control("Restart", name, wait, timeout)
+
+    def _control(self, action: str, name: str, wait: bool, timeout: float) -> PluginRow:
+        from . import _plugin_control
+
+        getattr(self._kernel, f"{action}Plugin")(name)
+        if not wait:
+            return _plugin_control.row_of(self._kernel, name)
+        if action == "Stop":
+            return _plugin_control.wait_down(self._kernel, name, timeout)
+        return _plugin_control.wait_up(self._kernel, name, timeout)
+
     def get_namespace(self) -> Context:
         """The kernel's top context."""
         return Context(self, "")
@@ -307,13 +338,9 @@ class Context:
             return name
         return f"{self.path}/{name}" if self.path else name
 
-    def lookup(self, name: str, interface: type[Any] | None = None) -> Any:
+    def lookup(self, name: str, interface: type[Any] | None = None, *, wait: float = 0.0) -> Any:
         """Like :meth:`Kos.lookup`, relative to this context."""
-        return (
-            self._kos.lookup(self._join(name), interface)
-            if interface
-            else self._kos.lookup(self._join(name))
-        )
+        return self._kos.lookup(self._join(name), interface, wait=wait)  # type: ignore[arg-type]
 
     def list(self) -> list[str]:
         """Names in this context."""

@@ -14,6 +14,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, _access, _namespace, _paths, _proc, _rpc, _tls, _wire
@@ -106,7 +107,10 @@ class KernelSession(KPOperations):
         world = self._kernel.world
         if world is not None and world.covers(path):
             return world.lookup(path)
-        node = self._kernel.namespace.lookup(path)
+        try:
+            node = self._kernel.namespace.lookup(path)
+        except NameNotFound as exc:
+            raise self._kernel.supervisor.why_not_bound(path, exc, self._kernel.reserved) from None
         if isinstance(node, _namespace.Service):
             return ("service", node.typename, node.sbh)
         return ("context", "", _namespace.join(_namespace.split_path(path)))
@@ -132,6 +136,8 @@ class KernelSession(KPOperations):
         self.grant.check_bind(path, self._kernel.reserved)
         self._kernel.namespace.unbind(path, owner=self.owner)
         self._kernel.owner_changed(self.owner)
+        if self.plugin is not None:
+            self._kernel.supervisor.note_unbound(self.plugin, path)
 
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         self.grant.check_register(name)
@@ -255,6 +261,7 @@ class KernelCore:
                 dict(settings.options),
                 settings.supervision,
                 services=declared_services(name, installed, settings),
+                setup_file=str(self._setup.file_of(name) or ""),
             )
             if self.world is not None:  # in a world, only exporting plugins serve TCP
                 export = parse_export(name, settings.options, settings.where)
@@ -265,8 +272,10 @@ class KernelCore:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Claim the kernel name, start serving, and boot the run-at-boot plugins."""
+    def start(self, before_boot: Callable[[], None] | None = None) -> None:
+        """Claim the kernel name, start serving, and boot the run-at-boot plugins;
+        ``before_boot`` is called once the kernel serves, before any plugin starts.
+        """
         if self.world is not None and self._tcp is None:
             raise UsageError("a kernel in a world needs --listen HOST:PORT (its TCP address)")
         self._claim_name()
@@ -282,6 +291,8 @@ class KernelCore:
         for server in self._servers:
             server.start()
             log.info("kernel %s listening on %s", self.name, server.address)
+        if before_boot is not None:
+            before_boot()
         self.supervisor.boot()
 
     @property
@@ -444,12 +455,13 @@ class KernelCore:
     def session_closed(self, session: KernelSession) -> None:
         """A connection ended: unbind what it bound; end its plugin registration."""
         with self._lock:
-            self.namespace.remove_owner(session.owner)
+            removed = self.namespace.remove_owner(session.owner)
             self.owner_changed(session.owner)
             name = session.plugin
             record = self.records.get(name) if name else None
             if record is None or record.session is not session:
                 return
+            record.unbound += removed
             record.session = None
             self.supervisor.forget_health(record)
             if record.command is None:

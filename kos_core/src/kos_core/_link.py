@@ -66,6 +66,9 @@ class Link:
         self._conn: KosConnection | None = None
         self._lock = threading.Lock()
         self._closed = False
+        #: a call timed out and its connection was dropped (objects held by reference
+        #: on it are gone; the next call on the object itself reconnects)
+        self._dropped = False
 
     @property
     def connected(self) -> bool:
@@ -141,11 +144,16 @@ class Link:
         try:
             status, payload = conn.sync_request(handler, *args)
         except (AsyncResultTimeout, EOFError, OSError) as exc:
-            raise self._unavailable(spec, exc) from None
+            raise self._unavailable(spec, exc, conn) from None
         return self._result(spec, status, payload)
 
     def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
         """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
+        if handle and self._dropped:
+            raise ServiceUnavailable(
+                f"{self.what}: this object was held on a connection dropped after a call"
+                " timed out; get it again"
+            )
         return self._request(HANDLE_KOS_CALL, spec, (handle, spec.name, args))
 
     def begin(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Callable[[], Any]:
@@ -155,26 +163,30 @@ class Link:
         stream a large read in pieces).
         """
         conn = self._conn or self.connect()
-        with self._translated(spec):
+        with self._translated(spec, conn):
             pending = conn.async_request(HANDLE_KOS_CALL, handle, spec.name, args)
         pending.set_expiry(self._config.call_timeout)
 
         def result() -> Any:
-            with self._translated(spec):
+            with self._translated(spec, conn):
                 status, payload = pending.value
             return self._result(spec, status, payload)
 
         return result
 
     @contextlib.contextmanager
-    def _translated(self, spec: MethodSpec) -> Iterator[None]:
+    def _translated(self, spec: MethodSpec, conn: KosConnection | None = None) -> Iterator[None]:
         try:
             yield
         except (AsyncResultTimeout, EOFError, OSError) as exc:
-            raise self._unavailable(spec, exc) from None
+            raise self._unavailable(spec, exc, conn) from None
 
-    def _unavailable(self, spec: MethodSpec, exc: BaseException) -> ServiceUnavailable:
+    def _unavailable(
+        self, spec: MethodSpec, exc: BaseException, conn: KosConnection | None = None
+    ) -> ServiceUnavailable:
         if isinstance(exc, AsyncResultTimeout):
+            if conn is not None:
+                self._drop(conn)
             return ServiceUnavailable(
                 f"{self.what}: no answer to {spec.name}() within {self._config.call_timeout:g} s"
             )
@@ -210,6 +222,17 @@ class Link:
         if kind == "s":
             return object_of_sbh(value, interface)
         return make_proxy(interface, self, int(value))
+
+    def _drop(self, conn: KosConnection) -> None:
+        """Close ``conn`` after a call on it timed out: a late reply must not be taken for
+        the next call's, and the server sees the disconnect. The next call reconnects.
+        """
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+                self._dropped = True
+        with contextlib.suppress(Exception):
+            conn.close()
 
     def close(self) -> None:
         """Close the connection (the server side sees a disconnect)."""

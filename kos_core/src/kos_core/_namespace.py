@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from ._hints import did_you_mean
 from .errors import NameAlreadyBound, NameNotFound, NotAContext, UsageError
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_@+:=,~-][A-Za-z0-9_.@+:=,~-]{0,127}$")
@@ -87,7 +88,8 @@ class Namespace:
                 raise NotAContext(f"{join(done) or '/'} is not a context")
             child = node.entries.get(name)
             if child is None:
-                raise NameNotFound(f"{join([*done, name])} is not bound")
+                hint = did_you_mean(name, node.entries)
+                raise NameNotFound(f"{join([*done, name])} is not bound{hint}")
             if isinstance(child, Link) and (queue or follow_last):
                 hops += 1
                 if hops > _MAX_LINKS:
@@ -129,7 +131,13 @@ class Namespace:
         parts = split_path(path)
         if not parts:
             raise UsageError("the top context cannot be bound or unbound")
-        parent = self._walk(parts[:-1])
+        try:
+            parent = self._walk(parts[:-1])
+        except NameNotFound as exc:
+            raise NameNotFound(
+                f"cannot bind or unbind {join(parts)}: the context {join(parts[:-1])} does not"
+                f" exist ({exc}); a name without '/' is bound at the top"
+            ) from None
         if not isinstance(parent, Context):
             raise NotAContext(f"{join(parts[:-1])} is not a context")
         return parent, parts[-1], parts

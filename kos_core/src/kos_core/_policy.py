@@ -39,6 +39,8 @@ class Supervision:
     health_timeout: float = 2.0
     log_max_bytes: int = 1024 * 1024
     log_backups: int = 3
+    #: seconds a started plugin has to register before it is killed (0: no limit)
+    register_timeout: float = 10.0
 
     def delay(self, failures: int) -> float:
         """Seconds to wait before restart number ``failures`` (1, 2, ...)."""
@@ -54,6 +56,7 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "health-timeout": ("health_timeout", float),
     "log-max-bytes": ("log_max_bytes", int),
     "log-backups": ("log_backups", int),
+    "register-timeout": ("register_timeout", float),
 }
 
 

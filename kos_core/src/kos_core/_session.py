@@ -113,7 +113,7 @@ class Session:
             return self._failure(interface, spec, exc)
         try:
             if spec.returns_refs:
-                return OK, self._encode_refs(result, spec.returns)
+                return OK, self._encode_refs(result, spec.returns, f"result of {method}()")
             return OK, check_value(result, spec.returns, f"result of {method}()")
         except _Refused as refused:
             return refused.reply
@@ -177,14 +177,14 @@ class Session:
             return FAULT, (type(exc).__name__, str(exc))
         return failure or (OK, None)
 
-    def _encode_refs(self, value: Any, tp: Any) -> Any:
-        return convert(value, tp, self._encode_leaf, lists=tuple)
+    def _encode_refs(self, value: Any, tp: Any, what: str) -> Any:
+        return convert(value, tp, lambda v, t: self._encode_leaf(v, t, what), lists=tuple)
 
-    def _encode_leaf(self, value: Any, tp: Any) -> Any:
+    def _encode_leaf(self, value: Any, tp: Any, what: str) -> Any:
         if not is_interface(tp):
-            return check_value(value, tp, "result")
-        if value is None:
-            return None
+            return check_value(value, tp, what)
+        if value is None:  # None passes only where the type says "| None" (convert)
+            raise TypeError(f"{what} must be {tp.wire_name}, not None")
         sbh = sbh_of(value)
         if sbh is not None:
             return ("s", sbh)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import configparser
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -35,6 +36,7 @@ __all__ = [
     "SetupConfig",
     "default_config_dir",
     "load_setup",
+    "log_setup_read",
     "setup_file_paths",
 ]
 
@@ -100,10 +102,21 @@ class SetupConfig:
     sections: Mapping[str, PluginSettings]
     #: The station's policy for KPs (the ``[kp-access]`` section; not a plugin).
     kp_access: KPAccess = field(default_factory=KPAccess)
+    #: The configuration directory the files were looked for in.
+    directory: Path | None = None
     # What [DEFAULTS] gives plugins without a section, or why it cannot be used.
     _implicit: _Implicit | SetupFileError = field(default=_NOTHING, repr=False, compare=False)
     # Sections for which no file sets run-at-boot.
     _boot_unset: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def file_of(self, name: str) -> Path | None:
+        """The setup file that holds plugin ``name``'s section (its first header), or where
+        one would go (``plugins`` in the directory); ``None`` without a directory.
+        """
+        section = self.sections.get(name)
+        if section is not None:
+            return Path(section.where.rpartition(":")[0])
+        return self.directory / "plugins" if self.directory is not None else None
 
     def settings_for(self, name: str, default_run_at_boot: bool = True) -> PluginSettings:
         """Return the settings of one plugin.
@@ -151,6 +164,12 @@ def default_config_dir() -> Path:
     return Path.home() / ".config" / "kos"
 
 
+def log_setup_read(setup: SetupConfig) -> None:
+    """Log which directory the setup files were looked for in, and which were read."""
+    files = ", ".join(p.name for p in setup.files) or "none (every installed plugin boots)"
+    logging.getLogger("kos.kernel").info("setup files in %s: %s", setup.directory, files)
+
+
 def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:
     """Return the setup files of ``kernel`` in reading order, whether they exist or not."""
     return [
@@ -171,7 +190,7 @@ def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) ->
     try:
         dir_mode = config_dir.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return SetupConfig(files=(), sections=MappingProxyType({}))
+        return SetupConfig(files=(), sections=MappingProxyType({}), directory=config_dir)
     except OSError as exc:
         raise SetupFileError(str(config_dir), None, f"cannot read it: {_reason(exc)}") from None
     if not stat.S_ISDIR(dir_mode):
@@ -193,7 +212,7 @@ def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) ->
             parser.read_file(layer.lines, source=str(layer.path))
         except configparser.Error as exc:  # the scan should have caught it first
             raise _from_parser_error(layer.path, exc) from None
-    return _Merged(parser, layers).build(known_plugins)
+    return replace(_Merged(parser, layers).build(known_plugins), directory=config_dir)
 
 
 # -- reading and scanning -----------------------------------------------------

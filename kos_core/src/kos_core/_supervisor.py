@@ -21,21 +21,19 @@ import contextlib
 import errno
 import json
 import logging
-import logging.handlers
 import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
-from . import _access, _namespace, _paths, _proc, _rpc, _wire
-from ._logs import PrivateRotatingFileHandler
+from . import _access, _lifecycle, _namespace, _paths, _proc, _rpc, _wire
+from ._logs import PluginLog, run_marker
 from ._policy import Supervision
 from .calls import CallQueue
 from .errors import NameNotFound, UsageError
@@ -46,6 +44,7 @@ _T = TypeVar("_T")
 
 STOP_GRACE = 3.0
 PLUGIN_SETTINGS_ENV = "KOS_PLUGIN_OPTIONS"
+PLUGIN_SETUP_FILE_ENV = "KOS_PLUGIN_SETUP_FILE"
 COMMAND_TIMEOUT = 15.0
 #: seconds a stopping kernel waits for its plugins' last lines to reach the logs (each
 #: copier ends as soon as its plugin's output closes; this bounds a busy machine's lag)
@@ -83,6 +82,12 @@ class PluginRecord:
     credential: str = ""
     #: environment variables set for its process besides the usual ones
     env: dict[str, str] = field(default_factory=dict)
+    #: the setup file that holds (or would hold) its section
+    setup_file: str = ""
+    #: what its connection unbound when it closed (reported when the process ends)
+    unbound: list[str] = field(default_factory=list)
+    #: the copier of its current process's output
+    output: PluginLog | None = None
 
     @property
     def owner(self) -> str:
@@ -120,6 +125,7 @@ class Supervisor:
         self.records: dict[str, PluginRecord] = {}
         self.lock = threading.RLock()
         self._commands = CallQueue()
+        self._marker = run_marker(kernel)
         self._stopping = threading.Event()
         self._log_threads: list[threading.Thread] = []
         self._health_thread = threading.Thread(
@@ -149,6 +155,11 @@ class Supervisor:
                 elif record.state == "stopping" and record.alive and now > record.stop_deadline:
                     log.warning("plugin %s did not stop in time; killing it", record.name)
                     record.process.kill()  # type: ignore[union-attr]
+                elif _lifecycle.past_register_deadline(record, now):
+                    limit = record.supervision.register_timeout
+                    log.error("plugin %s did not register in %g s; killing it", record.name, limit)
+                    record.killed_for = f"did not register in {limit:g} s"
+                    record.process.kill()  # type: ignore[union-attr]
                 elif record.state == "backoff" and now >= record.next_start and record.wanted:
                     record.restarts += 1
                     self.launch(record)
@@ -177,6 +188,7 @@ class Supervisor:
                 "PYTHONUNBUFFERED": "1",
                 _proc.PARENT_ENV: str(os.getpid()),
                 PLUGIN_SETTINGS_ENV: json.dumps(record.options),
+                PLUGIN_SETUP_FILE_ENV: record.setup_file,
                 _access.CREDENTIAL_FD_ENV: str(credential_fd),
                 **record.env,
             }
@@ -201,10 +213,11 @@ class Supervisor:
         finally:
             os.close(credential_fd)
         assert process.stdout is not None
-        plugin_log = _PluginLog(self.log_path(record.name), record.name, record.supervision)
+        marker = f"{self._marker} plugin {record.name} started (pid {process.pid})"
+        plugin_log = PluginLog(self.log_path(record.name), record.name, record.supervision, marker)
         self._log_threads.append(plugin_log.follow(process.stdout))
         with self.lock:
-            record.process, record.pid = process, process.pid
+            record.process, record.pid, record.output = process, process.pid, plugin_log
             record.credential = credential
             record.state, record.killed_for = "starting", ""
             record.started, record.started_mono = time.time(), time.monotonic()
@@ -218,12 +231,21 @@ class Supervisor:
         if record.session is None:
             record.pid = 0
         reason = record.killed_for or _proc.describe_exit(process.returncode)
-        record.last_exit = reason
-        removed = self.namespace.remove_owner(record.owner)
-        self._drop_health(record)
         failed = process.returncode != 0 or bool(record.killed_for)
+        error = record.output.last_error_line() if failed and record.output else ""
+        record.last_exit = f"{reason}: {error}" if error else reason
+        removed = [*record.unbound, *self.namespace.remove_owner(record.owner)]
+        record.unbound = []
+        self._drop_health(record)
+        if not failed and record.state == "running" and not self._stopping.is_set():
+            record.last_exit = _lifecycle.ended_without_serving(record, removed) or reason
         self._settle(record, reason, failed, now)
-        log.info("plugin %s %s; unbound %s", record.name, reason, removed or "nothing")
+        log.info(
+            "plugin %s %s; unbound %s",
+            record.name,
+            record.last_exit,
+            ", ".join(removed) or "nothing",
+        )
 
     def _start_failed(self, record: PluginRecord, exc: OSError) -> None:
         record.last_exit = f"cannot start: {exc.strerror or exc}"
@@ -299,6 +321,7 @@ class Supervisor:
 
         def do() -> str:
             record = self._supervised(name)
+            log.info("plugin %s: start asked by the operator (it is %s)", name, record.state)
             record.wanted = True
             if record.process is not None and not record.alive:
                 self._exited(record, time.monotonic())  # ended since the last tick
@@ -315,6 +338,7 @@ class Supervisor:
 
         def do() -> str:
             record = self._supervised(name)
+            log.info("plugin %s: stop asked by the operator (it is %s)", name, record.state)
             record.wanted = False
             if record.alive:
                 assert record.process is not None
@@ -331,12 +355,25 @@ class Supervisor:
     def restart(self, name: str) -> str:
         """Stop a plugin (waiting for it to end) and start it again; returns its state."""
         process = self.call_in_main(lambda: self._supervised(name).process)
+        log.info("plugin %s: restart asked by the operator", name)
         self.stop(name)
         if process is not None:
             # The main thread sends SIGKILL after STOP_GRACE; start() then reaps it.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(STOP_GRACE + 2.0)
         return self.start(name)
+
+    def note_unbound(self, name: str, path: str) -> None:
+        """Plugin ``name`` unbound ``path`` itself (reported with its exit)."""
+        with self.lock:
+            record = self.records.get(name)
+            canonical = _namespace.join(_namespace.split_path(path))
+            if record is not None and canonical not in record.unbound:
+                record.unbound.append(canonical)
+
+    def why_not_bound(self, path: str, exc: NameNotFound, reserved: dict[str, str]) -> NameNotFound:
+        """``exc``, or better: which plugin should bind ``path`` and why it has not."""
+        return _lifecycle.why_not_bound(self.records, path, exc, reserved)
 
     def log_path(self, name: str) -> Path:
         """Where a plugin's output is logged."""
@@ -408,34 +445,3 @@ class Supervisor:
                 assert record.process is not None
                 with contextlib.suppress(ProcessLookupError):
                     record.process.kill()
-
-
-class _PluginLog:
-    """Copies a plugin's output to its rotating log file and, prefixed, to the kernel's stderr."""
-
-    def __init__(self, path: Path, name: str, policy: Supervision) -> None:
-        _paths.make_private_dir(path.parent)
-        self._name = name
-        self._handler = PrivateRotatingFileHandler(
-            path, maxBytes=policy.log_max_bytes, backupCount=policy.log_backups, encoding="utf-8"
-        )
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
-
-    def follow(self, stream: IO[bytes]) -> threading.Thread:
-        thread = threading.Thread(
-            target=self._copy, args=(stream,), name=f"kos-log-{self._name}", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _copy(self, stream: IO[bytes]) -> None:
-        try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self._handler.emit(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
-                with contextlib.suppress(OSError, ValueError):
-                    sys.stderr.write(f"{self._name}| {line}\n")
-                    sys.stderr.flush()
-        finally:
-            stream.close()
-            self._handler.close()

@@ -15,8 +15,9 @@ from typing import Any
 import click
 
 from . import __version__
-from ._cli_errors import reports_errors
+from ._cli_errors import HintingGroup, reports_errors, run_command_line
 from ._cli_kp import kp, kp_records, print_kps
+from ._cli_logs import logs
 from ._cli_world import world
 from .errors import KosError, UsageError
 
@@ -42,7 +43,7 @@ config_option = click.option(
 )
 
 
-class KosGroup(click.Group):
+class KosGroup(HintingGroup):
     """The top-level group; installed plugins may add commands to it."""
 
     _plugins_loaded = False
@@ -141,7 +142,9 @@ def run(
     from . import _paths, _wire
     from ._discovery import discover
     from ._kernel import KernelCore, install_stop_signals
-    from ._setup import default_config_dir, load_setup
+    from ._logs import open_kernel_log
+    from ._policy import Supervision
+    from ._setup import default_config_dir, load_setup, log_setup_read
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s kos %(levelname)s: %(message)s"
@@ -163,14 +166,23 @@ def run(
     core = KernelCore(name, installed=found.plugins, setup=setup, listen=address, world=joining)
     stop = threading.Event()
     install_stop_signals(stop)
+    kernel_log: list[logging.Handler] = []
+
+    def before_boot() -> None:  # the kernel serves: its log is its own to write
+        kernel_log.append(open_kernel_log(core.supervisor.state_dir, name, Supervision()))
+        log_setup_read(setup)
+
     try:
-        core.start()
+        core.start(before_boot)
         booting = [r.name for r in core.records.values() if r.run_at_boot]
         plugins = ", ".join(booting) or "no plugins"
         click.echo(f"kos: kernel {name!r} running at {core.address}; booting {plugins}", err=True)
         core.run(stop)
     finally:
         core.shutdown()
+        for handler in kernel_log:
+            logging.getLogger("kos").info("kernel %s stopped", name)
+            handler.close()
     click.echo(f"kos: kernel {name!r} stopped", err=True)
 
 
@@ -355,21 +367,36 @@ def _world_status(kernel: str | None, as_json: bool) -> None:
     )
 
 
-@cli.group()
+@cli.group(cls=HintingGroup)
 def plugin() -> None:
     """Start, stop or restart a plugin of a running kernel."""
 
 
 def _plugin_action(action: str) -> click.Command:
     @kernel_option
+    @click.option(
+        "--wait/--no-wait",
+        default=True,
+        show_default=True,
+        help="Return once the plugin runs with its services bound (stop: once it ended).",
+    )
+    @click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        metavar="S",
+        help="How long --wait waits.",
+    )
     @click.argument("name")
     @reports_errors
-    def command(kernel: str | None, name: str) -> None:
+    def command(kernel: str | None, wait: bool, timeout: float, name: str) -> None:
         from ._client import connect
+        from ._plugin_control import describe
 
         with connect(kernel) as kos:
-            method = getattr(kos.kernel, f"{action.capitalize()}Plugin")
-            click.echo(f"{name}: {method(name)}")
+            row = getattr(kos, f"{action}_plugin")(name, wait=wait, timeout=timeout)
+            click.echo(describe(row))
 
     command.__doc__ = {
         "start": "Start plugin NAME (also one that is stopped, exited or fatal).",
@@ -381,39 +408,6 @@ def _plugin_action(action: str) -> click.Command:
 
 for _action in ("start", "stop", "restart"):
     plugin.add_command(_plugin_action(_action))
-
-
-@cli.command()
-@kernel_option
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
-@click.option(
-    "--lines",
-    "-l",
-    "count",
-    type=click.IntRange(min=0),
-    default=50,
-    show_default=True,
-    help="How many of the last lines to print first.",
-)
-@click.argument("name")
-@reports_errors
-def logs(kernel: str | None, follow: bool, count: int, name: str) -> None:
-    """Print the captured output (stdout and stderr) of plugin NAME (kp/ID: of a KP)."""
-    from ._client import connect
-    from ._logs import follow_file, last_lines
-
-    with connect(kernel) as kos:
-        path = Path(kos.kernel.LogPath(name))
-    if not path.exists():
-        raise UsageError(f"plugin {name!r} has written no output yet ({path})")
-    for line in last_lines(path, count):
-        click.echo(line)
-    if follow:
-        try:
-            for line in follow_file(path):
-                click.echo(line)
-        except KeyboardInterrupt:
-            return
 
 
 def _table(header: list[str], rows: list[list[str]]) -> None:
@@ -460,7 +454,7 @@ def call(kernel: str | None, service: str, method: str | None, args: tuple[str, 
     """Call METHOD of the service bound at SERVICE with ARGS.
 
     Arguments are converted to the types the interface declares (for example
-    ``kos call bitbucket Set greeting hello`` sends the bytes b"hello").
+    'kos call bitbucket Set greeting hello' sends the bytes b"hello").
     Without METHOD, list the service's methods.
     """
     from ._client import connect
@@ -516,11 +510,12 @@ def _print_result(result: Any) -> None:
 
 cli.add_command(world)
 cli.add_command(kp)
+cli.add_command(logs)
 
 
 def main() -> None:
     """Entry point of the ``kos`` command."""
-    cli()
+    run_command_line(cli)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar
 
+from ._hints import did_you_mean
 from .errors import InterfaceNotFound, KosError, UsageError
 
 __all__ = ["Interface", "MethodSpec", "find_interface", "raises"]
@@ -163,6 +164,7 @@ class Interface:
             return  # a generated client proxy, not a declaration
         if not wire_name or "." not in wire_name:
             raise TypeError(f"interface {cls.__name__} needs wire_name='Module.Type'")
+        _check_hints(cls)
         cls.wire_name = wire_name
         cls._kos_methods = None
         _INTERFACES[wire_name] = cls
@@ -173,6 +175,25 @@ class Interface:
         if cls._kos_methods is None:
             cls._kos_methods = _collect_methods(cls)
         return cls._kos_methods
+
+
+def _check_hints(cls: type) -> None:
+    """Refuse a declared method without a type hint on every argument and its result:
+    its calls could never be checked (every call would fail instead).
+    """
+    for name, func in vars(cls).items():
+        if name.startswith("_") or not inspect.isfunction(func):
+            continue
+        annotations = getattr(func, "__annotations__", {})
+        params = list(inspect.signature(func).parameters.values())[1:]
+        missing = [f"argument {p.name!r}" for p in params if p.name not in annotations]
+        if "return" not in annotations:
+            missing.append("the result (-> None if it returns nothing)")
+        if missing:
+            raise TypeError(
+                f"interface {cls.__name__}: method {name}() needs a type hint for"
+                f" {', '.join(missing)}"
+            )
 
 
 def _collect_methods(cls: type[Interface]) -> dict[str, MethodSpec]:
@@ -218,10 +239,25 @@ def find_interface(wire_name: str) -> type[Interface]:
             ) from exc
     found = _INTERFACES.get(wire_name)
     if found is None:
+        prefix = f"{module_name}."
+        siblings = [n.removeprefix(prefix) for n in _INTERFACES if n.startswith(prefix)]
+        if siblings:
+            name = wire_name.removeprefix(prefix)
+            raise InterfaceNotFound(
+                f"unknown interface {wire_name!r}: {module_name} declares no {name!r}"
+                f"{did_you_mean(name, siblings)} (it declares: {', '.join(sorted(siblings))})"
+            )
         raise InterfaceNotFound(
-            f"unknown interface {wire_name!r}: no installed distribution declares it"
+            f"unknown interface {wire_name!r}: no installed distribution declares"
+            f" {module_name!r}{did_you_mean(module_name, _known_modules())}"
         )
     return found
+
+
+def _known_modules() -> set[str]:
+    """The interface module names installed distributions declare, and those imported."""
+    names = {ep.name for ep in entry_points(group="kos.interfaces")}
+    return names | {n.partition(".")[0] for n in _INTERFACES}
 
 
 def is_interface(tp: Any) -> bool:

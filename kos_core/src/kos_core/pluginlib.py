@@ -156,6 +156,14 @@ def options() -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def setup_file() -> str:
+    """The setup file that holds this plugin's section, or where its section would go
+    (``plugins`` in the kernel's configuration directory); empty when started by hand.
+    For messages that tell the operator which file to edit.
+    """
+    return os.environ.get("KOS_PLUGIN_SETUP_FILE", "")
+
+
 class _Health:
     """Implements ``KernelAPI.PluginHealth``: answering at all is the point."""
 

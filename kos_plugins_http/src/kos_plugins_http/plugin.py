@@ -75,7 +75,7 @@ def make_factory(kos: object) -> Factory:
     """The factory, configured from the ``[http]`` setup-file section."""
     options = pluginlib.options()
     try:
-        policy = Policy.from_options(options)
+        policy = Policy.from_options(options, pluginlib.setup_file())
         spares = int(setting_number(options, "spare-children", DEFAULT_SPARES, int))
         per_client, total = (
             _at_least_one(options, setting, default)

@@ -47,9 +47,11 @@ class Policy:
     max_redirects: int = 5
     timeout: float = 30.0
     ca_file: str = ""
+    #: the setup file of the plugin's section, named in refusals ("" if unknown)
+    setup_file: str = ""
 
     @classmethod
-    def from_options(cls, options: Mapping[str, str]) -> Policy:
+    def from_options(cls, options: Mapping[str, str], setup_file: str = "") -> Policy:
         """Build from setup-file keys; raises ``ValueError`` naming a bad key."""
 
         def number(key: str, default: float, kind: type[int] | type[float]) -> float:
@@ -62,6 +64,7 @@ class Policy:
             max_redirects=int(number("max-redirects", cls.max_redirects, int)),
             timeout=float(number("timeout", cls.timeout, float)),
             ca_file=options.get("ca-file", "").strip(),
+            setup_file=setup_file,
         )
         for key, patterns in (
             ("allow-hosts", policy.allow_hosts),
@@ -115,7 +118,7 @@ class Policy:
                 return addresses
             allowed = [a for a in addresses if _matches(host, [a], self.allow_hosts)]
             if not allowed:
-                raise FileIOError(f"host {host!r} is not in allow-hosts")
+                raise FileIOError(f"host {host!r} is not in allow-hosts{self._where()}")
             return allowed
         for address in addresses:
             if not is_public(address):
@@ -123,9 +126,13 @@ class Policy:
                 raise FileIOError(
                     f"host {host!r} is a local or private address ({address}"
                     + (f", which carries {inside}" if inside else "")
-                    + "); list it in allow-hosts to allow it"
+                    + f"); to allow it, list it in allow-hosts{self._where()}"
                 )
         return addresses
+
+    def _where(self) -> str:
+        """Where allow-hosts is set: the [http] section of the plugin's setup file."""
+        return f" in the [http] section of {self.setup_file}" if self.setup_file else ""
 
 
 def embedded_ipv4(address: Address) -> list[ipaddress.IPv4Address]:

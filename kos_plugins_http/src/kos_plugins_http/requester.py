@@ -231,8 +231,22 @@ class Requester:
 
 
 def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return str(reason or exc)
+    """What went wrong, in words: for a connection that failed, where and why (not
+    urllib3's description of its connection object).
+    """
+    reason = getattr(exc, "reason", None) or exc
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        conn = getattr(reason, "conn", None) or (reason.args[0] if reason.args else None)
+        host, port = getattr(conn, "host", None), getattr(conn, "port", None)
+        where = f"{host}:{port}" if host else "the server"
+        cause = reason.__cause__
+        if isinstance(cause, TimeoutError) or not isinstance(
+            reason, urllib3.exceptions.NewConnectionError
+        ):
+            return f"cannot connect to {where}: timed out"
+        why = cause.strerror if isinstance(cause, OSError) and cause.strerror else cause
+        return f"cannot connect to {where}: {why or 'failed'}"
+    return str(reason)
 
 
 def make_requester(policy_json: str) -> Requester:

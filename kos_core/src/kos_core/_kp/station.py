@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 from .. import _access, _namespace, _paths, _proc, _wire
 from .._access import Grant
+from .._logs import PluginLog
 from .._policy import Supervision
-from .._supervisor import _PluginLog
 from ..errors import KPError, NameNotFound, UsageError
 from ..kernel_api import KPRow
 from . import confine
@@ -229,9 +229,7 @@ class Station:
             os.close(credential_fd)
             os.close(status_write)
         assert process.stdout is not None
-        _PluginLog(self.log_path(record.id), f"kp/{record.id}", Supervision()).follow(
-            process.stdout
-        )
+        PluginLog(self.log_path(record.id), f"kp/{record.id}", Supervision()).follow(process.stdout)
         with self.lock:
             record.process, record.pid = process, process.pid
             record.started, record.started_mono = time.time(), time.monotonic()

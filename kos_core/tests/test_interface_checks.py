@@ -1,0 +1,77 @@
+"""Interfaces are checked where a mistake is made: a method without full type hints is
+refused at class definition, and a declared interface result of ``None`` is a
+server-side ``TypeError`` like any other mismatch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from coretest_util import TOKEN, echo_server, link_of
+from kos_core import _rpc, _wire
+from kos_core.errors import RemoteError
+from kos_core.interface import Interface
+from toyapi import Counter, CounterImpl
+
+
+def test_a_method_without_hints_is_refused_at_class_definition() -> None:
+    with pytest.raises(TypeError) as caught:
+
+        class Frobber(Interface, wire_name="ToyAPI.Frobber"):
+            def Frob(self, x, y: int):  # type: ignore[no-untyped-def]
+                """No hint on x, none on the result."""
+
+    message = str(caught.value)
+    assert message.startswith("interface Frobber: method Frob() needs a type hint for")
+    assert "argument 'x'" in message and "the result" in message
+    assert "'y'" not in message
+
+
+def test_a_method_with_full_hints_is_accepted() -> None:
+    class Fine(Interface, wire_name="ToyAPI.Fine"):
+        def Go(self, x: int) -> None:
+            """Fully hinted."""
+
+    assert list(Fine.methods()) == ["Go"]
+
+
+class Opener(Interface, wire_name="ToyAPI.Opener"):
+    def Open(self) -> Counter:
+        """A counter, by reference; never None."""
+
+    def Maybe(self) -> Counter | None:
+        """A counter, or None."""
+
+    def Many(self) -> list[Counter]:
+        """Counters."""
+
+
+class NoneOpener:
+    def Open(self) -> Any:
+        return None
+
+    def Maybe(self) -> Any:
+        return None
+
+    def Many(self) -> Any:
+        return [CounterImpl(), None]
+
+
+def test_a_declared_interface_result_of_None_is_a_TypeError() -> None:
+    def authorize(token: str) -> _rpc.Session | None:
+        return _rpc.Session(NoneOpener(), Opener) if _wire.tokens_equal(token, TOKEN) else None
+
+    with echo_server(authorize=authorize) as served:
+        proxy: Any = _rpc.object_of_sbh(served.sbh, Opener)
+        try:
+            with pytest.raises(RemoteError) as caught:
+                proxy.Open()
+            assert caught.value.kind == "TypeError"
+            assert "result of Open() must be ToyAPI.Counter, not None" in str(caught.value)
+            assert proxy.Maybe() is None  # declared "| None": fine
+            with pytest.raises(RemoteError, match=r"must be ToyAPI\.Counter, not None"):
+                proxy.Many()
+        finally:
+            link_of(proxy).close()
