@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .errors import (
     KPError,
+    MigrationError,
     NameAlreadyBound,
     NameNotFound,
     NotAContext,
@@ -13,7 +14,7 @@ from .errors import (
 )
 from .interface import Interface, raises
 
-__all__ = ["KPRow", "Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
+__all__ = ["KPRow", "KPTraveller", "Kernel", "PluginEntry", "PluginHealth", "PluginRow"]
 
 #: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
 #: seconds since start (0 if not running), last exit reason ("" if none), restarts.
@@ -23,6 +24,10 @@ PluginRow = tuple[str, str, int, list[str], float, str, int]
 #: once ended), CPU seconds used, where it came from, how it ended ("" while it runs),
 #: seconds it has run (or ran).
 KPRow = tuple[str, str, str, int, float, str, str, float]
+
+#: A KP on its way to :meth:`Kernel.ReceiveKP`: ``FILE:CLASS``, its source, its
+#: arguments, the limits it asked for ("" for the defaults), where it comes from.
+KPTraveller = tuple[str, str, list[str], str, str]
 
 
 class PluginHealth(Interface, wire_name="KernelAPI.PluginHealth"):
@@ -127,6 +132,22 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     @raises(KPError, PermissionDenied)
     def KillKP(self, kp: str) -> str:
         """End KP ``kp`` (SIGKILL, with every process it started); returns its state."""
+        raise NotImplementedError
+
+    @raises(MigrationError, PermissionDenied)
+    def MigrateKP(self, kernel: str, state: bytes) -> str:
+        """(A KP's own call.) Move the calling KP to ``kernel``, with ``state`` (its
+        attributes as plain data): its new id there, once its ``__main__`` runs there;
+        the caller's process is ended first, so it never sees the answer.
+        """
+        raise NotImplementedError
+
+    @raises(MigrationError, PermissionDenied)
+    def ReceiveKP(self, kp: KPTraveller, state: bytes) -> str:
+        """(A station's call.) Run KP ``kp`` arriving from another kernel, ``state`` its
+        attributes, if this kernel's ``[kp-access]`` accepts it; its id here once its
+        ``__main__`` runs.
+        """
         raise NotImplementedError
 
     def Info(self) -> tuple[str, int, str]:
