@@ -151,7 +151,7 @@ def test_a_kp_migrates_with_its_state_and_its_old_station_keeps_nothing(
     wait_for(lambda: process_ended(there["pid"]), 5, "the KP to end with its kernel")
 
 
-def test_a_kp_that_cannot_move_gets_migration_error_and_stays(
+def test_a_kp_that_cannot_move_or_is_refused_gets_migration_error_and_stays_home(
     start_pair: StartPair, tmp_path: Path
 ) -> None:
     home, _ = start_pair(accept=False)
