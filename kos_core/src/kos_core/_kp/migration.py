@@ -147,7 +147,7 @@ def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
     codec.check_size(state)
     with station.lock:
         record = station.records.get(kp_id)
-        if record is None or record.state != "running":
+        if record is None or not record.alive:  # "starting" too: its __main__ may be quick
             raise MigrationError(f"KP {kp_id} is not running at kernel {station.kernel!r}")
         if record.migrating:
             raise MigrationError(f"KP {kp_id} is already moving")
@@ -162,11 +162,11 @@ def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
     )
     try:
         new_id = route_to(kernel).deliver(traveller)
-    except MigrationError as exc:
+    except BaseException as exc:
+        record.migrating = False
         log.info("KP %s (%s) stays: %s", kp_id, record.classname, exc)
         raise
-    finally:
-        record.migrating = False
+    # still "migrating": a second request (another connection of the KP) is refused
     station.kill(kp_id, f"migrated to {kernel} (KP {new_id})")
     return new_id
 
