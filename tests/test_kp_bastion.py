@@ -51,6 +51,9 @@ class Attacker:
             "submit": attempt(lambda: kernel.SubmitKP("x.py:X", "class X: pass", [], "")),
             "kps": attempt(lambda: kernel.KPs()),
             "kill": attempt(lambda: kernel.KillKP(kos.id)),
+            "receive": attempt(
+                lambda: kernel.ReceiveKP(("x.py:X", "class X: pass", [], "", "here"), b"{}")
+            ),
         })
         kos.run()
 """
@@ -106,7 +109,7 @@ def test_a_kp_binds_only_under_its_own_context(attacked: Any) -> None:
 
 def test_a_kp_calls_no_kernel_operation(attacked: Any) -> None:
     kernel, kp_id, report = attacked
-    for attempt in ("plugins", "stop", "logpath", "submit", "kps", "kill", "register"):
+    for attempt in ("plugins", "stop", "logpath", "submit", "kps", "kill", "register", "receive"):
         assert report[attempt][0] == "PermissionDenied", (attempt, report[attempt])
     row = kernel.plugin_row("bitbucket")
     assert row is not None and row[1] == "running"

@@ -617,3 +617,28 @@ def test_an_oversized_request_is_refused_and_the_connection_goes_on() -> None:
         assert "100" in info.value.message
         assert proxy.Str("still connected") == "still connected"
         assert [name for name, _ in impl.calls] == ["Bytes", "Str"]
+
+
+class OneLargeMethod(SmallEcho):
+    """4 KiB requests, except ``Bytes``, which takes up to 256 KiB."""
+
+    kos_larger_requests = {"Bytes": 256 * 1024}
+
+
+def test_one_method_may_accept_larger_requests_than_the_others() -> None:
+    impl = OneLargeMethod()
+
+    def authorize(token: str) -> _rpc.Session | None:
+        return _rpc.Session(impl, Echo) if token == TOKEN else None
+
+    with echo_server(authorize=authorize) as srv:
+        proxy = srv.proxy()
+        assert proxy.Bytes(b"y" * 100_000) == b"y" * 100_000
+        with pytest.raises(RemoteError) as info:
+            proxy.Str("s" * 100_000)  # the other methods keep the small cap
+        assert info.value.kind == "RequestTooLarge" and "4096 bytes" in info.value.message
+        with pytest.raises(RemoteError) as info:
+            proxy.Bytes(b"z" * 300_000)  # and the large one its own
+        assert info.value.kind == "RequestTooLarge" and "262144 bytes" in info.value.message
+        assert proxy.Str("still connected") == "still connected"
+        assert [name for name, _ in impl.calls] == ["Bytes", "Str"]

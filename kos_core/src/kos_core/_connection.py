@@ -134,16 +134,23 @@ class KosStream(SocketStream):  # type: ignore[misc]
 
 
 class KosChannel(Channel):  # type: ignore[misc]
-    """An rpyc channel that never holds more than ``max_frame`` bytes of one request.
+    """An rpyc channel that never holds more than ``max_frame`` bytes of one request,
+    or what ``cap_for(handle, method)`` allows the call a longer frame starts with.
 
     A longer frame is read and dropped in small chunks; ``recv`` then returns a marker
     with the frame's first bytes, from which the connection answers the request with
     an error (so the caller gets a clear exception and the connection goes on).
     """
 
-    def __init__(self, stream: SocketStream, max_frame: int | None = None) -> None:
+    def __init__(
+        self,
+        stream: SocketStream,
+        max_frame: int | None = None,
+        cap_for: Callable[[Any, Any], int] | None = None,
+    ) -> None:
         super().__init__(stream, compress=False)
         self.max_frame = max_frame
+        self._cap_for = cap_for
 
     def send(self, data: bytes) -> None:
         header = self.FRAME_HEADER.pack(len(data), 0)
@@ -167,6 +174,11 @@ class KosChannel(Channel):  # type: ignore[misc]
             self.stream.read(len(self.FLUSHER))
             return frame
         prefix = self.stream.read(min(length, _PREFIX))
+        call = _peek_call(prefix) if self._cap_for is not None else None
+        if call is not None and self._cap_for is not None and length <= self._cap_for(*call[2:]):
+            rest = self.stream.read(length - len(prefix)) if length > len(prefix) else b""
+            self.stream.read(len(self.FLUSHER))
+            return bytes(prefix) + rest
         left = length - len(prefix) + len(self.FLUSHER)
         while left > 0:
             left -= len(self.stream.read(min(left, _DISCARD_CHUNK)))

@@ -21,6 +21,7 @@ from . import __version__, _access, _namespace, _paths, _proc, _rpc, _tls, _wire
 from ._access import Grant
 from ._client import read_connection_file
 from ._discovery import InstalledPlugin
+from ._kp.migration import LARGER_REQUESTS
 from ._kp.session import KPOperations
 from ._kp.station import Station
 from ._namespace import Namespace
@@ -90,6 +91,7 @@ class KernelSession(KPOperations):
 
     _ids = itertools.count(1)
     kos_max_request = MAX_KERNEL_REQUEST
+    kos_larger_requests = LARGER_REQUESTS  # the two calls that carry a KP's state
 
     def __init__(self, kernel: KernelCore, grant: Grant) -> None:
         self._kernel = kernel

@@ -177,7 +177,7 @@ class Server:
 
     def _serve_session(self, sock: socket.socket, session: Session) -> None:
         session.streams = self.streams
-        channel = KosChannel(KosStream(sock), session.max_request)
+        channel = KosChannel(KosStream(sock), session.max_request, session.cap_for)
         conn = KosConnection(session, channel, self._config.rpyc())
         with self._lock:
             self._connections.add(conn)

@@ -52,11 +52,20 @@ class Session:
         limit = getattr(root, "kos_max_request", None)
         #: requests larger than this are refused without being held in memory
         self.max_request = int(limit) if isinstance(limit, int) else DEFAULT_MAX_REQUEST
+        larger = getattr(root, "kos_larger_requests", None)
+        #: methods of the root object that accept larger requests: name → bytes
+        self.larger_requests: dict[str, int] = dict(larger) if isinstance(larger, dict) else {}
         #: where large reads of this connection's files are sent from (set by the server)
         self.streams: StreamTable | None = None
         #: ``(pid, uid, gid)`` of the client on a Unix socket (``SO_PEERCRED``), ``None``
         #: on TCP; set by the server before the first call is served
         self.peer: tuple[int, int, int] | None = None
+
+    def cap_for(self, handle: Any, method: Any) -> int:
+        """The largest request accepted for calling ``method`` of object ``handle``."""
+        if handle == 0 and type(method) is str:
+            return max(self.max_request, self.larger_requests.get(method, 0))
+        return self.max_request
 
     def too_large(self, handle: Any, method: Any, size: int) -> tuple[int, Any]:
         """The reply to a request of ``size`` bytes that was too large to accept.
@@ -74,7 +83,7 @@ class Session:
             except KosError as exc:
                 if exc.wire_name and spec.exception(exc.wire_name) is not None:
                     return DECLARED, (exc.wire_name, _plain_args(exc))
-        return FAULT, ("RequestTooLarge", f"{message} ({self.max_request} bytes)")
+        return FAULT, ("RequestTooLarge", f"{message} ({self.cap_for(handle, method)} bytes)")
 
     def end_after_reply(self) -> None:
         """Close this connection once the call being served has been answered."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .errors import (
     KPError,
+    MigrationError,
     NameAlreadyBound,
     NameNotFound,
     NotAContext,
@@ -14,7 +15,15 @@ from .errors import (
 )
 from .interface import Interface, raises
 
-__all__ = ["KPRow", "Kernel", "PluginEntry", "PluginHealth", "PluginRow", "WorldRow"]
+__all__ = [
+    "KPRow",
+    "KPTraveller",
+    "Kernel",
+    "PluginEntry",
+    "PluginHealth",
+    "PluginRow",
+    "WorldRow",
+]
 
 #: One row of :meth:`Kernel.Plugins`: name, state, pid (0 if none), services bound,
 #: seconds since start (0 if not running), last exit reason ("" if none), restarts.
@@ -27,6 +36,10 @@ WorldRow = tuple[str, str, str, float, list[str]]
 #: once ended), CPU seconds used, where it came from, how it ended ("" while it runs),
 #: seconds it has run (or ran).
 KPRow = tuple[str, str, str, int, float, str, str, float]
+
+#: A KP on its way to :meth:`Kernel.ReceiveKP`: ``FILE:CLASS``, its source, its
+#: arguments, the limits it asked for ("" for the defaults), where it comes from.
+KPTraveller = tuple[str, str, list[str], str, str]
 
 
 class PluginHealth(Interface, wire_name="KernelAPI.PluginHealth"):
@@ -136,6 +149,22 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
     @raises(PermissionDenied, UsageError, WorldUnavailable)
     def World(self) -> list[WorldRow]:
         """Every kernel of this kernel's world, from its cache."""
+        raise NotImplementedError
+
+    @raises(MigrationError, PermissionDenied)
+    def MigrateKP(self, kernel: str, state: bytes) -> str:
+        """(A KP's own call.) Move the calling KP to ``kernel``, with ``state`` (its
+        attributes as plain data): its new id there, once its ``__main__`` runs there;
+        the caller's process is ended first, so it never sees the answer.
+        """
+        raise NotImplementedError
+
+    @raises(MigrationError, PermissionDenied)
+    def ReceiveKP(self, kp: KPTraveller, state: bytes) -> str:
+        """(A station's call.) Run KP ``kp`` arriving from another kernel, ``state`` its
+        attributes, if this kernel's ``[kp-access]`` accepts it; its id here once its
+        ``__main__`` runs.
+        """
         raise NotImplementedError
 
     def Info(self) -> tuple[str, int, str]:

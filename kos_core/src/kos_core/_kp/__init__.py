@@ -10,5 +10,6 @@ module                its one job
 ``runner``            the KP's process: confine itself, rebuild the KP, run it
 ``bastion``           the ``kos`` object a KP's ``__main__(kos)`` receives
 ``codec``             a KP's state as plain data (no pickle), for migration
+``migration``         move a KP to another kernel, through the stations
 ====================  ============================================================
 """

@@ -2,18 +2,21 @@
 
 It holds the KP credential only, so the kernel allows it what the station's
 ``[kp-access]`` policy allows and nothing more: look up and list the names the
-policy opens, bind and unbind under ``kps/<id>/``, move the KP with :meth:`migrate`.
-The checks are the kernel's, not this object's: a KP that goes around it reaches
-the same kernel with the same credential. Calls to the services it looks up go
-directly to the processes that serve them, as any client's do.
+policy opens, bind and unbind under ``kps/<id>/``, move the KP with :meth:`migrate`
+(see :mod:`.migration`). The checks are the kernel's, not this object's: a KP that
+goes around it reaches the same kernel with the same credential. Calls to the
+services it looks up go directly to the processes that serve them, as any client's do.
 """
 
 from __future__ import annotations
 
 import builtins
-from typing import Any, TypeVar, overload
+import os
+from typing import Any, NoReturn, TypeVar, overload
 
 from .._client import Context, Kos
+from ..errors import MigrationError
+from . import codec
 
 _T = TypeVar("_T")
 
@@ -21,8 +24,9 @@ _T = TypeVar("_T")
 class KPKos:
     """What a KP may do at the station it runs at."""
 
-    def __init__(self, kos: Kos, kp_id: str, args: builtins.list[str]) -> None:
+    def __init__(self, kos: Kos, kp_id: str, args: builtins.list[str], kp: object) -> None:
         self._kos = kos
+        self._kp = kp
         #: the KP's id at this station; it binds under ``kps/<id>/``
         self.id = kp_id
         #: the words after ``--`` on ``kos kp submit``'s command line
@@ -70,6 +74,25 @@ class KPKos:
     def unbind_service(self, sid: str) -> None:
         """Unbind a service bound with :meth:`bind_service`."""
         self._kos.unbind_service(sid)
+
+    def migrate(self, kernel: str) -> NoReturn:
+        """Move this KP to ``kernel`` (a kernel of this runtime directory).
+
+        Its class's source and its instance attributes (plain data only: str, bytes,
+        numbers, bool, None, lists, dicts) travel, through the stations; a new confined
+        process there rebuilds the object (without calling ``__init__``) and calls its
+        ``__main__(kos)`` again, and then this process is ended: the call does not
+        return. Raises :class:`~kos_core.errors.MigrationError` if the KP cannot move
+        (an attribute that is not plain data, before anything is sent; an unknown
+        kernel; a refusal): the KP then goes on running here.
+        """
+        try:
+            attributes = dict(vars(self._kp))
+        except TypeError:
+            raise MigrationError("the KP has no instance attributes to carry") from None
+        state = codec.encode_state(attributes)
+        self._kos.kernel.MigrateKP(kernel, state)
+        os._exit(0)  # the station ends this process before it answers: not reached
 
     def run(self) -> None:
         """Serve the bound services until :meth:`stop` (or a limit ends the KP)."""

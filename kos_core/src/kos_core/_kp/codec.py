@@ -15,6 +15,8 @@ from typing import Any
 from ..errors import MigrationError
 
 _MAX_DEPTH = 100
+#: the largest encoded state that may travel (bytes travel as base64: 3 in 4)
+MAX_STATE = 16 * 1024 * 1024
 
 
 def _encode(value: Any, where: str, depth: int) -> Any:
@@ -46,12 +48,22 @@ def _encode(value: Any, where: str, depth: int) -> Any:
 
 def encode_state(attributes: dict[str, Any]) -> bytes:
     """The wire form of a KP's instance attributes; :class:`MigrationError` names the
-    first one that is not plain data.
+    first one that is not plain data, or says the whole is larger than :data:`MAX_STATE`.
     """
-    return json.dumps(
+    data = json.dumps(
         {name: _encode(value, f"self.{name}", 0) for name, value in attributes.items()},
         separators=(",", ":"),
     ).encode("ascii")
+    check_size(data)
+    return data
+
+
+def check_size(data: bytes) -> None:
+    """Raise :class:`MigrationError` if encoded state ``data`` may not travel."""
+    if len(data) > MAX_STATE:
+        raise MigrationError(
+            f"the KP's state is {len(data)} bytes encoded; at most {MAX_STATE} travel"
+        )
 
 
 def _decode(value: Any) -> Any:

@@ -84,7 +84,7 @@ def main() -> None:
         sys.exit(1)
     kos = Kos(package["kernel"], link)
     kos.socket_dir = os.getcwd()  # the runtime directory is not the KP's to write
-    bastion = KPKos(kos, kp_id, list(package["args"]))
+    bastion = KPKos(kos, kp_id, list(package["args"]), obj)
     _say(status_fd, "R")
     try:
         obj.__main__(bastion)

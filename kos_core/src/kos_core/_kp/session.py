@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..kernel_api import KPRow
+from .. import _access
+from ..errors import PermissionDenied
+from ..kernel_api import KPRow, KPTraveller
+from . import migration
 
 if TYPE_CHECKING:
     from .._access import Grant
@@ -14,7 +17,9 @@ if TYPE_CHECKING:
 
 
 class KPOperations:
-    """``SubmitKP``, ``KPs`` and ``KillKP`` of ``KernelAPI.Kernel``."""
+    """``SubmitKP``, ``KPs``, ``KillKP``, ``MigrateKP`` and ``ReceiveKP`` of
+    ``KernelAPI.Kernel``.
+    """
 
     grant: Grant
 
@@ -36,3 +41,12 @@ class KPOperations:
     def KillKP(self, kp: str) -> str:
         self.grant.check_operator("killing a KP")
         return self.station.kill(kp)
+
+    def MigrateKP(self, kernel: str, state: bytes) -> str:
+        if self.grant.kind != _access.KP:
+            raise PermissionDenied(f"only a KP migrates, and only itself (this is {self.grant})")
+        return migration.send(self.station, self.grant.name, kernel, state)
+
+    def ReceiveKP(self, kp: KPTraveller, state: bytes) -> str:
+        self.grant.check_operator("handing a KP to this kernel")
+        return migration.receive(self.station, migration.Traveller(*kp, state))

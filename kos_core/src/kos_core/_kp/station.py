@@ -58,6 +58,8 @@ class KPRecord:
     origin: str
     limits: Limits
     workdir: Path
+    args: list[str] = field(default_factory=list)
+    asked_limits: str = ""
     credential: str = field(repr=False, default="")
     process: subprocess.Popen[bytes] | None = None
     pid: int = 0
@@ -69,6 +71,7 @@ class KPRecord:
     cpu: float = 0.0
     last_exit: str = ""
     killed_for: str = ""
+    migrating: bool = False
 
     @property
     def owner(self) -> str:
@@ -145,6 +148,8 @@ class Station:
             origin=origin,
             limits=self.access.limits_for(limits),
             workdir=self.state_dir / "kps" / "x",
+            args=list(args),
+            asked_limits=limits,
         )
         record.workdir = self.state_dir / "kps" / record.id
         package = {

@@ -1,0 +1,189 @@
+"""Migration: a KP moves from its station to another kernel, through the stations.
+
+::
+
+    KP process at A        station A                       station B
+    kos.migrate("B")
+      state: plain data ─MigrateKP(B, state)─▶ a running KP, not
+      (else MigrationError,                  moving; B is not A
+       nothing is sent)                      route_to(B) ─ReceiveKP─▶ accept: yes?
+                                                                      its own limits;
+                                                                      a new confined
+                                                                      process runs
+                                             ends the KP ◀─new id──── __main__(kos)
+      (never returns: ended)                 at A: process, names
+
+What travels (:class:`Traveller`): the KP's file name, class and source (the source
+the station was given, not what the KP says it is), its arguments, the limits it asked
+for (the receiving station applies its own defaults and ceilings to them), its
+instance attributes as plain data (:mod:`.codec`) and where it came from. What does
+not: open connections, bound services (its ``kps/<id>/`` at A goes with it), threads,
+files in its working directory, CPU and wall-clock time used (each station limits the
+KP's stay there), ``--unconfined`` (the receiving station always confines).
+
+Who may do what: only a KP may ask to migrate, and only itself (its KP credential
+names it). It never reaches the other kernel itself: it cannot read a connection file
+and has no credential there. Station A reaches a kernel of its own runtime directory
+with that kernel's operator credential, read from its connection file: the kernels of
+one runtime directory run as one user, who can read each other's connection files
+anyway, so A gains nothing it did not have. B's ``ReceiveKP`` is operator-only, and B
+treats what arrives as it treats ``kos kp submit``: untrusted code it confines under
+its own ``[kp-access]`` policy, or refuses (``accept: no``).
+
+:func:`route_to` is where migration to kernels on other hosts (through the world)
+plugs in: a route of its own, with a station-to-station credential.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .. import _paths
+from .._client import Kos, kernel_link, read_connection_file
+from ..errors import KosError, MigrationError
+from ..kernel_api import KPTraveller
+from . import codec
+
+if TYPE_CHECKING:
+    from .station import Station
+
+log = logging.getLogger("kos.kernel")
+
+#: the largest ``MigrateKP`` or ``ReceiveKP`` request: the state, plus the source
+#: (a ``SubmitKP`` request is at most 64 KiB) and the rest
+MAX_REQUEST = codec.MAX_STATE + 128 * 1024
+#: the kernel methods that carry a KP's state accept requests up to this; every other
+#: kernel request stays small (``MAX_KERNEL_REQUEST``)
+LARGER_REQUESTS = {"MigrateKP": MAX_REQUEST, "ReceiveKP": MAX_REQUEST}
+
+
+@dataclass(frozen=True)
+class Traveller:
+    """A KP on its way from one station to another."""
+
+    #: ``FILE:CLASS``, as it was submitted
+    target: str
+    source: str
+    args: list[str]
+    #: the limits it asked for (``cpu=5,mem=64``; "" for the station's defaults)
+    limits: str
+    #: where it comes from, as the receiving station's ``kos kp list`` shows it
+    origin: str
+    #: its instance attributes, encoded by :func:`.codec.encode_state`
+    state: bytes
+
+    def described(self) -> KPTraveller:
+        """All of it but the state, as ``KernelAPI.Kernel.ReceiveKP`` takes it."""
+        return (self.target, self.source, self.args, self.limits, self.origin)
+
+
+class Route(Protocol):
+    """A way to hand a KP to one kernel."""
+
+    def deliver(self, kp: Traveller) -> str:
+        """Hand ``kp`` over; return its id at the kernel once its ``__main__`` runs
+        there. Raises :class:`MigrationError` if it was refused or could not start.
+        """
+
+
+class LocalRoute:
+    """To a kernel of this runtime directory: its Unix socket, with the operator
+    credential of its connection file.
+    """
+
+    def __init__(self, kernel: str) -> None:
+        self.kernel = kernel
+
+    def deliver(self, kp: Traveller) -> str:
+        """Call the kernel's ``ReceiveKP``."""
+        try:
+            link, _ = kernel_link(self.kernel)
+        except KosError as exc:
+            raise MigrationError(f"cannot reach kernel {self.kernel!r}: {exc}") from None
+        kos = Kos(self.kernel, link)
+        try:
+            return str(kos.kernel.ReceiveKP(kp.described(), kp.state))
+        except MigrationError:
+            raise
+        except KosError as exc:
+            raise MigrationError(f"kernel {self.kernel!r} did not take the KP: {exc}") from None
+        finally:
+            kos.close()
+
+
+def route_to(kernel: str) -> Route:
+    """How to reach kernel ``kernel``: today a kernel of this runtime directory.
+
+    This is the one place where a route to kernels on other hosts (through the world)
+    will be chosen. Raises :class:`MigrationError` if there is none.
+    """
+    try:
+        running = read_connection_file(kernel) is not None
+    except KosError as exc:
+        raise MigrationError(f"cannot reach kernel {kernel!r}: {exc}") from None
+    if not running:
+        raise MigrationError(
+            f"no kernel {kernel!r} runs in this runtime directory"
+            " (a KP moves only between kernels of one runtime directory)"
+        )
+    return LocalRoute(kernel)
+
+
+def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
+    """Move KP ``kp_id`` of ``station``, whose attributes are ``state``, to ``kernel``.
+
+    Once its ``__main__`` runs there, the KP is ended here (its process, its names) and
+    its id there is returned. Raises :class:`MigrationError`, the KP untouched, if it
+    cannot move.
+    """
+    try:
+        _paths.check_name(kernel, "kernel")
+    except KosError as exc:
+        raise MigrationError(str(exc)) from None
+    if kernel == station.kernel:
+        raise MigrationError(f"the KP already runs at kernel {kernel!r}")
+    codec.check_size(state)
+    with station.lock:
+        record = station.records.get(kp_id)
+        if record is None or not record.alive:  # "starting" too: its __main__ may be quick
+            raise MigrationError(f"KP {kp_id} is not running at kernel {station.kernel!r}")
+        if record.migrating:
+            raise MigrationError(f"KP {kp_id} is already moving")
+        record.migrating = True
+    traveller = Traveller(
+        f"{record.filename}:{record.classname}",
+        record.source,
+        list(record.args),
+        record.asked_limits,
+        f"from {station.kernel} (KP {kp_id})",
+        state,
+    )
+    try:
+        new_id = route_to(kernel).deliver(traveller)
+    except BaseException as exc:
+        record.migrating = False
+        log.info("KP %s (%s) stays: %s", kp_id, record.classname, exc)
+        raise
+    # still "migrating": a second request (another connection of the KP) is refused
+    station.kill(kp_id, f"migrated to {kernel} (KP {new_id})")
+    return new_id
+
+
+def receive(station: Station, kp: Traveller) -> str:
+    """Run a KP arriving from another kernel at ``station``, if its policy accepts it;
+    return its id here once its ``__main__`` runs.
+    """
+    if not station.access.accept:
+        raise MigrationError(
+            f"kernel {station.kernel!r} accepts no KPs from other kernels ([kp-access] accept: no)"
+        )
+    try:
+        return station.submit(
+            kp.target, kp.source, kp.args, kp.limits, origin=kp.origin, state=kp.state
+        )
+    except MigrationError:
+        raise
+    except KosError as exc:
+        raise MigrationError(f"kernel {station.kernel!r} cannot run the KP: {exc}") from None
