@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import os
@@ -21,8 +20,7 @@ from . import __version__, _access, _namespace, _paths, _proc, _rpc, _tls, _wire
 from ._access import Grant
 from ._client import read_connection_file
 from ._discovery import InstalledPlugin
-from ._kp.migration import LARGER_REQUESTS
-from ._kp.session import KPOperations
+from ._kernel_session import KernelSession, PluginEntry
 from ._kp.station import Station
 from ._namespace import Namespace
 from ._setup import PluginSettings, SetupConfig
@@ -31,13 +29,12 @@ from ._world.member import EXPORT_ENV, WorldMember, WorldSettings, parse_export
 from .errors import (
     KernelUnreachable,
     KosError,
-    NameNotFound,
     PermissionDenied,
     RegistrationRefused,
     UsageError,
 )
 from .kernel_api import Kernel as KernelInterface
-from .kernel_api import PluginRow, WorldRow
+from .kernel_api import PluginRow
 
 log = logging.getLogger("kos.kernel")
 
@@ -53,10 +50,6 @@ def plugin_command(
     else:
         return None
     return [sys.executable, *target, "-n", kernel, *settings.args]
-
-
-#: The largest request the kernel accepts: names and paths are small.
-MAX_KERNEL_REQUEST = 64 * 1024
 
 
 def declared_services(
@@ -82,123 +75,6 @@ def _peer_pid() -> int | None:
     session = _rpc.current_session()
     peer = session.peer if session is not None else None
     return peer[0] if peer is not None else None
-
-
-class KernelSession(KPOperations):
-    """The kernel as one connection sees it (implements ``KernelAPI.Kernel``), with the
-    rights of the credential it presented.
-    """
-
-    _ids = itertools.count(1)
-    kos_max_request = MAX_KERNEL_REQUEST
-    kos_larger_requests = LARGER_REQUESTS  # the two calls that carry a KP's state
-
-    def __init__(self, kernel: KernelCore, grant: Grant) -> None:
-        self._kernel = kernel
-        self.grant = grant
-        self.owner = f"conn:{next(self._ids)}"
-        self.plugin: str | None = None
-
-    @property
-    def station(self) -> Station:
-        """The kernel's station (KPs)."""
-        return self._kernel.station
-
-    def Lookup(self, path: str) -> tuple[str, str, str]:
-        self.grant.check_look(path)
-        world = self._kernel.world
-        if world is not None and world.covers(path):
-            return world.lookup(path)
-        try:
-            node = self._kernel.namespace.lookup(path)
-        except NameNotFound as exc:
-            raise self._kernel.supervisor.why_not_bound(path, exc, self._kernel.reserved) from None
-        if isinstance(node, _namespace.Service):
-            return ("service", node.typename, node.sbh)
-        return ("context", "", _namespace.join(_namespace.split_path(path)))
-
-    def List(self, path: str) -> list[tuple[str, str, str]]:
-        self.grant.check_look(path)
-        world = self._kernel.world
-        if world is not None and world.covers(path):
-            return world.list(path)
-        entries = self._kernel.namespace.list(path)
-        if world is not None and not _namespace.split_path(path):
-            entries = sorted([*entries, ("world", "context", "")])
-        return entries
-
-    def Bind(self, path: str, typename: str, sbh: str) -> str:
-        _wire.parse_sbh(sbh)
-        self.grant.check_bind(path, self._kernel.reserved)
-        bound = self._kernel.namespace.bind(path, _namespace.Service(typename, sbh, self.owner))
-        self._kernel.owner_changed(self.owner)
-        return bound
-
-    def Unbind(self, path: str) -> None:
-        self.grant.check_bind(path, self._kernel.reserved)
-        self._kernel.namespace.unbind(path, owner=self.owner)
-        self._kernel.owner_changed(self.owner)
-        if self.plugin is not None:
-            self._kernel.supervisor.note_unbound(self.plugin, path)
-
-    def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
-        self.grant.check_register(name)
-        return self._kernel.register_plugin(self, name, pid, health_sbh)
-
-    def Plugins(self) -> list[PluginRow]:
-        self.grant.check_operator("the plugin table")
-        return self._kernel.plugin_rows()
-
-    def StartPlugin(self, name: str) -> str:
-        self.grant.check_operator("starting a plugin")
-        return self._kernel.supervisor.start(name)
-
-    def StopPlugin(self, name: str) -> str:
-        self.grant.check_operator("stopping a plugin")
-        return self._kernel.supervisor.stop(name)
-
-    def RestartPlugin(self, name: str) -> str:
-        self.grant.check_operator("restarting a plugin")
-        return self._kernel.supervisor.restart(name)
-
-    def LogPath(self, name: str) -> str:
-        self.grant.check_operator("a plugin's log")
-        if name.startswith("kp/"):
-            return self.station.known_log(name[3:])
-        record = self._kernel.supervisor.records.get(name)
-        if record is None or record.command is None:
-            raise NameNotFound(f"no plugin named {name!r} is run by this kernel")
-        return str(self._kernel.supervisor.log_path(name))
-
-    def World(self) -> list[WorldRow]:
-        self.grant.check_look("world")
-        if self._kernel.world is None:
-            raise UsageError(f"kernel {self._kernel.name!r} is alone (run it with --world)")
-        return self._kernel.world.rows()
-
-    def Info(self) -> tuple[str, int, str]:
-        return (self._kernel.name, os.getpid(), __version__)
-
-    def closed(self) -> None:
-        """The connection ended: forget what it bound and its registration."""
-        self._kernel.session_closed(self)
-
-
-class PluginEntry:
-    """A registered plugin (implements ``KernelAPI.PluginEntry``)."""
-
-    def __init__(self, kernel: KernelCore, name: str) -> None:
-        self._kernel = kernel
-        self._name = name
-
-    def Name(self) -> str:
-        return self._name
-
-    def Context(self) -> str:
-        return f"plugins/{self._name}"
-
-    def Services(self) -> list[str]:
-        return self._kernel.namespace.services_of(f"plugin:{self._name}")
 
 
 class KernelCore:
