@@ -15,16 +15,9 @@ from typing import Any
 
 import click
 
+from ._cli_common import kernel_option, print_table
 from ._cli_errors import reports_errors
 from .errors import UsageError
-
-kernel_option = click.option(
-    "-n",
-    "--kernel",
-    "kernel",
-    metavar="NAME",
-    help="Kernel name (default: $KOS_KERNEL, else the short host name).",
-)
 
 
 @click.group()
@@ -137,9 +130,7 @@ def kp_records(kos: Any) -> list[dict[str, Any]]:
 
 def print_kps(rows: list[dict[str, Any]]) -> None:
     """The KP table, as ``kos kp list`` prints it."""
-    from .cli import _table
-
-    _table(
+    print_table(
         ["KP", "CLASS", "STATE", "PID", "CPU", "ORIGIN", "LAST EXIT"],
         [
             [

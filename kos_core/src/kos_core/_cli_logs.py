@@ -8,18 +8,13 @@ from pathlib import Path
 
 import click
 
+from ._cli_common import kernel_option
 from ._cli_errors import reports_errors
 from .errors import KosError, UsageError
 
 
 @click.command()
-@click.option(
-    "-n",
-    "--kernel",
-    "kernel",
-    metavar="NAME",
-    help="Kernel name (default: $KOS_KERNEL, else the short host name).",
-)
+@kernel_option
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output until Ctrl-C.")
 @click.option(
     "--lines",

@@ -7,7 +7,6 @@ commands that need them, so ``kos --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,32 +14,16 @@ from typing import Any
 import click
 
 from . import __version__
+from ._cli_common import config_option, kernel_option, print_table
 from ._cli_errors import HintingGroup, reports_errors, run_command_line
-from ._cli_kp import kp, kp_records, print_kps
+from ._cli_kp import kp
 from ._cli_logs import logs
+from ._cli_status import plugins, status
 from ._cli_world import world
-from .errors import KosError, UsageError
+from .errors import UsageError
 
 #: ``reports_errors`` is public: plugins' own commands use it (``kos http get``).
 __all__ = ["cli", "main", "reports_errors"]
-
-kernel_option = click.option(
-    "-n",
-    "--kernel",
-    "kernel",
-    metavar="NAME",
-    help="Kernel name (default: $KOS_KERNEL, else the short host name).",
-)
-
-
-config_option = click.option(
-    "--config",
-    "config_dir",
-    type=click.Path(path_type=Path),
-    metavar="DIR",
-    help="Directory of the plugin setup files "
-    "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
-)
 
 
 class KosGroup(HintingGroup):
@@ -186,187 +169,6 @@ def run(
     click.echo(f"kos: kernel {name!r} stopped", err=True)
 
 
-@cli.command()
-@kernel_option
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@reports_errors
-def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
-    """List installed plugins, and their state if a kernel is running."""
-    from . import _paths
-    from ._discovery import discover
-    from ._setup import default_config_dir, load_setup
-
-    name = _paths.kernel_name(kernel)
-    found = discover()
-    setup = load_setup(config_dir or default_config_dir(), name, found.known)
-    live: dict[str, tuple[str, int]] = {}
-    try:
-        from ._client import connect
-
-        with connect(name) as kos:
-            live = {row[0]: (row[1], row[2]) for row in kos.plugins()}
-        running = True
-    except KosError:
-        running = False
-    rows: list[dict[str, Any]] = []
-    for plugin in found.plugins.values():
-        settings = setup.settings_for(plugin.name, plugin.spec.run_at_boot)
-        state, pid = live.get(plugin.name, ("stopped" if running else "-", 0))
-        rows.append(
-            {
-                "name": plugin.name,
-                "distribution": plugin.distribution,
-                "version": plugin.version,
-                "run_at_boot": settings.run_at_boot,
-                "state": state,
-                "pid": pid or None,
-                "description": plugin.spec.description,
-            }
-        )
-    for other, (state, pid) in sorted(live.items()):
-        if other not in found.plugins:
-            rows.append(
-                {
-                    "name": other,
-                    "distribution": "-",
-                    "version": "-",
-                    "run_at_boot": setup.settings_for(other, False).run_at_boot
-                    if other in setup.sections
-                    else False,
-                    "state": state,
-                    "pid": pid or None,
-                    "description": "",
-                }
-            )
-    for broken in found.broken:
-        rows.append(
-            {
-                "name": broken.name,
-                "distribution": broken.distribution,
-                "version": "-",
-                "run_at_boot": False,
-                "state": "broken",
-                "pid": None,
-                "description": broken.error,
-            }
-        )
-    if as_json:
-        click.echo(json.dumps({"kernel": name, "running": running, "plugins": rows}, indent=2))
-        return
-    _table(
-        ["NAME", "DISTRIBUTION", "VERSION", "BOOT", "STATE", "PID"],
-        [
-            [
-                r["name"],
-                r["distribution"],
-                r["version"],
-                "yes" if r["run_at_boot"] else "no",
-                r["state"],
-                str(r["pid"] or "-"),
-            ]
-            for r in rows
-        ],
-    )
-    if not running:
-        click.echo(f"(no kernel named {name!r} is running)", err=True)
-    for broken in found.broken:
-        click.echo(f"kos: warning: plugin {broken.name} is broken: {broken.error}", err=True)
-
-
-def _duration(seconds: float) -> str:
-    if seconds <= 0:
-        return "-"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-@cli.command()
-@kernel_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--world", "world", is_flag=True, help="Show every kernel of the world instead.")
-@reports_errors
-def status(kernel: str | None, as_json: bool, world: bool) -> None:
-    """Show each plugin of a running kernel: state, pid, uptime, restarts, services,
-    last exit; then its KPs, if it runs or ran any.
-
-    \b
-    States: starting, running, stopping, stopped, backoff (waiting to restart),
-    exited (ended; not restarted), fatal (kept failing), unhealthy (not answering).
-    """
-    from ._client import connect
-
-    if world:
-        _world_status(kernel, as_json)
-        return
-    with connect(kernel) as kos:
-        rows = kos.plugins()
-        kps = kp_records(kos)
-    records: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "state": state,
-            "pid": pid or None,
-            "uptime": round(uptime, 1),
-            "restarts": restarts,
-            "services": list(services),
-            "last_exit": last_exit,
-        }
-        for name, state, pid, services, uptime, last_exit, restarts in rows
-    ]
-    if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "plugins": records, "kps": kps}, indent=2))
-        return
-    _table(
-        ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "SERVICES", "LAST EXIT"],
-        [
-            [
-                r["name"],
-                r["state"],
-                str(r["pid"] or "-"),
-                _duration(r["uptime"]),
-                str(r["restarts"]),
-                ",".join(r["services"]) or "-",
-                r["last_exit"] or "-",
-            ]
-            for r in records
-        ],
-    )
-    if kps:
-        click.echo("")
-        print_kps(kps)
-
-
-def _world_status(kernel: str | None, as_json: bool) -> None:
-    from ._client import connect
-
-    with connect(kernel) as kos:
-        rows = kos.kernel.World()
-    records = [
-        {"kernel": n, "host": h, "address": a, "uptime": round(u, 1), "services": list(s)}
-        for n, h, a, u, s in rows
-    ]
-    if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "world": records}, indent=2))
-        return
-    _table(
-        ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"],
-        [
-            [
-                r["kernel"],
-                r["host"],
-                r["address"],
-                _duration(r["uptime"]),
-                ",".join(r["services"]) or "-",
-            ]
-            for r in records
-        ],
-    )
-
-
 @cli.group(cls=HintingGroup)
 def plugin() -> None:
     """Start, stop or restart a plugin of a running kernel."""
@@ -410,12 +212,6 @@ for _action in ("start", "stop", "restart"):
     plugin.add_command(_plugin_action(_action))
 
 
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    for row in [header, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-
-
 @cli.command()
 @kernel_option
 @click.argument("path", default="")
@@ -441,7 +237,7 @@ def ls(kernel: str | None, path: str) -> None:
         else:
             rows.append([name, detail])
     if rows:
-        _table(["NAME", "TYPE"], rows)
+        print_table(["NAME", "TYPE"], rows)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -509,6 +305,8 @@ def _print_result(result: Any) -> None:
 
 
 cli.add_command(world)
+cli.add_command(plugins)
+cli.add_command(status)
 cli.add_command(kp)
 cli.add_command(logs)
 

@@ -1,0 +1,45 @@
+"""What the ``kos`` commands share: the ``-n/--kernel`` and ``--config`` options, and
+how a table is printed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+kernel_option = click.option(
+    "-n",
+    "--kernel",
+    "kernel",
+    metavar="NAME",
+    help="Kernel name (default: $KOS_KERNEL, else the short host name).",
+)
+
+
+config_option = click.option(
+    "--config",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Directory of the plugin setup files "
+    "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
+)
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    """Print ``rows`` under ``header`` in aligned columns."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as ``3s``, ``2m05s`` or ``1h02m``; ``-`` for none."""
+    if seconds <= 0:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
