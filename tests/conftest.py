@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kos_core.testing import EtcdProcess, KernelProcess, KosEnv, make_env
-from kos_helpers import Cli, HandPlugin, Result, kos_environ, run
+from kos_helpers import Cli, HandPlugin, Result, bitbucket_kernel, kos_environ, run
 from world_helpers import World
 
 StartKernel = Callable[..., KernelProcess]
@@ -113,6 +113,13 @@ def start_plugin(kos_env: KosEnv, tmp_path: Path) -> Iterator[StartPlugin]:
     finally:
         for plugin in started:
             plugin.stop()
+
+
+@pytest.fixture
+def station(kos_env: KosEnv) -> Iterator[KernelProcess]:
+    """A kernel running bitbucket, whose policy lets KPs look it up."""
+    with bitbucket_kernel(kos_env, "[kp-access]\nlookup: bitbucket\n") as kernel:
+        yield kernel
 
 
 @pytest.fixture(scope="module")

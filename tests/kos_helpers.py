@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -286,3 +286,18 @@ def booting_line(kernel: KernelProcess) -> str:
 def table(stdout: str) -> list[list[str]]:
     """The rows of a table the CLI printed, header first, split on blanks."""
     return [line.split() for line in stdout.splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def bitbucket_kernel(env: KosEnv, setup: str, *args: str) -> Iterator[KernelProcess]:
+    """A kernel started with ``args`` under the setup-file text ``setup``, once its
+    bitbucket serves; stopped afterwards.
+    """
+    env.write_setup(setup)
+    kernel = KernelProcess(env, args)
+    try:
+        kernel.wait_ready()
+        kernel.wait_plugin("bitbucket", services=["bitbucket"])
+        yield kernel
+    finally:
+        kernel.stop()

@@ -5,7 +5,6 @@ its station and is stopped or refused, while the station and its plugins keep se
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,19 +78,6 @@ class Sleeper:
     def __main__(self, kos):
         time.sleep(600)
 """
-
-
-@pytest.fixture
-def station(kos_env: KosEnv) -> Iterator[KernelProcess]:
-    """A kernel running bitbucket, whose policy lets KPs look it up."""
-    kos_env.write_setup("[kp-access]\nlookup: bitbucket\n")
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        yield kernel
-    finally:
-        kernel.stop()
 
 
 def still_serving(kernel: KernelProcess) -> None:

@@ -7,13 +7,10 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ended, wait_for
+from kos_core.testing import KernelProcess, descendants_of, process_ended, wait_for
 from kos_helpers import Cli, assert_one_line_error, pid_exists
 from kp_helpers import reported, row, submit, wait_ended, write_kp
 
@@ -54,19 +51,6 @@ class BadInit:
     def __main__(self, kos):
         pass
 """
-
-
-@pytest.fixture
-def station(kos_env: KosEnv) -> Iterator[KernelProcess]:
-    """A kernel running bitbucket, whose policy lets KPs look it up."""
-    kos_env.write_setup("[kp-access]\nlookup: bitbucket\n")
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        yield kernel
-    finally:
-        kernel.stop()
 
 
 def test_submit_runs_a_kp_that_stores_in_bitbucket_and_is_listed(

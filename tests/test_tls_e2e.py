@@ -20,7 +20,7 @@ import pytest
 
 import kos_core
 from kos_core.testing import KernelProcess, KosEnv, wait_for
-from kos_helpers import Cli, assert_one_line_error, connection_info
+from kos_helpers import Cli, assert_one_line_error, bitbucket_kernel, connection_info
 from kos_plugins_bitbucket import BitBucket
 
 _ETH_P_ALL = 0x0003
@@ -73,14 +73,9 @@ class LoopbackCapture:
 @pytest.fixture
 def tcp_kernel(kos_env: KosEnv) -> Iterator[KernelProcess]:
     """A kernel listening on loopback TCP too, with bitbucket running."""
-    kos_env.write_setup("[bitbucket]\nhealth-interval: 0.2\n")
-    kernel = KernelProcess(kos_env, ["--listen", "127.0.0.1:0"])
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    setup = "[bitbucket]\nhealth-interval: 0.2\n"
+    with bitbucket_kernel(kos_env, setup, "--listen", "127.0.0.1:0") as kernel:
         yield kernel
-    finally:
-        kernel.stop()
 
 
 def elsewhere(kos_env: KosEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -6,11 +6,14 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +78,40 @@ def echo_server(
             yield EchoServer(server, impl, TOKEN, seen)
         finally:
             server.close()
+
+
+def seconds_until_cut(sock: socket.socket, data: bytes, timeout: float = 4.0) -> float | None:
+    """Send ``data`` on ``sock`` a byte every 0.1 s until the peer hangs up; the seconds
+    that took, or ``None`` if it did not hang up within ``timeout``.
+    """
+    stop = threading.Event()
+
+    def trickle() -> None:
+        for byte in data:
+            if stop.wait(0.1):
+                return
+            try:
+                sock.send(bytes([byte]))
+            except OSError:
+                return
+
+    start = time.monotonic()
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        sock.settimeout(timeout)
+        try:
+            while sock.recv(4096):
+                pass
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            return None
+        return time.monotonic() - start
+    finally:
+        stop.set()
+        sender.join(5)
+        sock.close()
 
 
 def trusted_tls(directory: Path) -> ssl.SSLContext:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from rpyc.core import brine, consts, vinegar
 
-from coretest_util import TOKEN, EchoServer, echo_server, short_dir
+from coretest_util import TOKEN, EchoServer, echo_server, seconds_until_cut, short_dir
 from kos_core import _handshakes, _rpc, _session, _wire
 from kos_core.errors import RemoteError, ServiceUnavailable
 from kos_core.testing import wait_for
@@ -216,29 +216,8 @@ def test_the_handshake_has_one_total_deadline(
 ) -> None:
     """A peer that trickles its opening line is cut at the deadline, not per read."""
     monkeypatch.setattr(_wire, "HANDSHAKE_TIMEOUT", 1.0)
-    sock = server.address.connect(5.0)
-    start = time.monotonic()
-    stop = threading.Event()
-
-    def trickle() -> None:
-        for byte in b"KOS/1 " + b"x" * 100:
-            if stop.wait(0.1):
-                return
-            try:
-                sock.send(bytes([byte]))
-            except OSError:
-                return
-
-    sender = threading.Thread(target=trickle, daemon=True)
-    sender.start()
-    try:
-        _, closed = frames_until_closed(sock, 4.0)
-        took = time.monotonic() - start
-    finally:
-        stop.set()
-        sender.join(5)
-        sock.close()
-    assert closed and 0.9 <= took <= 2.0, took
+    took = seconds_until_cut(server.address.connect(5.0), b"KOS/1 " + b"x" * 100)
+    assert took is not None and 0.9 <= took <= 2.0, took
     assert server.proxy().Str("fine") == "fine"
 
 

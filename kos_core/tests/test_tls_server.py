@@ -5,12 +5,10 @@ deadline every handshake has.
 from __future__ import annotations
 
 import socket
-import threading
-import time
 
 import pytest
 
-from coretest_util import echo_server, short_dir
+from coretest_util import echo_server, seconds_until_cut, short_dir
 from kos_core import _rpc, _wire
 from kos_core.errors import KosError
 
@@ -35,34 +33,7 @@ def test_a_trickled_tls_handshake_is_cut_at_the_deadline(
     with echo_server(_wire.Address(host="127.0.0.1", port=0)) as srv:
         assert srv.address.host is not None
         sock = socket.create_connection((srv.address.host, srv.address.port), timeout=5)
-        stop = threading.Event()
-
-        def trickle() -> None:  # a TLS record header, then a byte at a time
-            for byte in b"\x16\x03\x01\x02\x00" + b"\x01" * 200:
-                if stop.wait(0.1):
-                    return
-                try:
-                    sock.send(bytes([byte]))
-                except OSError:
-                    return
-
-        start = time.monotonic()
-        sender = threading.Thread(target=trickle, daemon=True)
-        sender.start()
-        try:
-            sock.settimeout(4.0)
-            try:
-                while sock.recv(4096):
-                    pass
-                closed = True
-            except ConnectionResetError:
-                closed = True
-            except TimeoutError:
-                closed = False
-            took = time.monotonic() - start
-        finally:
-            stop.set()
-            sender.join(5)
-            sock.close()
-        assert closed and 0.9 <= took <= 2.5, took
+        # a TLS record header, then a byte at a time
+        took = seconds_until_cut(sock, b"\x16\x03\x01\x02\x00" + b"\x01" * 200)
+        assert took is not None and 0.9 <= took <= 2.5, took
         assert srv.proxy().Str("still fine") == "still fine"  # over TLS
