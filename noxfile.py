@@ -9,6 +9,7 @@ not on PATH are skipped.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -16,7 +17,10 @@ import nox
 ROOT = Path(__file__).parent
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("kos_*") if (p / "pyproject.toml").is_file())
 PYTHONS = ["3.11", "3.12", "3.13"]  # oldest to newest; the oldest is requires-python's floor
-TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "pytest-xdist>=3.5"]
+#: pytest workers per session: most of a test's time is spent waiting on real processes
+#: and sockets, so two workers halve a session even on two cores (``-- -n 0`` for one)
+WORKERS = ["-n", str(min(max(os.cpu_count() or 1, 2), 4))]
 
 nox.options.sessions = ["lint", "typecheck", "tests", "integration"]
 nox.options.error_on_missing_interpreters = False
@@ -36,7 +40,7 @@ def _with_core(dist: str) -> list[str]:
 def tests(session: nox.Session, dist: str) -> None:
     """One distribution's own tests, with only its declared dependencies installed."""
     session.install(*_with_core(dist), *TEST_TOOLS)
-    session.run("pytest", f"{dist}/tests", *session.posargs)
+    session.run("pytest", *WORKERS, f"{dist}/tests", *session.posargs)
 
 
 @nox.session(python=[PYTHONS[0], PYTHONS[-1]])
@@ -44,7 +48,7 @@ def integration(session: nox.Session) -> None:
     """Every distribution installed non-editable; tests/ against real kernels and plugins."""
     # pip and hatchling: one test installs the plugin template as a user would.
     session.install(*(f"./{d}[test]" for d in DISTRIBUTIONS), *TEST_TOOLS, "pip", "hatchling")
-    session.run("pytest", "tests", *session.posargs)
+    session.run("pytest", *WORKERS, "tests", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])
