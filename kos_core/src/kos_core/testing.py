@@ -52,7 +52,7 @@ __all__ = [
 
 
 def wait_for(
-    condition: Callable[[], _T],
+    condition: Callable[[], _T | None],
     timeout: float = 10.0,
     what: str = "condition",
     interval: float = 0.02,
