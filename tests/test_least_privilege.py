@@ -50,6 +50,7 @@ ATTACKER = dedent(
         "restart": attempt(lambda: kos.kernel.RestartPlugin("bitbucket")),
         "table": attempt(lambda: kos.kernel.Plugins()),
         "logpath": attempt(lambda: kos.kernel.LogPath("bitbucket")),
+        "reload": attempt(lambda: kos.kernel.Reload()),
         "register_other": attempt(lambda: second.RegisterPlugin("bitbucket", 1)),
         "register_wrong_pid": attempt(lambda: second.RegisterPlugin("mallory", 1)),
         "bind_taken": attempt(lambda: kos.kernel.Bind("bitbucket", "BitBucketAPI.BitBucket", fake)),
@@ -110,7 +111,7 @@ def attacked(kos_env: KosEnv, tmp_path: Path) -> Any:
 
 def test_a_plugin_cannot_control_other_plugins(attacked: Any) -> None:
     _, report = attacked
-    for attempt in ("stop", "start", "restart", "table", "logpath"):
+    for attempt in ("stop", "start", "restart", "table", "logpath", "reload"):
         kind, message = report[attempt]
         assert kind == "PermissionDenied", (attempt, report[attempt])
         assert "operator" in message

@@ -283,6 +283,24 @@ class Kos:
             return _plugin_control.wait_down(self._kernel, name, timeout)
         return _plugin_control.wait_up(self._kernel, name, timeout)
 
+    def reload(
+        self, wait: bool = True, timeout: float = 30.0
+    ) -> tuple[str, builtins.list[str], builtins.list[tuple[str, str]]]:
+        """Make the kernel read its setup files again and apply them (see
+        ``KernelAPI.Kernel.Reload``): the directory, the files read, and ``(plugin,
+        what was done)`` per changed plugin. With ``wait``, return once each plugin
+        started or restarted runs with its services bound.
+        """
+        from . import _plugin_control
+
+        directory, files, changes = self._kernel.Reload()
+        changes = [(str(name), str(what)) for name, what in changes]
+        if wait:
+            for name, what in changes:
+                if what in ("started", "restarted"):
+                    _plugin_control.wait_up(self._kernel, name, timeout)
+        return str(directory), [str(f) for f in files], changes
+
     def get_namespace(self) -> Context:
         """The kernel's top context."""
         return Context(self, "")

@@ -10,7 +10,6 @@ import os
 import secrets
 import signal
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,9 +22,10 @@ from ._discovery import InstalledPlugin
 from ._kernel_session import KernelSession, PluginEntry
 from ._kp.station import Station
 from ._namespace import Namespace
-from ._setup import PluginSettings, SetupConfig
+from ._reload import records_from_setup, reload_in_background
+from ._setup import SetupConfig
 from ._supervisor import PluginRecord, Supervisor
-from ._world.member import EXPORT_ENV, WorldMember, WorldSettings, parse_export
+from ._world.member import WorldMember, WorldSettings
 from .errors import (
     KernelUnreachable,
     KosError,
@@ -37,35 +37,6 @@ from .kernel_api import Kernel as KernelInterface
 from .kernel_api import PluginRow
 
 log = logging.getLogger("kos.kernel")
-
-
-def plugin_command(
-    name: str, kernel: str, installed: InstalledPlugin | None, settings: PluginSettings
-) -> list[str] | None:
-    """The command line that runs a plugin: its setup-file ``file``, else its module."""
-    if settings.file is not None:
-        target = [str(settings.file)]
-    elif installed is not None:
-        target = ["-m", installed.spec.main]
-    else:
-        return None
-    return [sys.executable, *target, "-n", kernel, *settings.args]
-
-
-def declared_services(
-    name: str, installed: InstalledPlugin | None, settings: PluginSettings
-) -> tuple[str, ...]:
-    """The top-level names a plugin may bind: its setup section's ``services``, else what
-    its :class:`~kos_core.hookspecs.PluginSpec` declares, else its own name.
-    """
-    if "services" in settings.options:
-        try:
-            return _access.parse_services(settings.options["services"])
-        except (ValueError, KosError) as exc:
-            raise UsageError(f"{settings.where}: [{name}] services: {exc}") from None
-    if installed is not None and installed.spec.services:
-        return tuple(installed.spec.services)
-    return (name,)
 
 
 def _peer_pid() -> int | None:
@@ -93,8 +64,12 @@ class KernelCore:
         self.name = _paths.check_name(name, "kernel")
         self.namespace = Namespace()
         self.namespace.make_context("plugins")
-        self._installed = installed
-        self._setup = setup
+        #: the installed plugins (as discovered at start) and the setup files last read
+        self.installed = installed
+        self.setup = setup
+        #: held by a reload; set by SIGHUP to ask the main loop for one
+        self.reload_lock = threading.Lock()
+        self.reload_asked = threading.Event()
         default_socket = _wire.Address(path=str(_paths.runtime_dir() / f"{name}.sock"))
         #: the kernel always listens on a Unix socket; ``--listen HOST:PORT`` adds TCP
         self._unix = listen if listen is not None and listen.path is not None else default_socket
@@ -124,28 +99,9 @@ class KernelCore:
         )
 
     def _load_records(self) -> None:
-        names = set(self._installed) | set(self._setup.sections)
-        for name in sorted(names):
-            installed = self._installed.get(name)
-            default = installed.spec.run_at_boot if installed else True
-            settings = self._setup.settings_for(name, default)
-            command = plugin_command(name, self.name, installed, settings)
-            if command is None:  # named in a setup file but broken: discovery reported it
-                continue
-            self.records[name] = PluginRecord(
-                name,
-                command,
-                settings.run_at_boot,
-                dict(settings.options),
-                settings.supervision,
-                services=declared_services(name, installed, settings),
-                setup_file=str(self._setup.file_of(name) or ""),
-            )
-            if self.world is not None:  # in a world, only exporting plugins serve TCP
-                export = parse_export(name, settings.options, settings.where)
-                self.records[name].env[EXPORT_ENV] = "yes" if export else "no"
-                if export:
-                    self.exported.add(name)
+        made = records_from_setup(self.name, self.installed, self.setup, self.world is not None)
+        self.records.update(made.records)
+        self.exported = made.exported
         self.reserved = _access.reserved_names((r.name, r.services) for r in self.records.values())
 
     # -- lifecycle ------------------------------------------------------------------
@@ -256,6 +212,9 @@ class KernelCore:
     def run(self, stop: threading.Event, poll_interval: float = 0.05) -> None:
         """Supervise plugins until ``stop`` is set."""
         while not stop.wait(poll_interval):
+            if self.reload_asked.is_set():
+                self.reload_asked.clear()
+                reload_in_background(self)
             self.supervisor.tick()
             self.station.tick()
             if self.world is not None:

@@ -8,7 +8,7 @@ import itertools
 import os
 from typing import TYPE_CHECKING
 
-from . import __version__, _namespace, _wire
+from . import __version__, _namespace, _reload, _wire
 from ._access import Grant
 from ._kp.migration import LARGER_REQUESTS
 from ._kp.session import KPOperations
@@ -99,6 +99,11 @@ class KernelSession(KPOperations):
     def RestartPlugin(self, name: str) -> str:
         self.grant.check_operator("restarting a plugin")
         return self._kernel.supervisor.restart(name)
+
+    def Reload(self) -> tuple[str, list[str], list[tuple[str, str]]]:
+        self.grant.check_operator("reloading the setup files")
+        _reload.log.info("reload asked by the operator")
+        return _reload.reload_setup(self._kernel)
 
     def LogPath(self, name: str) -> str:
         self.grant.check_operator("a plugin's log")

@@ -338,14 +338,34 @@ class Supervisor(HealthChecks):
 
     def restart(self, name: str) -> str:
         """Stop a plugin (waiting for it to end) and start it again; returns its state."""
-        process = self.call_in_main(lambda: self._supervised(name).process)
         log.info("plugin %s: restart asked by the operator", name)
-        self.stop(name)
-        if process is not None:
-            # The main thread sends SIGKILL after STOP_GRACE; start() then reaps it.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(STOP_GRACE + 2.0)
+        self.stop_and_wait([name])
         return self.start(name)
+
+    def stop_and_wait(self, names: list[str]) -> None:
+        """Stop plugins ``names`` together and wait for each to end."""
+        processes = self.call_in_main(lambda: [self._supervised(n).process for n in names])
+        for name in names:
+            self.stop(name)
+        for process in processes:
+            if process is not None:
+                # The main thread sends SIGKILL after STOP_GRACE; start() then reaps it.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(STOP_GRACE + 2.0)
+
+    def forget(self, name: str) -> None:
+        """Drop a stopped plugin from the table (its section left the setup files)."""
+
+        def do() -> None:
+            record = self.records.get(name)
+            if record is None:
+                return
+            if record.process is not None and not record.alive:
+                self._exited(record, time.monotonic())
+            if not record.alive:
+                del self.records[name]
+
+        self.call_in_main(do)
 
     def note_unbound(self, name: str, path: str) -> None:
         """Plugin ``name`` unbound ``path`` itself (reported with its exit)."""

@@ -18,6 +18,7 @@ from ._cli_common import config_option, kernel_option, print_table
 from ._cli_errors import HintingGroup, reports_errors, run_command_line
 from ._cli_kp import kp
 from ._cli_logs import logs
+from ._cli_reload import reload
 from ._cli_status import plugins, status
 from ._cli_world import world
 from .errors import UsageError
@@ -117,7 +118,8 @@ def run(
 
     Reads the plugin setup files (plugins, plugins.local, plugins.KERNEL) from the
     config directory; with none, every installed plugin boots. Ctrl-C or SIGTERM
-    stops every plugin, then the kernel exits 0.
+    stops every plugin, then the kernel exits 0; SIGHUP (like kos reload) reads the
+    setup files again and applies them.
     """
     import logging
     import threading
@@ -127,6 +129,7 @@ def run(
     from ._kernel import KernelCore, install_stop_signals
     from ._logs import open_kernel_log
     from ._policy import Supervision
+    from ._reload import install_reload_signal
     from ._setup import default_config_dir, load_setup, log_setup_read
 
     logging.basicConfig(
@@ -149,6 +152,7 @@ def run(
     core = KernelCore(name, installed=found.plugins, setup=setup, listen=address, world=joining)
     stop = threading.Event()
     install_stop_signals(stop)
+    install_reload_signal(core.reload_asked)
     kernel_log: list[logging.Handler] = []
 
     def before_boot() -> None:  # the kernel serves: its log is its own to write
@@ -309,6 +313,7 @@ cli.add_command(plugins)
 cli.add_command(status)
 cli.add_command(kp)
 cli.add_command(logs)
+cli.add_command(reload)
 
 
 def main() -> None:

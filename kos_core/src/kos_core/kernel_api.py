@@ -119,6 +119,18 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
         """Stop a plugin and start it again; returns its state."""
         raise NotImplementedError
 
+    @raises(PermissionDenied, UsageError)
+    def Reload(self) -> tuple[str, list[str], list[tuple[str, str]]]:
+        """Read the setup files again and apply them: start, stop or restart exactly the
+        plugins whose settings changed (a new section becomes a plugin; a removed one is
+        stopped and forgotten). Returns the configuration directory, the files read and
+        ``(plugin, what was done)`` per change: started, stopped, restarted, or updated
+        (a plugin that is not running; its new settings apply at its next start).
+
+        A bad file changes nothing: :class:`UsageError` saying ``file:line: what``.
+        """
+        raise NotImplementedError
+
     @raises(NameNotFound, PermissionDenied)
     def LogPath(self, name: str) -> str:
         """The file a supervised plugin's output goes to."""
