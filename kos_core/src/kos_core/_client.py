@@ -10,14 +10,18 @@ import secrets
 import ssl
 import threading
 import time
+from collections.abc import Generator
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _paths, _rpc, _tls, _wire
 from .errors import KernelUnreachable, KosError, ServiceUnavailable, UsageError
 from .interface import Interface, find_interface
 from .kernel_api import Kernel as KernelInterface
 from .kernel_api import PluginRow
+
+if TYPE_CHECKING:
+    from ._watch import WatchEvent
 
 _T = TypeVar("_T")
 #: seconds a client keeps trying a live kernel that dropped its connection
@@ -300,6 +304,15 @@ class Kos:
                 if what in ("started", "restarted"):
                     _plugin_control.wait_up(self._kernel, name, timeout)
         return str(directory), [str(f) for f in files], changes
+
+    def watch(self, path: str = "") -> Generator[WatchEvent, None, None]:
+        """Yield each service bound or unbound at or under ``path`` from now on, as a
+        :class:`~kos_core.WatchEvent` (``seq, kind, path, typename``), until closed.
+        Uses a connection of its own; ``kind`` ``lost`` says events were dropped.
+        """
+        from ._watch import watch
+
+        return watch(self._link, path)
 
     def get_namespace(self) -> Context:
         """The kernel's top context."""

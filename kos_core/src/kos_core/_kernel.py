@@ -226,6 +226,7 @@ class KernelCore:
         """
         if self.world is not None:
             self.world.leave()
+        self.namespace.events.close()
         self.station.stop_all()
         self.supervisor.stop_all()
         for server in self._servers:

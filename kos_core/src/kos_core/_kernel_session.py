@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from . import __version__, _namespace, _reload, _wire
 from ._access import Grant
+from ._events import Event
 from ._kp.migration import LARGER_REQUESTS
 from ._kp.session import KPOperations
 from ._kp.station import Station
-from .errors import NameNotFound, UsageError
+from .errors import NameNotFound, PermissionDenied, UsageError
 from .kernel_api import PluginRow, WorldRow
 
 if TYPE_CHECKING:
@@ -79,6 +80,24 @@ class KernelSession(KPOperations):
         self._kernel.owner_changed(self.owner)
         if self.plugin is not None:
             self._kernel.supervisor.note_unbound(self.plugin, path)
+
+    def Events(
+        self, path: str, after: int, timeout: float
+    ) -> tuple[int, list[tuple[int, str, str, str]]]:
+        self.grant.check_look(path)
+        prefix = _namespace.split_path(path)
+
+        def wanted(event: Event) -> bool:
+            parts = _namespace.split_path(event[2])
+            if parts[: len(prefix)] != prefix:
+                return False
+            try:
+                self.grant.check_look(event[2])
+            except PermissionDenied:
+                return False
+            return True
+
+        return self._kernel.namespace.events.since(int(after), float(timeout), wanted)
 
     def RegisterPlugin(self, name: str, pid: int, health_sbh: str = "") -> PluginEntry:
         self.grant.check_register(name)

@@ -14,6 +14,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from ._events import EventLog
 from ._hints import did_you_mean
 from .errors import NameAlreadyBound, NameNotFound, NotAContext, UsageError
 
@@ -74,6 +75,8 @@ class Namespace:
     def __init__(self) -> None:
         self._root = Context()
         self._lock = threading.RLock()
+        #: every service bound and unbound, for watchers
+        self.events = EventLog()
 
     def _walk(self, parts: list[str], follow_last: bool = True) -> Service | Link | Context:
         node: Service | Link | Context = self._root
@@ -149,6 +152,8 @@ class Namespace:
             if name in parent.entries:
                 raise NameAlreadyBound(f"{join(parts)} is already bound")
             parent.entries[name] = entry
+            if isinstance(entry, Service):
+                self.events.add("bind", join(parts), entry.typename)
             return join(parts)
 
     def make_context(self, path: str, owner: str | None = None) -> Context:
@@ -175,6 +180,7 @@ class Namespace:
             if entry is None or (owner is not None and entry.owner != owner):
                 raise NameNotFound(f"{join(parts)} is not bound")
             del parent.entries[name]
+            self._gone(entry, parts)
             return entry
 
     def remove_owner(self, owner: str) -> builtins.list[str]:
@@ -191,8 +197,17 @@ class Namespace:
             if entry.owner == owner:
                 del node.entries[name]
                 removed.append(join([*prefix, name]))
+                self._gone(entry, [*prefix, name])
             elif isinstance(entry, Context):
                 self._remove_owner(entry, [*prefix, name], owner, removed)
+
+    def _gone(self, entry: Service | Link | Context, parts: builtins.list[str]) -> None:
+        """Log an unbind event for each service ``entry`` (at ``parts``) took away."""
+        if isinstance(entry, Service):
+            self.events.add("unbind", join(parts), entry.typename)
+        elif isinstance(entry, Context):
+            for name, child in sorted(entry.entries.items()):
+                self._gone(child, [*parts, name])
 
     def services_of(self, owner: str) -> builtins.list[str]:
         """Paths of the services ``owner`` has bound."""

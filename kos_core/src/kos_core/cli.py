@@ -20,6 +20,7 @@ from ._cli_kp import kp
 from ._cli_logs import logs
 from ._cli_reload import reload
 from ._cli_status import plugins, status
+from ._cli_watch import watch
 from ._cli_world import world
 from .errors import UsageError
 
@@ -314,6 +315,7 @@ cli.add_command(status)
 cli.add_command(kp)
 cli.add_command(logs)
 cli.add_command(reload)
+cli.add_command(watch)
 
 
 def main() -> None:

@@ -119,6 +119,20 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
         """Stop a plugin and start it again; returns its state."""
         raise NotImplementedError
 
+    @raises(NameNotFound, NotAContext, PermissionDenied, UsageError)
+    def Events(
+        self, path: str, after: int, timeout: float
+    ) -> tuple[int, list[tuple[int, str, str, str]]]:
+        """Services bound and unbound at or under ``path`` after event number ``after``
+        (``-1``: from now), waiting up to ``timeout`` seconds (at most 10) for one.
+
+        Returns the number to pass as ``after`` next, and the events: ``(number, kind,
+        path, interface)``, kind ``bind`` or ``unbind``, or ``lost`` (the caller fell
+        so far behind that events were dropped; it goes on from the oldest kept).
+        Only paths this connection may look up are reported.
+        """
+        raise NotImplementedError
+
     @raises(PermissionDenied, UsageError)
     def Reload(self) -> tuple[str, list[str], list[tuple[str, str]]]:
         """Read the setup files again and apply them: start, stop or restart exactly the
