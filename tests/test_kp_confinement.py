@@ -142,7 +142,7 @@ def test_memory_cpu_and_wall_clock_limits_hold(station: KernelProcess, tmp_path:
         assert wait_ended(kos, memory)["last_exit"] == "exit status 0"
         ended = wait_ended(kos, spin)
         assert ended["last_exit"] == "CPU limit (1 s) reached"
-        assert 0.9 <= ended["cpu"] < 3.0
+        assert 0.75 <= ended["cpu"] < 3.0  # the limit, as tick-grained accounting sees it
         assert wait_ended(kos, sleeper)["last_exit"] == "wall-clock limit (1 s) reached"
     still_serving(station)
 
