@@ -4,9 +4,13 @@ how a table is printed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 kernel_option = click.option(
     "-n",
@@ -43,3 +47,22 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def wait_options(until: str) -> Callable[[_F], _F]:
+    """``--wait/--no-wait`` (on by default: return once ``until``) and ``--timeout S``."""
+
+    def decorate(func: _F) -> _F:
+        func = click.option(
+            "--timeout",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            metavar="S",
+            help="How long --wait waits.",
+        )(func)
+        return click.option(
+            "--wait/--no-wait", default=True, show_default=True, help=f"Return once {until}."
+        )(func)
+
+    return decorate

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ._cli_common import kernel_option
+from ._cli_common import kernel_option, wait_options
 from ._cli_errors import reports_errors
 
 
 @click.command()
 @kernel_option
-@click.option(
-    "--wait/--no-wait",
-    default=True,
-    show_default=True,
-    help="Return once the plugins started or restarted run with their services bound.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="S",
-    help="How long --wait waits.",
-)
+@wait_options("the plugins started or restarted run with their services bound")
 @reports_errors
 def reload(kernel: str | None, wait: bool, timeout: float) -> None:
     """Read the setup files again and apply them to a running kernel.

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from ._cli_common import config_option, kernel_option, print_table
+from ._cli_common import config_option, kernel_option, print_table, wait_options
 from ._cli_errors import HintingGroup, reports_errors, run_command_line
 from ._cli_kp import kp
 from ._cli_logs import logs
@@ -181,20 +181,7 @@ def plugin() -> None:
 
 def _plugin_action(action: str) -> click.Command:
     @kernel_option
-    @click.option(
-        "--wait/--no-wait",
-        default=True,
-        show_default=True,
-        help="Return once the plugin runs with its services bound (stop: once it ended).",
-    )
-    @click.option(
-        "--timeout",
-        type=click.FloatRange(min=0),
-        default=30.0,
-        show_default=True,
-        metavar="S",
-        help="How long --wait waits.",
-    )
+    @wait_options("the plugin runs with its services bound (stop: once it ended)")
     @click.argument("name")
     @reports_errors
     def command(kernel: str | None, wait: bool, timeout: float, name: str) -> None:
