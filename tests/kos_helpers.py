@@ -179,8 +179,8 @@ def main() -> None:
         sys.exit({getopt_exit})
     print("context", ns.path, " ".join(sorted(ns.list())), flush=True)
     sid = kos.bind_service(SERVICE, BitBucket(1000), "BitBucketAPI.BitBucket")
-    print("registered", sid, flush=True)
     try:
+        print("registered", sid, flush=True)  # inside: a signal after it runs the finally
         kos.run()
     finally:
         kos.unbind_service(sid)

@@ -33,7 +33,10 @@ def serving(kernel: KernelProcess, plugin: HandPlugin, name: str, service: str) 
                 f"{plugin.stdout()}{plugin.stderr()}"
             )
         row = kernel.plugin_row(name)
-        return int(row[2]) if row and row[1] == "running" and service in row[3] else 0
+        bound = row and row[1] == "running" and service in row[3]
+        # "registered" is printed inside the plugin's try: from then on a signal runs
+        # its finally block
+        return int(row[2]) if bound and "registered" in plugin.stdout() else 0
 
     return wait_for(ready, 15, f"hand-started plugin {name} to serve {service}")
 
