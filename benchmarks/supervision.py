@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from common import file_server, private_kernel
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import KosError
 from kos_core.testing import KernelProcess, children_of, descendants_of, process_ended, wait_for
 from kos_plugins_bitbucket import BitBucket
@@ -207,7 +208,7 @@ def part_b(children: int) -> Figure:
 
 def child_pid(requester: Any) -> int:
     """The pid of a requester child: it serves on ``<runtime dir>/p<PID>.sock``."""
-    address, _ = _wire.parse_sbh(_rpc.sbh_of(requester) or "")
+    address, _ = wire.parse_sbh(_rpc.sbh_of(requester) or "")
     return int(Path(address.path or "p0").stem[1:])
 
 
@@ -328,7 +329,7 @@ INSIDE: dict[str, _Builder] = {
 }
 
 
-def _one(address: _wire.Address, first: bytes, second: bytes | None) -> str:
+def _one(address: wire.Address, first: bytes, second: bytes | None) -> str:
     sock = address.connect(2.0)
     try:
         sock.settimeout(2.0)
@@ -353,7 +354,7 @@ def _one(address: _wire.Address, first: bytes, second: bytes | None) -> str:
 
 def hostile(
     target: str,
-    address: _wire.Address,
+    address: wire.Address,
     credential: str,
     *,
     inside: bool,
@@ -398,14 +399,14 @@ def part_d(kernel: KernelProcess, url: str, count: int) -> list[Figure]:
         figures.append(
             hostile(
                 "kernel",
-                _wire.Address.parse(info["address"]),
+                wire.Address.parse(info["address"]),
                 info["secret"],
                 inside=True,
                 check=kernel_serves,
                 count=count,
             )
         )
-        address, token = _wire.parse_sbh(kos.kernel.Lookup("bitbucket")[2])
+        address, token = wire.parse_sbh(kos.kernel.Lookup("bitbucket")[2])
         figures.append(
             hostile(
                 "plugin (bitbucket)",
@@ -419,7 +420,7 @@ def part_d(kernel: KernelProcess, url: str, count: int) -> list[Figure]:
         requester = kos.lookup("http", Factory).GetHTTPRequester()
         sbh = _rpc.sbh_of(requester)
         assert sbh is not None
-        address, token = _wire.parse_sbh(sbh)
+        address, token = wire.parse_sbh(sbh)
         wrong = token[::-1] if token[::-1] != token else token + "x"
 
         def child_serves() -> bool:

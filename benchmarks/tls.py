@@ -24,7 +24,8 @@ from typing import Any
 import rpyc
 
 from common import Call, Stats, helper_process, time_calls
-from kos_core import _rpc, _tls
+from kos_core import _rpc
+from kos_core._net import tls
 from kos_plugins_bitbucket.api import BitBucket
 
 SIZES = (32, 100 * 1024)
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         info = stack.enter_context(
             helper_process([sys.executable, os.path.join(here, "tls_server.py"), directory], "tls")
         )
-        _tls.trust(info["ca"])
+        tls.trust(info["ca"])
         over_unix = _rpc.object_of_sbh(info["unix"], BitBucket)
         over_tls = _rpc.object_of_sbh(info["tls"], BitBucket)
         plain = rpyc.connect("127.0.0.1", info["rpyc_tcp"])
@@ -99,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         f" {'TLS÷unix':>9} {'TLS÷rpyc TCP':>13}"
     )
     for label, stats in rows:
-        unix, tls, plain_tcp = stats["unix"], stats["tls"], stats["rpyc"]
+        unix, secured, plain_tcp = stats["unix"], stats["tls"], stats["rpyc"]
         print(
-            f"{label:<12} {unix.median_us:>12.1f} {tls.median_us:>15.1f}"
-            f" {plain_tcp.median_us:>12.1f} {tls.median_us / unix.median_us:>9.2f}"
-            f" {tls.median_us / plain_tcp.median_us:>13.2f}"
+            f"{label:<12} {unix.median_us:>12.1f} {secured.median_us:>15.1f}"
+            f" {plain_tcp.median_us:>12.1f} {secured.median_us / unix.median_us:>9.2f}"
+            f" {secured.median_us / plain_tcp.median_us:>13.2f}"
         )
     return 0
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from rpyc.utils.server import ThreadedServer
 
-from kos_core import _rpc, _tls, _wire
+from kos_core import _rpc
+from kos_core._net import tls, wire
 from kos_plugins_bitbucket.api import BitBucket as BitBucketAPI
 from kos_plugins_bitbucket.plugin import BitBucket
 from plain_rpyc_server import UncompressedBucketService, _quiet_logger
@@ -48,16 +49,14 @@ def main(argv: list[str]) -> int:
     bucket = BitBucket(CAPACITY)
 
     def authorize(token: str) -> _rpc.Session | None:
-        return _rpc.Session(bucket, BitBucketAPI) if _wire.tokens_equal(token, TOKEN) else None
+        return _rpc.Session(bucket, BitBucketAPI) if wire.tokens_equal(token, TOKEN) else None
 
-    authority = _tls.new_authority("bench")
+    authority = tls.new_authority("bench")
     pair = directory / "tls.pem"
-    pair.write_bytes(
-        _tls.write_pem_pair(authority.issue("bench", ["127.0.0.1"], _tls.RUN_VALIDITY))
-    )
-    unix = _rpc.Server(_wire.Address(path=str(directory / "b.sock")), authorize, name="unix")
-    tls = _rpc.Server(
-        _wire.Address(host="127.0.0.1"), authorize, name="tls", tls=_tls.server_context(str(pair))
+    pair.write_bytes(tls.write_pem_pair(authority.issue("bench", ["127.0.0.1"], tls.RUN_VALIDITY)))
+    unix = _rpc.Server(wire.Address(path=str(directory / "b.sock")), authorize, name="unix")
+    secured = _rpc.Server(
+        wire.Address(host="127.0.0.1"), authorize, name="tls", tls=tls.server_context(str(pair))
     )
     plain = ThreadedServer(
         NoDelayService(BitBucket(CAPACITY)),
@@ -69,10 +68,10 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=plain.start, daemon=True).start()
     try:
         unix.start()
-        tls.start()
+        secured.start()
         info = {
-            "unix": _wire.format_sbh(unix.address, TOKEN),
-            "tls": _wire.format_sbh(tls.address, TOKEN),
+            "unix": wire.format_sbh(unix.address, TOKEN),
+            "tls": wire.format_sbh(secured.address, TOKEN),
             "ca": authority.cert_pem,
             "rpyc_tcp": plain.port,
         }
@@ -82,7 +81,7 @@ def main(argv: list[str]) -> int:
         pass
     finally:
         unix.close()
-        tls.close()
+        secured.close()
         plain.close()
     return 0
 

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from common import Stats, helper_process
-from kos_core import _rpc, _tls
+from kos_core import _rpc
+from kos_core._net import tls
 from kos_core._world.layout import parse_name
 from kos_core.errors import WorldUnavailable
 from kos_core.testing import EtcdProcess, wait_for
@@ -172,7 +173,7 @@ class Bench:
         kv = self.world.etcd_client().get(f"/kos/names/{a}/{SERVICES[0]}")
         assert kv is not None
         with (self.world.tls_dir / "ca.pem").open() as ca:
-            _tls.trust(ca.read())
+            tls.trust(ca.read())
         direct = _rpc.object_of_sbh(parse_name(kv.value).sbh, BitBucket)
         through.Set("k", b"x" * 32)
         assert direct.Get("k") == b"x" * 32
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         rss_before = bench.rss()
 
         log(f"starting {args.simulated} simulated kernels")
-        fingerprint = _tls.fingerprint((world.tls_dir / "ca.pem").read_text())
+        fingerprint = tls.fingerprint((world.tls_dir / "ca.pem").read_text())
         command = [
             sys.executable,
             str(HERE / "world_fanout.py"),

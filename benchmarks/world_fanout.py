@@ -26,7 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from kos_core import _wire
+from kos_core._net import wire
 from kos_core._world.etcd import Etcd, Watch, WorldURL
 from kos_core._world.layout import KernelRecord, Layout, Name
 from kos_core._world.membership import LEASE_TTL
@@ -56,12 +56,12 @@ class Simulated:
             host="simulated",
             address=f"{self.host}:7000",
             ca=self.ca,
-            protocol=_wire.PROTOCOL_VERSION,
+            protocol=wire.PROTOCOL_VERSION,
             started=time.time(),
             pid=0,
         )
         self.etcd.create(self.layout.kernel_key(self.name), record.encode(), self.lease)
-        sbh = _wire.format_sbh(_wire.Address(host=self.host, port=7001), "t" * 32)
+        sbh = wire.format_sbh(wire.Address(host=self.host, port=7001), "t" * 32)
         name = Name("BitBucketAPI.BitBucket", sbh)
         self.etcd.put(self.layout.name_key(self.name, "bb0"), name.encode(), self.lease)
 

@@ -13,7 +13,7 @@ from typing import Any
 from rpyc.core import brine, consts
 
 import kos_core
-from kos_core import _wire
+from kos_core._net import wire
 
 #: rpyc's frame header: payload length (4 bytes), compressed flag (1 byte).
 FRAME = struct.Struct("!LB")
@@ -83,7 +83,7 @@ class Loris:
     the server has closed is opened again instead.
     """
 
-    def __init__(self, address: _wire.Address, count: int) -> None:
+    def __init__(self, address: wire.Address, count: int) -> None:
         self.address = address
         self.slots: list[socket.socket | None] = [None] * count
         self.opened = 0
@@ -178,11 +178,11 @@ def exception_frame(seq: int, module: str, name: str) -> bytes:
     return frame(consts.MSG_EXCEPTION, seq, ((module, name), (), (), "<traceback>"))
 
 
-def authenticated(address: _wire.Address, token: str, timeout: float = 5.0) -> socket.socket:
+def authenticated(address: wire.Address, token: str, timeout: float = 5.0) -> socket.socket:
     """A raw socket past the kos handshake with ``token``."""
     sock = address.connect(timeout)
     try:
-        _wire.client_handshake(sock, token)
+        wire.client_handshake(sock, token)
     except BaseException:
         sock.close()
         raise

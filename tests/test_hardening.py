@@ -34,7 +34,8 @@ from rpyc.core import brine, consts
 
 import kos_core
 from conftest import StartKernel
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import ServiceUnavailable
 from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ended, wait_for
 from kos_helpers import Cli, connection_info, dedent, kos_environ, run
@@ -112,7 +113,7 @@ def serving_pid(proxy: Any) -> int:
     """The pid of the process serving ``proxy`` (its socket is ``p<PID>.sock``)."""
     sbh = _rpc.sbh_of(proxy)
     assert sbh is not None
-    path = _wire.parse_sbh(sbh)[0].path
+    path = wire.parse_sbh(sbh)[0].path
     assert path is not None
     match = re.fullmatch(r"p(\d+)\.sock", Path(path).name)
     assert match, path
@@ -289,7 +290,7 @@ def _drain(sock: socket.socket, deadline: float) -> tuple[bytes, bool]:
         data += chunk
 
 
-def throw(address: _wire.Address, item: Hostile, timeout: float) -> str:
+def throw(address: wire.Address, item: Hostile, timeout: float) -> str:
     """Send one hostile input, hang up our side, wait for the server to hang up;
     return what happened.
     """
@@ -350,7 +351,7 @@ class FuzzReport:
 
 def fuzz(
     target: str,
-    address: _wire.Address,
+    address: wire.Address,
     inputs: Iterator[Hostile],
     still_serves: Callable[[], None],
     *,
@@ -392,7 +393,7 @@ def assert_fuzz_passed(report: FuzzReport, kernel: KernelProcess, minimum: int =
 
 def test_hostile_input_on_the_kernel_socket(kos_env: KosEnv, http_kernel: KernelProcess) -> None:
     info = connection_info(kos_env)
-    address = _wire.Address.parse(info["address"])
+    address = wire.Address.parse(info["address"])
 
     def still_serves() -> None:
         assert http_kernel.process.poll() is None, "the kernel exited"
@@ -407,7 +408,7 @@ def test_hostile_input_on_the_kernel_socket(kos_env: KosEnv, http_kernel: Kernel
 def test_hostile_input_on_a_plugin_socket(http_kernel: KernelProcess) -> None:
     with kos_core.connect() as kos:
         _, _, sbh = kos.kernel.Lookup("bitbucket")
-        address, token = _wire.parse_sbh(sbh)
+        address, token = wire.parse_sbh(sbh)
         bb = kos.lookup("bitbucket", BitBucket)  # a connection held open through the fuzzing
         probe = random.Random(7)
 
@@ -429,7 +430,7 @@ def test_hostile_input_on_a_factory_child_socket(http_kernel: KernelProcess, pag
         requester = kos.lookup("http", Factory).GetHTTPRequester()
         sbh = _rpc.sbh_of(requester)
         assert sbh, "a requester is reached through its own SBH"
-        address, token = _wire.parse_sbh(sbh)
+        address, token = wire.parse_sbh(sbh)
         # A child serves exactly one client: the right token is never sent here. The
         # first batch runs before its real client has connected, so garbage and wrong
         # credentials must not use up its one connection.
@@ -452,7 +453,7 @@ def test_announced_bytes_are_not_allocated_before_they_arrive(
     the 64 MiB limit) and sends 3 bytes must not make the server allocate 60 MiB.
     """
     info = connection_info(kos_env)
-    address = _wire.Address.parse(info["address"])
+    address = wire.Address.parse(info["address"])
     before = memory_kib(bb_kernel.pid)["VmRSS"]
     held: list[socket.socket] = []
     try:
@@ -483,7 +484,7 @@ def test_announced_bytes_are_not_allocated_before_they_arrive(
 
 def requester_pid(requester: Any) -> int:
     """The pid of a requester child: it serves on ``<runtime dir>/p<PID>.sock``."""
-    address, _ = _wire.parse_sbh(_rpc.sbh_of(requester) or "")
+    address, _ = wire.parse_sbh(_rpc.sbh_of(requester) or "")
     return int(Path(address.path or "p0").stem[1:])
 
 

@@ -28,7 +28,8 @@ from attack_helpers import (
     threads_of,
     timed_answer,
 )
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.testing import KernelProcess, KosEnv
 from kos_helpers import connection_info
 
@@ -36,20 +37,20 @@ from kos_helpers import connection_info
 GROWTH_KIB = 10 * 1024
 
 
-def targets(kos_env: KosEnv, kernel: KernelProcess) -> dict[str, tuple[int, _wire.Address, str]]:
+def targets(kos_env: KosEnv, kernel: KernelProcess) -> dict[str, tuple[int, wire.Address, str]]:
     """``name: (pid, address, credential)`` of the kernel and of the bitbucket plugin."""
     info = connection_info(kos_env)
     plugin_pid = kernel.wait_plugin("bitbucket", services=["bitbucket"])
     with kernel.connect() as kos:
         _, _, sbh = kos.kernel.Lookup("bitbucket")
-    address, token = _wire.parse_sbh(sbh)
+    address, token = wire.parse_sbh(sbh)
     return {
-        "kernel": (kernel.pid, _wire.Address.parse(info["address"]), info["secret"]),
+        "kernel": (kernel.pid, wire.Address.parse(info["address"]), info["secret"]),
         "bitbucket": (plugin_pid, address, token),
     }
 
 
-def flood(address: _wire.Address, token: str, frames: int, make: Callable[[int], bytes]) -> int:
+def flood(address: wire.Address, token: str, frames: int, make: Callable[[int], bytes]) -> int:
     """Send ``frames`` frames (``make(i)`` is the i-th) on authenticated connections,
     opening a new one whenever the server has hung up; return the connections used.
     """
@@ -172,7 +173,7 @@ def test_deep_nesting_closes_only_that_connection(
     info = connection_info(kos_env)
     with bb_kernel.connect() as kos:
         assert "bitbucket" in kos.list()
-        address = _wire.Address.parse(info["address"])
+        address = wire.Address.parse(info["address"])
         sock = authenticated(address, info["secret"])
         try:
             payload = brine.I1.pack(consts.MSG_REQUEST) + brine.TAG_TUP1 * 100_000 + brine.TAG_NONE

@@ -11,7 +11,7 @@ import resource
 import socket
 
 from attack_helpers import Loris, cpu_seconds, open_fds, threads_of, timed_answer
-from kos_core import _wire
+from kos_core._net import wire
 from kos_core.testing import KernelProcess, KosEnv
 from kos_helpers import connection_info
 
@@ -23,8 +23,8 @@ ANSWER_WITHIN = 1.0
 THREAD_MARGIN = 120
 
 
-def kernel_address(kos_env: KosEnv) -> _wire.Address:
-    return _wire.Address.parse(connection_info(kos_env)["address"])
+def kernel_address(kos_env: KosEnv) -> wire.Address:
+    return wire.Address.parse(connection_info(kos_env)["address"])
 
 
 def answers_during(loris: Loris, ticks: int, pid: int) -> tuple[list[float], int]:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch
 from kos_core.kernel_api import Kernel as KernelInterface
 from kos_core.testing import KernelProcess, KosEnv
@@ -33,11 +34,11 @@ def bb_kernel(shared_bb_kernel: KernelProcess) -> KernelProcess:
     return shared_bb_kernel
 
 
-def kernel_address(kos_env: KosEnv) -> _wire.Address:
-    return _wire.Address.parse(connection_info(kos_env)["address"])
+def kernel_address(kos_env: KosEnv) -> wire.Address:
+    return wire.Address.parse(connection_info(kos_env)["address"])
 
 
-def raw_socket(address: _wire.Address) -> socket.socket:
+def raw_socket(address: wire.Address) -> socket.socket:
     return address.connect(timeout=5.0)
 
 
@@ -117,13 +118,13 @@ def test_plugin_service_refuses_a_wrong_token(kos_env: KosEnv, bb_kernel: Kernel
     with kos_core.connect() as kos:
         kind, typename, sbh = kos.kernel.Lookup("bitbucket")
     assert (kind, typename) == ("service", "BitBucketAPI.BitBucket")
-    address, token = _wire.parse_sbh(sbh)
+    address, token = wire.parse_sbh(sbh)
     assert address.path is not None
     assert (
         connection_info(kos_env)["secret"] not in sbh
     )  # an SBH does not carry the kernel's secret
     for wrong in ("wrongtoken", token[:-1] + ("A" if token[-1] != "A" else "B")):
-        bad = _wire.format_sbh(address, wrong)
+        bad = wire.format_sbh(address, wrong)
         proxy = _rpc.object_of_sbh(bad, BitBucket)
         try:
             with pytest.raises(AuthenticationFailed):
@@ -132,7 +133,7 @@ def test_plugin_service_refuses_a_wrong_token(kos_env: KosEnv, bb_kernel: Kernel
             _rpc.link_of(proxy).close()  # type: ignore[union-attr]
     # nor does the kernel's secret open the plugin's objects
     proxy = _rpc.object_of_sbh(
-        _wire.format_sbh(address, connection_info(kos_env)["secret"]), BitBucket
+        wire.format_sbh(address, connection_info(kos_env)["secret"]), BitBucket
     )
     try:
         with pytest.raises(AuthenticationFailed):
@@ -174,7 +175,7 @@ def test_client_side_sees_protocol_mismatch(kos_env: KosEnv, tmp_path: Path) -> 
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    link = _rpc.Link(_wire.Address(path=path), "token", "fake server")
+    link = _rpc.Link(wire.Address(path=path), "token", "fake server")
     try:
         with pytest.raises(ProtocolMismatch):
             link.connect()
@@ -213,7 +214,7 @@ def test_a_silent_half_handshake_is_dropped_after_the_timeout(
     with contextlib.closing(raw_socket(kernel_address(kos_env))) as sock:
         sock.sendall(b"KOS/1 no-newline-yet")
         assert_still_serves(kos_env)  # meanwhile, others are served
-        reply = read_until_closed(sock, _wire.HANDSHAKE_TIMEOUT + 5)
+        reply = read_until_closed(sock, wire.HANDSHAKE_TIMEOUT + 5)
     assert reply == b"" or reply.startswith(b"NO "), reply
     assert_still_serves(kos_env)
 
@@ -234,7 +235,7 @@ def test_immediate_close_and_many_idle_sockets(kos_env: KosEnv, bb_kernel: Kerne
 def test_garbage_on_the_plugin_socket(kos_env: KosEnv, bb_kernel: KernelProcess) -> None:
     with kos_core.connect() as kos:
         _, _, sbh = kos.kernel.Lookup("bitbucket")
-    address, _ = _wire.parse_sbh(sbh)
+    address, _ = wire.parse_sbh(sbh)
     for garbage in (os.urandom(2048), b"KOS/99 x\n", b"B" * (1 << 20)):
         with contextlib.closing(raw_socket(address)) as sock:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from kos_core import _tls
+from kos_core._net import tls
 from kos_core._world.etcd import Etcd, WorldURL
 from kos_core.testing import EtcdProcess, KernelProcess, KosEnv, make_env, wait_for
 from kos_helpers import CLI, Result, run
@@ -32,7 +32,7 @@ class World:
         self.base = base
         self.tls_dir = base / "tls"
         self.tls_dir.mkdir(mode=0o700)
-        self._authority = _tls.new_authority("kos world")
+        self._authority = tls.new_authority("kos world")
         (self.tls_dir / "ca.pem").write_text(self._authority.cert_pem)
         self.kernels: dict[str, KernelProcess] = {}
         self.envs: dict[str, KosEnv] = {}

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from kos_core import _rpc, _tls, _wire
+from kos_core import _rpc
+from kos_core._net import tls, wire
 from toyapi import TESTS_DIR, Echo, EchoImpl
 
 TOKEN = "toy-token_0123456789"
@@ -44,12 +45,12 @@ class EchoServer:
     authorized: list[str]
 
     @property
-    def address(self) -> _wire.Address:
+    def address(self) -> wire.Address:
         return self.server.address
 
     @property
     def sbh(self) -> str:
-        return _wire.format_sbh(self.server.address, self.token)
+        return wire.format_sbh(self.server.address, self.token)
 
     def proxy(self) -> Echo:
         return _rpc.object_of_sbh(self.sbh, Echo)  # type: ignore[no-any-return]
@@ -57,7 +58,7 @@ class EchoServer:
 
 @contextlib.contextmanager
 def echo_server(
-    address: _wire.Address | None = None,
+    address: wire.Address | None = None,
     authorize: Callable[[str], _rpc.Session | None] | None = None,
 ) -> Iterator[EchoServer]:
     """Serve an :class:`EchoImpl` on ``address`` (default: a Unix socket in a short dir)."""
@@ -66,12 +67,12 @@ def echo_server(
 
     def default_authorize(token: str) -> _rpc.Session | None:
         seen.append(token)
-        if _wire.tokens_equal(token, TOKEN):
+        if wire.tokens_equal(token, TOKEN):
             return _rpc.Session(impl, Echo)
         return None
 
     with short_dir() as base:
-        where = address or _wire.Address(path=str(base / "echo.sock"))
+        where = address or wire.Address(path=str(base / "echo.sock"))
         tls = trusted_tls(base) if where.path is None else None
         server = _rpc.Server(where, authorize or default_authorize, name="toy", tls=tls).start()
         try:
@@ -118,11 +119,11 @@ def trusted_tls(directory: Path) -> ssl.SSLContext:
     """A TLS server context from a new authority that this process then trusts (its
     certificate and key are written in ``directory``).
     """
-    authority = _tls.new_authority("tests")
+    authority = tls.new_authority("tests")
     pair = directory / "server.pem"
-    pair.write_bytes(_tls.write_pem_pair(authority.issue("tests", [], _tls.RUN_VALIDITY)))
-    _tls.trust(authority.cert_pem)
-    return _tls.server_context(str(pair))
+    pair.write_bytes(tls.write_pem_pair(authority.issue("tests", [], tls.RUN_VALIDITY)))
+    tls.trust(authority.cert_pem)
+    return tls.server_context(str(pair))
 
 
 def link_of(proxy: object) -> _rpc.Link:

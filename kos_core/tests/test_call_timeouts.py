@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from coretest_util import TOKEN, short_dir
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import ServiceUnavailable
 from kos_core.interface import Interface
 
@@ -59,10 +60,10 @@ def served() -> Iterator[Served]:
 
     def authorize(token: str) -> _rpc.Session | None:
         impl.sessions += 1
-        return _rpc.Session(impl, Slowish) if _wire.tokens_equal(token, TOKEN) else None
+        return _rpc.Session(impl, Slowish) if wire.tokens_equal(token, TOKEN) else None
 
     with short_dir() as base:
-        server = _rpc.Server(_wire.Address(path=str(base / "s.sock")), authorize, name="s")
+        server = _rpc.Server(wire.Address(path=str(base / "s.sock")), authorize, name="s")
         server.start()
         link = _rpc.Link(server.address, TOKEN, "slowish", _rpc.RpcConfig(call_timeout=TIMEOUT))
         try:

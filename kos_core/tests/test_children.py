@@ -33,7 +33,8 @@ from childapi import (
     reaped,
 )
 from coretest_util import link_of, python_env, short_dir
-from kos_core import _rpc, _wire, pluginlib
+from kos_core import _rpc, pluginlib
+from kos_core._net import wire
 from kos_core.errors import AuthenticationFailed, ServiceUnavailable
 from kos_core.testing import KosEnv, children_of, process_ended, wait_for
 
@@ -266,8 +267,8 @@ def test_a_second_client_with_the_same_sbh_is_refused(track: Tracker) -> None:
 
 def test_a_wrong_token_is_refused_and_does_not_use_up_the_child(track: Tracker) -> None:
     sbh, _pid, _ = spawn(track)
-    address, token = _wire.parse_sbh(sbh)
-    forged = _wire.format_sbh(address, "x" + token[1:] if token[0] != "x" else "y" + token[1:])
+    address, token = wire.parse_sbh(sbh)
+    forged = wire.format_sbh(address, "x" + token[1:] if token[0] != "x" else "y" + token[1:])
     with pytest.raises(AuthenticationFailed):
         track.proxy(forged).Incr()
     assert track.proxy(sbh).Incr() == 1

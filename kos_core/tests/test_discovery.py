@@ -1,4 +1,4 @@
-"""Plugin discovery through entry points and pluggy (kos_core._discovery).
+"""Plugin discovery through entry points and pluggy (kos_core._kernel.discovery).
 
 Fake plugin distributions are real ``.dist-info`` directories in a temporary
 folder put on ``sys.path``: both ``importlib.metadata.entry_points()`` (used by
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kos_core import PluginSpec
-from kos_core._discovery import (
+from kos_core._kernel.discovery import (
     ENTRY_POINT_GROUP,
     LOAD_ENV,
     BrokenPlugin,

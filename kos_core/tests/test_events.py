@@ -9,11 +9,11 @@ from typing import Any, cast
 
 import pytest
 
-from kos_core import _access
-from kos_core._access import Grant
-from kos_core._events import EventLog
-from kos_core._kernel_session import KernelSession
-from kos_core._namespace import Context, Namespace, Service
+from kos_core._kernel import access
+from kos_core._kernel.access import Grant
+from kos_core._kernel.events import EventLog
+from kos_core._kernel.namespace import Context, Namespace, Service
+from kos_core._kernel.session import KernelSession
 from kos_core.errors import PermissionDenied
 
 SBH = "kos+unix:///tmp/x.sock#" + "x" * 32
@@ -69,7 +69,7 @@ def test_the_namespace_logs_binds_and_every_service_an_unbind_takes_away() -> No
 def test_events_are_only_those_under_the_path_that_the_credential_may_look_up() -> None:
     ns = Namespace()
     kernel = cast(Any, SimpleNamespace(namespace=ns, world=None))
-    grant = Grant(_access.KP, "k1", may_look=lambda parts: parts[:1] != ["secret"])
+    grant = Grant(access.KP, "k1", may_look=lambda parts: parts[:1] != ["secret"])
     session = KernelSession(kernel, grant)
     for path in ("open", "secret", "plugins/a"):
         ns.make_context("plugins")

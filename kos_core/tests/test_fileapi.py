@@ -1,5 +1,5 @@
 """FileAPI over real sockets: ``FileWrapper`` served by reference, and large reads that
-travel inline or as a stream on a second connection (``kos_core._streams``).
+travel inline or as a stream on a second connection (``kos_core._rpc.streams``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import IO, Any
 import pytest
 
 from coretest_util import short_dir, trusted_tls
-from kos_core import _rpc, _streams, _wire
+from kos_core import _rpc
+from kos_core._net import wire
+from kos_core._rpc import streams
 from kos_core.errors import AuthenticationFailed, RemoteError, ServiceUnavailable
 from kos_core.fileapi import READ_PIECE, File, FileIOError, FileWrapper
 from kos_core.testing import wait_for
@@ -54,11 +56,11 @@ class Served:
             self.files.append(make())
             return _rpc.Session(self.files[-1], File)
 
-        address = _wire.Address(host="127.0.0.1") if tls else _wire.Address(path=str(path))
+        address = wire.Address(host="127.0.0.1") if tls else wire.Address(path=str(path))
         self.server = _rpc.Server(address, authorize, name="files", tls=tls).start()
 
     def client(self) -> Any:
-        return _rpc.object_of_sbh(_wire.format_sbh(self.server.address, TOKEN), File)
+        return _rpc.object_of_sbh(wire.format_sbh(self.server.address, TOKEN), File)
 
 
 @pytest.fixture(params=["unix", "tcp+tls"])
@@ -99,7 +101,7 @@ def test_a_large_read_of_a_regular_file_is_streamed_whole(
     assert f.read() == b""
     # The stream asks the file for 1 MiB pieces; a piece-by-piece read asks 256 KiB.
     sizes = served.files[0].sizes
-    assert _streams.PIECE in sizes and READ_PIECE not in sizes
+    assert streams.PIECE in sizes and READ_PIECE not in sizes
     assert served.server.streams._streams == {}  # ended and forgotten
 
 
@@ -121,7 +123,7 @@ def test_a_read_of_unknown_length_is_streamed_until_the_end(
     served = serve(lambda: Recording(io.BytesIO(data)))  # no file number: length unknown
     f = served.client()
     assert f.read() == data
-    assert _streams.PIECE in served.files[0].sizes
+    assert streams.PIECE in served.files[0].sizes
     assert served.files[0].bytes_left() is None
 
 
@@ -130,21 +132,21 @@ def test_a_small_read_comes_back_in_the_reply_without_a_stream(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     replies: list[str] = []
-    original = _streams.StreamTable.open
+    original = streams.StreamTable.open
 
-    def spy(table: _streams.StreamTable, *args: Any) -> Any:
+    def spy(table: streams.StreamTable, *args: Any) -> Any:
         reply = original(table, *args)
         replies.append(reply[0])
         return reply
 
-    monkeypatch.setattr(_streams.StreamTable, "open", spy)
+    monkeypatch.setattr(streams.StreamTable, "open", spy)
     small = b"tiny body\n" * 1000
     served = serve(lambda: Recording(io.BytesIO(small)))
     f = served.client()
     assert f.read() == small
     assert f.read(-1) == b""
     assert replies == ["i", "i"]  # the bytes came inline: no second connection
-    assert served.files[0].sizes[0] == _streams.PIECE  # it went through kos_read_stream
+    assert served.files[0].sizes[0] == streams.PIECE  # it went through kos_read_stream
 
 
 def test_a_failure_while_streaming_reaches_the_client_as_its_declared_exception(
@@ -220,7 +222,7 @@ def test_a_stream_token_is_good_for_one_connection_only(
         link._open_socket(token, stream=True)  # the same token again
     with pytest.raises(AuthenticationFailed):
         link._open_socket(token[:-2] + "xx")  # a guessed token
-    assert _streams.receive(first, length, 10, "test") == data
+    assert streams.receive(first, length, 10, "test") == data
     assert link._request(_rpc.HANDLE_KOS_STREAM_END, spec, (token,)) is None
     with pytest.raises(RemoteError, match="no stream was sent with this token"):
         link._request(_rpc.HANDLE_KOS_STREAM_END, spec, (token,))
@@ -283,7 +285,7 @@ def test_receive_reads_a_known_length_or_until_the_end() -> None:
         ours, theirs = socket.socketpair()
         sender = threading.Thread(target=lambda s=theirs: (s.sendall(data), s.close()))
         sender.start()
-        assert _streams.receive(ours, length, 10, "test") == data
+        assert streams.receive(ours, length, 10, "test") == data
         sender.join(10)
         assert ours.fileno() == -1  # receive closes its socket
 
@@ -292,13 +294,13 @@ def test_receive_returns_short_data_when_the_sender_stops_early() -> None:
     ours, theirs = socket.socketpair()
     theirs.sendall(b"12345")
     theirs.close()
-    assert _streams.receive(ours, 10, 10, "test") == b"12345"
+    assert streams.receive(ours, 10, 10, "test") == b"12345"
 
 
 def test_receive_gives_up_when_nothing_arrives() -> None:
     ours, theirs = socket.socketpair()
     with contextlib.closing(theirs), pytest.raises(ServiceUnavailable, match=r"no data for 0\.2 s"):
-        _streams.receive(ours, 10, 0.2, "test")
+        streams.receive(ours, 10, 0.2, "test")
 
 
 def test_reading_50_mb_takes_a_constant_number_of_requests(

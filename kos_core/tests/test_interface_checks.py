@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from coretest_util import TOKEN, echo_server, link_of
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import RemoteError
 from kos_core.interface import Interface
 from toyapi import Counter, CounterImpl
@@ -61,7 +62,7 @@ class NoneOpener:
 
 def test_a_declared_interface_result_of_None_is_a_TypeError() -> None:
     def authorize(token: str) -> _rpc.Session | None:
-        return _rpc.Session(NoneOpener(), Opener) if _wire.tokens_equal(token, TOKEN) else None
+        return _rpc.Session(NoneOpener(), Opener) if wire.tokens_equal(token, TOKEN) else None
 
     with echo_server(authorize=authorize) as served:
         proxy: Any = _rpc.object_of_sbh(served.sbh, Opener)

@@ -25,7 +25,9 @@ from coretest_util import (
     python_env,
     write_script,
 )
-from kos_core import _paths, _rpc, _wire, connect
+from kos_core import _rpc, connect
+from kos_core._net import wire
+from kos_core._os import paths
 from kos_core.errors import (
     AuthenticationFailed,
     KernelUnreachable,
@@ -50,24 +52,24 @@ def mode(path: Path) -> int:
 
 
 def test_connection_file_is_private_and_complete(env: KosEnv, kernel: KernelProcess) -> None:
-    path = _paths.connection_file(env.kernel)
+    path = paths.connection_file(env.kernel)
     assert path.parent == env.runtime_dir
     assert mode(path) == 0o600
     assert mode(env.runtime_dir) == 0o700
     data = json.loads(path.read_text())
     assert data["kernel"] == env.kernel
     assert data["pid"] == kernel.pid
-    assert data["protocol"] == _wire.PROTOCOL_VERSION
+    assert data["protocol"] == wire.PROTOCOL_VERSION
     assert len(data["secret"]) >= 32
-    address = _wire.Address.parse(data["address"])
+    address = wire.Address.parse(data["address"])
     assert address.path == str(env.runtime_dir / f"{env.kernel}.sock")
     assert mode(Path(address.path)) == 0o600
     assert [p.name for p in env.runtime_dir.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_nothing_without_the_secret(env: KosEnv, kernel: KernelProcess) -> None:
-    data = json.loads(_paths.connection_file(env.kernel).read_text())
-    address = _wire.Address.parse(data["address"])
+    data = json.loads(paths.connection_file(env.kernel).read_text())
+    address = wire.Address.parse(data["address"])
     with pytest.raises(AuthenticationFailed):
         _rpc.Link(address, "x" + data["secret"][1:], "kernel").connect()
     with pytest.raises(AuthenticationFailed):
@@ -212,7 +214,7 @@ def test_stale_connection_file_after_a_kill(env: KosEnv, tmp_path: Path) -> None
         first.process.wait(5)
     finally:
         first.stop()
-    assert _paths.connection_file(env.kernel).exists()
+    assert paths.connection_file(env.kernel).exists()
     with pytest.raises(KernelUnreachable, match="stale connection file"):
         connect()
     second = KernelProcess(env, log_path=tmp_path / "second.log")
@@ -242,7 +244,7 @@ def test_sigterm_stops_plugins_and_cleans_up(env: KosEnv, tmp_path: Path) -> Non
     finally:
         kernel.stop()
     assert process_ended(pid)
-    assert not _paths.connection_file(env.kernel).exists()
+    assert not paths.connection_file(env.kernel).exists()
     assert [p.name for p in env.runtime_dir.iterdir()] == []
     assert "Traceback" not in kernel.log_path.read_text()
 
@@ -291,9 +293,9 @@ def test_tcp_kernel_and_plugin(env: KosEnv, tmp_path: Path) -> None:
     kernel = KernelProcess(env, ["--listen", "127.0.0.1:0"])
     try:
         kernel.wait_ready()
-        data = json.loads(_paths.connection_file(env.kernel).read_text())
-        assert _wire.Address.parse(data["address"]).path is not None  # always its socket
-        address = _wire.Address.parse(data["tcp"])
+        data = json.loads(paths.connection_file(env.kernel).read_text())
+        assert wire.Address.parse(data["address"]).path is not None  # always its socket
+        address = wire.Address.parse(data["tcp"])
         assert address.host == "127.0.0.1"
         assert address.port != 0
         procs.python(script, env=python_env({"TOY_PLUGIN_NAME": "tcpy"}))

@@ -1,4 +1,4 @@
-"""The kernel's namespace tree (kos_core._namespace)."""
+"""The kernel's namespace tree (kos_core._kernel.namespace)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kos_core._namespace import Context, Link, Namespace, Service, join, split_path
+from kos_core._kernel.namespace import Context, Link, Namespace, Service, join, split_path
 from kos_core.errors import (
     KosError,
     NameAlreadyBound,

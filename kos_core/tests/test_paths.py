@@ -1,4 +1,4 @@
-"""Names and places (kos_core._paths)."""
+"""Names and places (kos_core._os.paths)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kos_core import _paths
+from kos_core._os import paths
 from kos_core.errors import UsageError
 
 ENV = ("KOS_KERNEL", "KOS_RUNTIME_DIR", "XDG_RUNTIME_DIR", "KOS_STATE_DIR", "XDG_STATE_HOME")
@@ -31,35 +31,35 @@ def mode(path: Path) -> int:
 def test_kernel_name_explicit_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOS_KERNEL", "fromenv")
     monkeypatch.setattr(socket, "gethostname", lambda: "host")
-    assert _paths.kernel_name("explicit") == "explicit"
+    assert paths.kernel_name("explicit") == "explicit"
 
 
 def test_kernel_name_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOS_KERNEL", "fromenv")
     monkeypatch.setattr(socket, "gethostname", lambda: "host")
-    assert _paths.kernel_name() == "fromenv"
-    assert _paths.kernel_name(None) == "fromenv"
+    assert paths.kernel_name() == "fromenv"
+    assert paths.kernel_name(None) == "fromenv"
 
 
 def test_kernel_name_from_short_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: "box.example.org")
-    assert _paths.kernel_name() == "box"
+    assert paths.kernel_name() == "box"
     monkeypatch.setenv("KOS_KERNEL", "")
-    assert _paths.kernel_name() == "box"
+    assert paths.kernel_name() == "box"
 
 
 def test_kernel_name_of_this_machine() -> None:
     short = socket.gethostname().split(".")[0] or "localhost"
     try:
-        _paths.check_name(short, "kernel")
+        paths.check_name(short, "kernel")
     except UsageError:
         pytest.skip(f"this machine's host name {short!r} is not a valid kernel name")
-    assert _paths.kernel_name() == short
+    assert paths.kernel_name() == short
 
 
 def test_kernel_name_without_a_host_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: "")
-    assert _paths.kernel_name() == "localhost"
+    assert paths.kernel_name() == "localhost"
 
 
 BAD_NAMES = [
@@ -80,28 +80,28 @@ BAD_NAMES = [
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_kernel_names_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     with pytest.raises(UsageError, match="bad kernel name"):
-        _paths.kernel_name(name)
+        paths.kernel_name(name)
     monkeypatch.setenv("KOS_KERNEL", name)
     with pytest.raises(UsageError, match="bad kernel name"):
-        _paths.kernel_name()
+        paths.kernel_name()
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_bad_plugin_names_are_rejected(name: str) -> None:
     with pytest.raises(UsageError, match="bad plugin name"):
-        _paths.check_name(name, "plugin")
+        paths.check_name(name, "plugin")
 
 
 @pytest.mark.parametrize("name", ["k", "K9", "my-kernel", "a.b_c-d", "0", "x" * 64])
 def test_good_names(name: str) -> None:
-    assert _paths.check_name(name, "kernel") == name
-    assert _paths.kernel_name(name) == name
+    assert paths.check_name(name, "kernel") == name
+    assert paths.kernel_name(name) == name
 
 
 def test_bad_host_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "gethostname", lambda: "_weird_host")
     with pytest.raises(UsageError):
-        _paths.kernel_name()
+        paths.kernel_name()
 
 
 # -- runtime directory ----------------------------------------------------------------
@@ -110,7 +110,7 @@ def test_bad_host_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_runtime_dir_from_kos_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "rt" / "deeper"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
-    path = _paths.runtime_dir()
+    path = paths.runtime_dir()
     assert path == tmp_path / "rt" / "deeper"
     assert path.is_dir()
     assert mode(path) == 0o700
@@ -120,20 +120,20 @@ def test_runtime_dir_from_kos_runtime_dir(tmp_path: Path, monkeypatch: pytest.Mo
 def test_runtime_dir_from_xdg_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "xdg").mkdir()
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
-    path = _paths.runtime_dir()
+    path = paths.runtime_dir()
     assert path == tmp_path / "xdg" / "kos"
     assert mode(path) == 0o700
 
 
 def test_runtime_dir_fallback_is_per_user_in_tmp() -> None:
-    assert _paths.runtime_dir(create=False) == Path(f"/tmp/kos-{os.getuid()}")
+    assert paths.runtime_dir(create=False) == Path(f"/tmp/kos-{os.getuid()}")
 
 
 def test_runtime_dir_without_create_does_not_create(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "not-yet"))
-    assert _paths.runtime_dir(create=False) == tmp_path / "not-yet"
+    assert paths.runtime_dir(create=False) == tmp_path / "not-yet"
     assert not (tmp_path / "not-yet").exists()
 
 
@@ -145,7 +145,7 @@ def test_runtime_dir_of_another_mode_is_refused(
     existing.chmod(0o755)
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(existing))
     with pytest.raises(UsageError, match=f"mode 0755, not 0700; fix it with: chmod 700 {existing}"):
-        _paths.runtime_dir()
+        paths.runtime_dir()
     assert mode(existing) == 0o755  # refused, not changed behind the operator's back
 
 
@@ -155,7 +155,7 @@ def test_runtime_dir_is_private_whatever_the_umask(
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "masked"))
     old = os.umask(0)
     try:
-        path = _paths.runtime_dir()
+        path = paths.runtime_dir()
     finally:
         os.umask(old)
     assert mode(path) == 0o700
@@ -165,7 +165,7 @@ def test_runtime_dir_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "file"))
     with pytest.raises((OSError, UsageError)):
-        _paths.runtime_dir()
+        paths.runtime_dir()
 
 
 # -- state directory and connection file ---------------------------------------------------
@@ -173,16 +173,16 @@ def test_runtime_dir_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_state_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert _paths.state_dir("k") == tmp_path / "home" / ".local" / "state" / "kos" / "k"
+    assert paths.state_dir("k") == tmp_path / "home" / ".local" / "state" / "kos" / "k"
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdgstate"))
-    assert _paths.state_dir("k") == tmp_path / "xdgstate" / "kos" / "k"
+    assert paths.state_dir("k") == tmp_path / "xdgstate" / "kos" / "k"
     monkeypatch.setenv("KOS_STATE_DIR", str(tmp_path / "state"))
-    assert _paths.state_dir("k") == tmp_path / "state" / "k"
+    assert paths.state_dir("k") == tmp_path / "state" / "k"
 
 
 def test_connection_file_is_in_the_runtime_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "rt"))
-    assert _paths.connection_file("k1") == tmp_path / "rt" / "k1.kernel.json"
+    assert paths.connection_file("k1") == tmp_path / "rt" / "k1.kernel.json"
     assert mode(tmp_path / "rt") == 0o700

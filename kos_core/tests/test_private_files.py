@@ -1,4 +1,4 @@
-"""Private files (kos_core._paths) and what error replies may say (kos_core._redact)."""
+"""Private files (kos_core._os.paths) and what error replies may say (kos_core._rpc.redact)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from coretest_util import echo_server
-from kos_core import _paths, _rpc
-from kos_core._redact import public_message, value_name
+from kos_core import _rpc
+from kos_core._os import paths
+from kos_core._rpc.redact import public_message, value_name
 from kos_core.errors import RemoteError, UsageError
 from toyapi import Echo, EchoImpl
 
@@ -40,9 +41,9 @@ def test_a_symlinked_runtime_dir_is_refused(place: Path, tmp_path: Path) -> None
     target.mkdir(mode=0o700)
     place.symlink_to(target)
     with pytest.raises(UsageError, match=f"runtime directory {place} is a symlink; remove it"):
-        _paths.runtime_dir()
+        paths.runtime_dir()
     with pytest.raises(UsageError, match="is a symlink"):
-        _paths.write_private_file(place / "k.kernel.json", b"{}")
+        paths.write_private_file(place / "k.kernel.json", b"{}")
     assert list(target.iterdir()) == []
 
 
@@ -53,7 +54,7 @@ def test_a_runtime_dir_of_another_user_is_refused(place: Path) -> None:
         pytest.skip("only root can give a directory away")
     os.chown(place, nobody, -1)
     with pytest.raises(UsageError, match=f"belongs to uid {nobody}, not to you"):
-        _paths.runtime_dir()
+        paths.runtime_dir()
 
 
 def test_a_runtime_dir_in_a_parent_others_may_change_is_refused(
@@ -67,15 +68,15 @@ def test_a_runtime_dir_in_a_parent_others_may_change_is_refused(
         UsageError,
         match=f"parent {shared} may be changed by others; fix it with: chmod go-w {shared}",
     ):
-        _paths.runtime_dir()
+        paths.runtime_dir()
     shared.chmod(0o1777)  # sticky, as /tmp: entries can be renamed by their owners only
-    assert mode(_paths.runtime_dir()) == 0o700
+    assert mode(paths.runtime_dir()) == 0o700
 
 
 def test_a_runtime_dir_made_by_kos_is_0700_whatever_the_umask(place: Path) -> None:
     old = os.umask(0o277)  # would leave r-x------
     try:
-        _paths.runtime_dir()
+        paths.runtime_dir()
     finally:
         os.umask(old)
     assert mode(place) == 0o700
@@ -85,24 +86,24 @@ def test_a_runtime_dir_made_by_kos_is_0700_whatever_the_umask(place: Path) -> No
 
 
 def test_private_file_is_written_0600_and_read_back(place: Path) -> None:
-    path = _paths.runtime_dir() / "k.kernel.json"
-    _paths.write_private_file(path, b'{"a": 1}')
-    _paths.write_private_file(path, b'{"a": 2}')  # replaced in place
+    path = paths.runtime_dir() / "k.kernel.json"
+    paths.write_private_file(path, b'{"a": 1}')
+    paths.write_private_file(path, b'{"a": 2}')  # replaced in place
     assert mode(path) == 0o600
-    assert _paths.read_private_file(path) == b'{"a": 2}'
+    assert paths.read_private_file(path) == b'{"a": 2}'
     assert sorted(p.name for p in place.iterdir()) == ["k.kernel.json"]  # no temporary left
 
 
 def test_a_symlink_planted_at_the_temporary_name_is_not_followed(
     place: Path, tmp_path: Path
 ) -> None:
-    path = _paths.runtime_dir() / "k.kernel.json"
+    path = paths.runtime_dir() / "k.kernel.json"
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     missing = tmp_path / "would-be-made"
     for target in (victim, missing):
         (place / f"k.kernel.json.tmp{os.getpid()}").symlink_to(target)
-        _paths.write_private_file(path, b"secret")
+        paths.write_private_file(path, b"secret")
         assert victim.read_bytes() == b"precious"
         assert not missing.exists()
         assert path.read_bytes() == b"secret"
@@ -112,29 +113,29 @@ def test_a_symlink_planted_at_the_temporary_name_is_not_followed(
 def test_a_symlinked_connection_file_is_not_read(place: Path, tmp_path: Path) -> None:
     theirs = tmp_path / "theirs.json"
     theirs.write_text('{"address": "kos+unix:///elsewhere.sock", "secret": "x"}')
-    path = _paths.runtime_dir() / "k.kernel.json"
+    path = paths.runtime_dir() / "k.kernel.json"
     path.symlink_to(theirs)
     with pytest.raises(UsageError, match=f"{path} is a symlink"):
-        _paths.read_private_file(path)
+        paths.read_private_file(path)
 
 
 def test_a_fifo_at_the_connection_file_does_not_hang_its_reader(place: Path) -> None:
-    path = _paths.runtime_dir() / "k.kernel.json"
+    path = paths.runtime_dir() / "k.kernel.json"
     os.mkfifo(path, 0o600)
     with pytest.raises(UsageError, match="is not a regular file"):
-        _paths.read_private_file(path)
+        paths.read_private_file(path)
 
 
 def test_a_missing_private_file(place: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        _paths.read_private_file(_paths.runtime_dir() / "none.kernel.json")
+        paths.read_private_file(paths.runtime_dir() / "none.kernel.json")
 
 
 def test_a_symlinked_lock_file_is_refused(place: Path, tmp_path: Path) -> None:
-    lock = _paths.runtime_dir() / "k.lock"
+    lock = paths.runtime_dir() / "k.lock"
     lock.symlink_to(tmp_path / "made-through-the-link")
     with pytest.raises(UsageError, match="is a symlink"):
-        _paths.open_private_file(lock, os.O_RDWR | os.O_CREAT)
+        paths.open_private_file(lock, os.O_RDWR | os.O_CREAT)
     assert not (tmp_path / "made-through-the-link").exists()
 
 
@@ -142,8 +143,8 @@ def test_private_dirs_are_made_and_tightened(tmp_path: Path) -> None:
     old = tmp_path / "old"
     old.mkdir(mode=0o755)
     old.chmod(0o755)
-    deep = _paths.make_private_dir(old / "a" / "b")
-    _paths.make_private_dir(old)
+    deep = paths.make_private_dir(old / "a" / "b")
+    paths.make_private_dir(old)
     assert [mode(p) for p in (old, old / "a", deep)] == [0o700, 0o700, 0o700]
 
 

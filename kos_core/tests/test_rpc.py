@@ -17,7 +17,8 @@ import pytest
 from rpyc.core import consts
 
 from coretest_util import TOKEN, EchoServer, echo_server, link_of, short_dir
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import (
     AuthenticationFailed,
     KosError,
@@ -381,9 +382,9 @@ def watched() -> Iterator[Watched]:
         yield Watched(srv, impl, closed, opened)
 
 
-def raw_authenticated(address: _wire.Address) -> socket.socket:
+def raw_authenticated(address: wire.Address) -> socket.socket:
     sock = address.connect(5.0)
-    _wire.client_handshake(sock, TOKEN)
+    wire.client_handshake(sock, TOKEN)
     return sock
 
 
@@ -469,7 +470,7 @@ def test_service_unavailable_when_the_server_is_closed() -> None:
 
 def test_service_unavailable_names_the_object() -> None:
     with short_dir() as base:
-        sbh = _wire.format_sbh(_wire.Address(path=str(base / "nobody.sock")), "tok")
+        sbh = wire.format_sbh(wire.Address(path=str(base / "nobody.sock")), "tok")
         proxy = _rpc.object_of_sbh(sbh, "ToyAPI.Echo")
         with pytest.raises(ServiceUnavailable, match=r"ToyAPI\.Echo"):
             proxy.Str("x")
@@ -492,7 +493,7 @@ def test_a_call_without_an_answer_times_out_as_service_unavailable() -> None:
 
     with short_dir() as base:
         server = _rpc.Server(
-            _wire.Address(path=str(base / "slow.sock")),
+            wire.Address(path=str(base / "slow.sock")),
             lambda token: _rpc.Session(SlowImpl(), Slow),
             name="slow",
         ).start()
@@ -508,7 +509,7 @@ def test_a_call_without_an_answer_times_out_as_service_unavailable() -> None:
 
 
 def test_object_of_sbh_arguments() -> None:
-    sbh = _wire.format_sbh(_wire.Address(path="/nonexistent/x.sock"), "tok")
+    sbh = wire.format_sbh(wire.Address(path="/nonexistent/x.sock"), "tok")
     assert isinstance(_rpc.object_of_sbh(sbh, "ToyAPI.Echo"), Echo)
     with pytest.raises(TypeError):
         _rpc.object_of_sbh(sbh)
@@ -560,7 +561,7 @@ def test_many_threads_share_one_proxy(echo: Any) -> None:
 
 
 def test_tcp_transport() -> None:
-    with echo_server(_wire.Address(host="127.0.0.1", port=0)) as srv:
+    with echo_server(wire.Address(host="127.0.0.1", port=0)) as srv:
         assert srv.address.port != 0
         assert srv.sbh.startswith("kos+tcp://127.0.0.1:")
         proxy = srv.proxy()
@@ -576,7 +577,7 @@ def test_tcp_ipv6_transport() -> None:
         probe.close()
     except OSError:
         pytest.skip("no IPv6 loopback here")
-    with echo_server(_wire.Address(host="::1", port=0)) as srv:
+    with echo_server(wire.Address(host="::1", port=0)) as srv:
         assert srv.sbh.startswith("kos+tcp://[::1]:")
         assert srv.proxy().Str("v6") == "v6"
 
@@ -590,7 +591,7 @@ def test_unix_socket_is_private() -> None:
 
 
 def test_wrong_token_never_reaches_the_object(server: EchoServer) -> None:
-    proxy = _rpc.object_of_sbh(_wire.format_sbh(server.address, "wrong-token"), Echo)
+    proxy = _rpc.object_of_sbh(wire.format_sbh(server.address, "wrong-token"), Echo)
     with pytest.raises(AuthenticationFailed):
         proxy.Str("x")
     assert server.impl.calls == []

@@ -1,5 +1,5 @@
 """Only kos messages after the handshake, and a bounded cost before it, on a real
-server and real sockets in this process (kos_core._connection, _handshakes, _server).
+server and real sockets in this process (kos_core._rpc.connection, _handshakes, _server).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ import pytest
 from rpyc.core import brine, consts, vinegar
 
 from coretest_util import TOKEN, EchoServer, echo_server, seconds_until_cut, short_dir
-from kos_core import _handshakes, _rpc, _session, _wire
+from kos_core import _rpc
+from kos_core._net import handshakes, wire
+from kos_core._rpc import session as rpc_session
 from kos_core.errors import RemoteError, ServiceUnavailable
 from kos_core.testing import wait_for
 from toyapi import Echo, EchoImpl
@@ -93,7 +95,7 @@ def test_anything_but_a_kos_request_closes_the_connection_unanswered(
     classes = len(vinegar._generic_exceptions_cache)
     sock = server.address.connect(5.0)
     try:
-        _wire.client_handshake(sock, TOKEN)
+        wire.client_handshake(sock, TOKEN)
         # a good call behind it must not be served either
         sock.sendall(message + call(value(0), value("Str"), value(("x",))))
         data, closed = frames_until_closed(sock)
@@ -110,7 +112,7 @@ def test_many_exception_frames_create_no_classes(server: EchoServer) -> None:
     for i in range(200):
         sock = server.address.connect(5.0)
         try:
-            _wire.client_handshake(sock, TOKEN)
+            wire.client_handshake(sock, TOKEN)
             sock.sendall(frame(consts.MSG_EXCEPTION, i, ((f"attack.m{i}", f"E{i}"), (), (), "")))
             assert frames_until_closed(sock) == (b"", True)
         finally:
@@ -133,7 +135,7 @@ def test_a_list_argument_is_not_passed_by_reference(server: EchoServer) -> None:
 def test_by_reference_objects_per_connection_are_capped(
     server: EchoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_session, "MAX_REFERENCES", 3)
+    monkeypatch.setattr(rpc_session, "MAX_REFERENCES", 3)
     echo = server.proxy()
     held = [echo.Open() for _ in range(3)]
     with pytest.raises(RemoteError) as info:
@@ -200,7 +202,7 @@ def test_a_client_hangs_up_on_anything_but_a_reply(answer: Any) -> None:
     with short_dir() as base:
         path = str(base / "fake.sock")
         thread, after = fake_server(path, answer)
-        proxy = _rpc.make_proxy(Echo, _rpc.Link(_wire.Address(path=path), TOKEN, "fake"))
+        proxy = _rpc.make_proxy(Echo, _rpc.Link(wire.Address(path=path), TOKEN, "fake"))
         with pytest.raises(ServiceUnavailable):
             proxy.Str("x")
         thread.join(10)
@@ -215,7 +217,7 @@ def test_the_handshake_has_one_total_deadline(
     server: EchoServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A peer that trickles its opening line is cut at the deadline, not per read."""
-    monkeypatch.setattr(_wire, "HANDSHAKE_TIMEOUT", 1.0)
+    monkeypatch.setattr(wire, "HANDSHAKE_TIMEOUT", 1.0)
     took = seconds_until_cut(server.address.connect(5.0), b"KOS/1 " + b"x" * 100)
     assert took is not None and 0.9 <= took <= 2.0, took
     assert server.proxy().Str("fine") == "fine"
@@ -227,13 +229,13 @@ def client_threads() -> int:
 
 def test_pending_connections_are_capped_oldest_first(server: EchoServer) -> None:
     extra = 16
-    idle = [server.address.connect(5.0) for _ in range(_handshakes.MAX_PENDING + extra)]
+    idle = [server.address.connect(5.0) for _ in range(handshakes.MAX_PENDING + extra)]
     try:
         # the oldest are closed at once to make room; the newest still wait
         for sock in idle[:extra]:
             assert frames_until_closed(sock, 2.0) == (b"", True)
         # a cut connection's thread ends as soon as it wakes
-        wait_for(lambda: client_threads() <= _handshakes.MAX_PENDING, 2.0, "cut threads to end")
+        wait_for(lambda: client_threads() <= handshakes.MAX_PENDING, 2.0, "cut threads to end")
         start = time.monotonic()
         assert server.proxy().Str("fine") == "fine"
         assert time.monotonic() - start <= 1.0
@@ -254,7 +256,7 @@ def test_session_peer_is_the_client_process_on_unix_and_none_on_tcp() -> None:
 
     with echo_server(authorize=authorize) as srv:
         assert srv.proxy().Str("x") == "x"
-    with echo_server(_wire.Address(host="127.0.0.1", port=0), authorize=authorize) as srv:
+    with echo_server(wire.Address(host="127.0.0.1", port=0), authorize=authorize) as srv:
         assert srv.proxy().Str("x") == "x"
     assert [s.peer for s in sessions] == [(os.getpid(), os.getuid(), os.getgid()), None]
 
@@ -289,16 +291,16 @@ def test_a_full_backlog_is_retried_briefly(
 ) -> None:
     listener, path = full_backlog
     retried = threading.Event()
-    pause = _wire._retry_pause
+    pause = wire._retry_pause
 
     def noted(seconds: float) -> None:
         retried.set()
         pause(seconds)
 
-    monkeypatch.setattr(_wire, "_retry_pause", noted)
+    monkeypatch.setattr(wire, "_retry_pause", noted)
     connected: list[socket.socket] = []
     client = threading.Thread(
-        target=lambda: connected.append(_wire.Address(path=path).connect(5.0)), daemon=True
+        target=lambda: connected.append(wire.Address(path=path).connect(5.0)), daemon=True
     )
     client.start()
     assert retried.wait(5.0)
@@ -313,13 +315,13 @@ def test_a_backlog_that_stays_full_fails_within_the_retry_time(
 ) -> None:
     start = time.monotonic()
     with pytest.raises(BlockingIOError):
-        _wire.Address(path=full_backlog[1]).connect(5.0)
+        wire.Address(path=full_backlog[1]).connect(5.0)
     took = time.monotonic() - start
-    assert _wire.CONNECT_RETRY * 0.5 <= took <= _wire.CONNECT_RETRY + 0.5, took
+    assert wire.CONNECT_RETRY * 0.5 <= took <= wire.CONNECT_RETRY + 0.5, took
 
 
 def test_connect_timeout_bounds_the_retry(full_backlog: tuple[socket.socket, str]) -> None:
     start = time.monotonic()
     with pytest.raises(BlockingIOError):
-        _wire.Address(path=full_backlog[1]).connect(0.2)
+        wire.Address(path=full_backlog[1]).connect(0.2)
     assert time.monotonic() - start <= 0.6

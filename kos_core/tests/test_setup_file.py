@@ -1,4 +1,4 @@
-"""Tests for plugin setup files (kos_core._setup)."""
+"""Tests for plugin setup files (kos_core._kernel.setup_files)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kos_core._setup import (
+from kos_core._kernel.setup_files import (
     PluginSettings,
     SetupConfig,
     default_config_dir,

@@ -16,7 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from childapi import Counter
-from kos_core import _connection, _rpc, _spawnlimits, pluginlib
+from kos_core import _rpc, pluginlib
+from kos_core._children.limits import GRACE
+from kos_core._rpc import connection
 from kos_core.testing import process_ended, wait_for
 
 WAIT = [sys.executable, "-c", "import sys; sys.stdin.read()"]
@@ -60,11 +62,11 @@ def children() -> Iterator[Children]:
 @contextlib.contextmanager
 def serving(session: _rpc.Session | None) -> Iterator[None]:
     """Make ``session`` the one whose call this thread serves."""
-    _connection._current.session = session
+    connection._current.session = session
     try:
         yield
     finally:
-        _connection._current.session = None
+        connection._current.session = None
 
 
 def new_client() -> _rpc.Session:
@@ -95,11 +97,11 @@ def test_one_client_is_capped_and_an_exit_frees_its_place(children: Children) ->
         waited = time.monotonic() - started
         assert (caught.value.scope, caught.value.live, caught.value.limit) == ("client", 3, 3)
         assert "3 children made for this client are still running" in str(caught.value)
-        assert _spawnlimits.GRACE <= waited < _spawnlimits.GRACE + 2  # waited for an exit
+        assert GRACE <= waited < GRACE + 2  # waited for an exit
         started = time.monotonic()
         with pytest.raises(pluginlib.ChildLimitReached):  # refused again: no wait this time
             limits.start(children.start)
-        assert time.monotonic() - started < _spawnlimits.GRACE / 2
+        assert time.monotonic() - started < GRACE / 2
         assert children.started == 3  # nothing was started past the cap
         children.end(pids[0])
         limits.start(children.start)  # the exit is seen at once

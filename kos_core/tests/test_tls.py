@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from kos_core import _tls
+from kos_core._net import tls
 
 VALIDITY = datetime.timedelta(days=1)
 
 
-def write_pair(path: Path, issued: _tls.Issued) -> str:
-    path.write_bytes(_tls.write_pem_pair(issued))
+def write_pair(path: Path, issued: tls.Issued) -> str:
+    path.write_bytes(tls.write_pem_pair(issued))
     path.chmod(0o600)
     return str(path)
 
@@ -37,8 +37,8 @@ def serve_once(
     def serve() -> None:
         conn, _ = listener.accept()
         try:
-            with context.wrap_socket(conn, server_side=True) as tls:
-                tls.sendall(tls.recv(64))
+            with context.wrap_socket(conn, server_side=True) as secured:
+                secured.sendall(secured.recv(64))
         except (OSError, ssl.SSLError) as exc:
             errors.append(exc)
 
@@ -48,7 +48,7 @@ def serve_once(
 
 
 def test_an_issued_certificate_chains_to_its_authority(tmp_path: Path) -> None:
-    authority = _tls.new_authority("k1")
+    authority = tls.new_authority("k1")
     issued = authority.issue("k1", ["127.0.0.1", "k1.example"], VALIDITY)
     cert = x509.load_pem_x509_certificate(issued.cert_pem.encode())
     ca = x509.load_pem_x509_certificate(authority.cert_pem.encode())
@@ -57,46 +57,46 @@ def test_an_issued_certificate_chains_to_its_authority(tmp_path: Path) -> None:
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "k1.example" in names.get_values_for_type(x509.DNSName)
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
-    assert len(_tls.fingerprint(authority.cert_pem)) == 64
+    assert len(tls.fingerprint(authority.cert_pem)) == 64
 
 
 def test_a_client_speaks_tls13_to_a_peer_of_a_trusted_authority(tmp_path: Path) -> None:
-    authority = _tls.new_authority("k2")
-    server = _tls.server_context(
+    authority = tls.new_authority("k2")
+    server = tls.server_context(
         write_pair(tmp_path / "k2.pem", authority.issue("k2", [], VALIDITY))
     )
-    _tls.trust(authority.cert_pem)
-    _tls.trust(authority.cert_pem)  # idempotent
+    tls.trust(authority.cert_pem)
+    tls.trust(authority.cert_pem)  # idempotent
     listener, thread, errors = serve_once(server)
     with (
         listener,
         socket.create_connection(listener.getsockname()) as raw,
-        _tls.client_context().wrap_socket(raw) as tls,
+        tls.client_context().wrap_socket(raw) as secured,
     ):
-        assert tls.version() == "TLSv1.3"
-        tls.sendall(b"hello")
-        assert tls.recv(64) == b"hello"
+        assert secured.version() == "TLSv1.3"
+        secured.sendall(b"hello")
+        assert secured.recv(64) == b"hello"
     thread.join(5)
     assert not errors
 
 
 def test_a_peer_of_another_authority_is_refused(tmp_path: Path) -> None:
-    stranger = _tls.new_authority("stranger")
+    stranger = tls.new_authority("stranger")
     pair = write_pair(tmp_path / "s.pem", stranger.issue("s", [], VALIDITY))
-    listener, thread, errors = serve_once(_tls.server_context(pair))
+    listener, thread, errors = serve_once(tls.server_context(pair))
     with (
         listener,
         socket.create_connection(listener.getsockname()) as raw,
         pytest.raises(ssl.SSLCertVerificationError),
     ):
-        _tls.client_context().wrap_socket(raw)
+        tls.client_context().wrap_socket(raw)
     thread.join(5)
     assert errors  # the server saw the handshake fail too
 
 
 def test_an_older_tls_version_is_refused(tmp_path: Path) -> None:
-    authority = _tls.new_authority("k3")
-    server = _tls.server_context(
+    authority = tls.new_authority("k3")
+    server = tls.server_context(
         write_pair(tmp_path / "k3.pem", authority.issue("k3", [], VALIDITY))
     )
     old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -131,7 +131,7 @@ def test_world_ca_init_and_issue(tmp_path: Path) -> None:
     ca = x509.load_pem_x509_certificate((where / "ca.pem").read_bytes())
     cert = x509.load_pem_x509_certificate((where / "alpha.pem").read_bytes())
     cert.verify_directly_issued_by(ca)
-    assert _tls.fingerprint((where / "ca.pem").read_text()) in made.stdout
+    assert tls.fingerprint((where / "ca.pem").read_text()) in made.stdout
 
 
 def test_world_ca_never_overwrites_and_says_what_to_do(tmp_path: Path) -> None:

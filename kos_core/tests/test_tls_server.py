@@ -9,17 +9,18 @@ import socket
 import pytest
 
 from coretest_util import echo_server, seconds_until_cut, short_dir
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.errors import KosError
 
 
 def test_a_tcp_server_cannot_be_made_without_tls() -> None:
     with pytest.raises(KosError, match="without TLS"):
-        _rpc.Server(_wire.Address(host="127.0.0.1", port=0), lambda token: None, name="plain")
+        _rpc.Server(wire.Address(host="127.0.0.1", port=0), lambda token: None, name="plain")
 
 
 def test_a_unix_server_ignores_tls_and_stays_plain() -> None:
-    with short_dir() as base, echo_server(_wire.Address(path=str(base / "e.sock"))) as srv:
+    with short_dir() as base, echo_server(wire.Address(path=str(base / "e.sock"))) as srv:
         raw = srv.address.connect(5.0)
         with raw:
             assert not hasattr(raw, "cipher")  # a plain socket, no TLS on Unix sockets
@@ -29,8 +30,8 @@ def test_a_unix_server_ignores_tls_and_stays_plain() -> None:
 def test_a_trickled_tls_handshake_is_cut_at_the_deadline(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_wire, "HANDSHAKE_TIMEOUT", 1.0)
-    with echo_server(_wire.Address(host="127.0.0.1", port=0)) as srv:
+    monkeypatch.setattr(wire, "HANDSHAKE_TIMEOUT", 1.0)
+    with echo_server(wire.Address(host="127.0.0.1", port=0)) as srv:
         assert srv.address.host is not None
         sock = socket.create_connection((srv.address.host, srv.address.port), timeout=5)
         # a TLS record header, then a byte at a time

@@ -1,4 +1,4 @@
-"""Addresses, SBHs and the opening handshake (kos_core._wire), over real sockets."""
+"""Addresses, SBHs and the opening handshake (kos_core._net.wire), over real sockets."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from coretest_util import TOKEN, EchoServer, echo_server, python_env, short_dir, write_script
-from kos_core import _rpc, _wire
-from kos_core._wire import Address, format_sbh, parse_sbh
+from kos_core import _rpc
+from kos_core._net import wire
+from kos_core._net.wire import Address, format_sbh, parse_sbh
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
 from toyapi import Echo
 
@@ -181,10 +182,10 @@ def test_parse_sbh_never_fails_otherwise(text: str) -> None:
 
 
 def test_tokens_equal() -> None:
-    assert _wire.tokens_equal("abc", "abc")
-    assert not _wire.tokens_equal("abd", "abc")
-    assert not _wire.tokens_equal("", "abc")
-    assert not _wire.tokens_equal("t\u00f6k", "tok")
+    assert wire.tokens_equal("abc", "abc")
+    assert not wire.tokens_equal("abd", "abc")
+    assert not wire.tokens_equal("", "abc")
+    assert not wire.tokens_equal("t\u00f6k", "tok")
 
 
 @pytest.fixture
@@ -217,7 +218,7 @@ def raw_exchange(address: Address, data: bytes, timeout: float = 5.0) -> bytes:
 def test_correct_token_is_accepted(server: EchoServer) -> None:
     sock = server.address.connect(5.0)
     try:
-        _wire.client_handshake(sock, TOKEN)
+        wire.client_handshake(sock, TOKEN)
     finally:
         sock.close()
     assert server.proxy().Str("hi") == "hi"
@@ -246,12 +247,13 @@ def test_server_refuses_another_protocol_version_naming_both(server: EchoServer)
 
 V2_SERVER = """
     import sys
-    from kos_core import _rpc, _wire
+    from kos_core import _rpc
+    from kos_core._net import wire
     from toyapi import Echo, EchoImpl
 
-    _wire.PROTOCOL_VERSION = 2
+    wire.PROTOCOL_VERSION = 2
     server = _rpc.Server(
-        _wire.Address(path=sys.argv[1]),
+        wire.Address(path=sys.argv[1]),
         lambda token: _rpc.Session(EchoImpl(), Echo),
         name="v2",
     ).start()
@@ -345,7 +347,7 @@ def test_client_handshake_refuses_a_non_kos_peer(answer: bytes | None, message: 
     sock, thread = peer(answer)
     try:
         with pytest.raises(AuthenticationFailed, match=message):
-            _wire.client_handshake(sock, TOKEN)
+            wire.client_handshake(sock, TOKEN)
     finally:
         sock.close()
         thread.join(5)
@@ -364,7 +366,7 @@ def test_stream_handshake_refuses_a_non_kos_peer(answer: bytes | None, message: 
     sock, thread = peer(answer)
     try:
         with pytest.raises(AuthenticationFailed, match=message):
-            _wire.client_handshake(sock, TOKEN, stream=True)
+            wire.client_handshake(sock, TOKEN, stream=True)
     finally:
         sock.close()
         thread.join(5)
@@ -373,7 +375,7 @@ def test_stream_handshake_refuses_a_non_kos_peer(answer: bytes | None, message: 
 def test_stream_handshake_leaves_the_bytes_after_the_answer_unread() -> None:
     sock, thread = peer(b"OK KOS/1\n" + b"stream bytes")
     try:
-        _wire.client_handshake(sock, TOKEN, stream=True)
+        wire.client_handshake(sock, TOKEN, stream=True)
         thread.join(5)
         assert sock.recv(100) == b"stream bytes"
     finally:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kos_core import _tls
+from kos_core._net import tls
 from kos_core._world.cache import WorldCache
 from kos_core._world.etcd import Etcd, KeyValue, WorldURL
 from kos_core._world.layout import KernelRecord, Layout, Name
@@ -15,7 +15,7 @@ from kos_core.errors import NameNotFound, WorldUnavailable
 from kos_core.testing import EtcdProcess, wait_for
 
 LAYOUT = Layout("/kos/")
-CA = _tls.fingerprint(_tls.new_authority("kos world").cert_pem)
+CA = tls.fingerprint(tls.new_authority("kos world").cert_pem)
 SBH = "kos+tcp://127.0.0.2:4001#token"
 
 

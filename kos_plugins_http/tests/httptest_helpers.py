@@ -15,7 +15,8 @@ from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer
 
-from kos_core import _rpc, _wire
+from kos_core import _rpc
+from kos_core._net import wire
 from kos_core.testing import KernelProcess, children_of, wait_for
 from kos_plugins_http import Factory, Requester
 
@@ -151,7 +152,7 @@ class HttpPlugin:
         """
         parent = self.requesters_parent()
         requester = self.requester() if keep else self.factory.GetHTTPRequester()
-        address, _token = _wire.parse_sbh(_rpc.sbh_of(requester) or "")
+        address, _token = wire.parse_sbh(_rpc.sbh_of(requester) or "")
         assert address.path is not None, address
         return requester, listening_process(address.path, children_of(parent))
 

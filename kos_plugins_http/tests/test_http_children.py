@@ -62,7 +62,7 @@ def test_close_ends_the_requester_child(start_http: StartHttp, web: HTTPServer) 
     plugin = start_http()
     fork_server = plugin.fork_server()
     cmdline = Path(f"/proc/{fork_server}/cmdline").read_bytes().split(b"\0")
-    assert b"kos_core._forkserver" in cmdline
+    assert b"kos_core._children.forkserver" in cmdline
     requester, pid = plugin.requester_with_pid()
     assert pid in children_of(fork_server)
     assert requester.Get(serve_text(web)).read() == TEXT

@@ -16,7 +16,8 @@ import pytest
 
 from conftest import StartHttp
 from httptest_helpers import LOOPBACK, reaped, sbh_pid
-from kos_core import _children, _rpc
+from kos_core import _rpc
+from kos_core._children import factory
 from kos_core.testing import descendants_of, wait_for
 from kos_plugins_http import FactoryFailed, FileIOError, Requester
 
@@ -106,12 +107,12 @@ def test_all_clients_together_are_capped(start_http: StartHttp) -> None:
 def test_a_requester_nobody_connects_to_ends_within_the_default_timeout(
     start_http: StartHttp,
 ) -> None:
-    assert _children.CLIENT_TIMEOUT == 5.0  # the default (this test does not set it)
+    assert factory.CLIENT_TIMEOUT == 5.0  # the default (this test does not set it)
     plugin = start_http()
     started = time.monotonic()
     _unused, pid = plugin.requester_with_pid()  # its SBH is never used
-    wait_for(lambda: reaped(pid), _children.CLIENT_TIMEOUT + 3, f"requester {pid} to end")
+    wait_for(lambda: reaped(pid), factory.CLIENT_TIMEOUT + 3, f"requester {pid} to end")
     took = time.monotonic() - started
     print(f"\nunclaimed requester ended after {took:.1f} s")
-    assert took >= _children.CLIENT_TIMEOUT - 0.5  # not before its client could come
+    assert took >= factory.CLIENT_TIMEOUT - 0.5  # not before its client could come
     assert plugin.factory.GetHTTPRequester() is not None  # its place is free

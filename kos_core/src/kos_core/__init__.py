@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from kos_core.errors import (
     AuthenticationFailed,
     InterfaceError,
     InterfaceNotFound,
@@ -40,11 +40,11 @@ from .errors import (
     UsageError,
     WorldUnavailable,
 )
-from .hookspecs import PluginSpec, hookimpl
-from .interface import Interface, raises
+from kos_core.hookspecs import PluginSpec, hookimpl
+from kos_core.interface import Interface, raises
 
 if TYPE_CHECKING:
-    from ._client import Context, Kos, connect, run_kp
+    from kos_core._client import Context, Kos, connect, run_kp
 
 _LAZY = {"Context", "Kos", "connect", "run_kp"}
 
@@ -52,7 +52,7 @@ _LAZY = {"Context", "Kos", "connect", "run_kp"}
 def __getattr__(name: str) -> Any:
     # The client pulls in rpyc; import it on first use so `kos --help` stays fast.
     if name in _LAZY:
-        from . import _client
+        from kos_core import _client
 
         return getattr(_client, name)
     raise AttributeError(f"module 'kos_core' has no attribute {name!r}")

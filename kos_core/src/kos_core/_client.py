@@ -14,14 +14,16 @@ from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from . import _paths, _rpc, _tls, _wire
-from .errors import KernelUnreachable, KosError, ServiceUnavailable, UsageError
-from .interface import Interface, find_interface
-from .kernel_api import Kernel as KernelInterface
-from .kernel_api import PluginRow
+from kos_core import _rpc
+from kos_core._net import tls, wire
+from kos_core._os import paths
+from kos_core.errors import KernelUnreachable, KosError, ServiceUnavailable, UsageError
+from kos_core.interface import Interface, find_interface
+from kos_core.kernel_api import Kernel as KernelInterface
+from kos_core.kernel_api import PluginRow
 
 if TYPE_CHECKING:
-    from ._watch import WatchEvent
+    from kos_core._watch import WatchEvent
 
 _T = TypeVar("_T")
 #: seconds a client keeps trying a live kernel that dropped its connection
@@ -32,9 +34,9 @@ __all__ = ["Context", "Kos", "connect", "run_kp"]
 
 def read_connection_file(kernel: str) -> dict[str, str] | None:
     """The kernel's connection file as a dict, or ``None`` if there is none."""
-    path = _paths.connection_file(kernel)
+    path = paths.connection_file(kernel)
     try:
-        data = json.loads(_paths.read_private_file(path))
+        data = json.loads(paths.read_private_file(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -54,13 +56,13 @@ def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, 
     info = read_connection_file(kernel)
     if info is None:
         raise KernelUnreachable(
-            f"no kernel named {kernel!r} is running (no {_paths.connection_file(kernel)});"
+            f"no kernel named {kernel!r} is running (no {paths.connection_file(kernel)});"
             f" start one with: kos run -n {kernel}"
         )
-    address = _wire.Address.parse(info["address"])
-    tcp = _wire.Address.parse(info["tcp"]) if info.get("tcp") else None
+    address = wire.Address.parse(info["address"])
+    tcp = wire.Address.parse(info["tcp"]) if info.get("tcp") else None
     if info.get("ca"):
-        _tls.trust(info["ca"])  # the kernel's processes serve TCP with what it signed
+        tls.trust(info["ca"])  # the kernel's processes serve TCP with what it signed
     if tcp is not None and address.path is not None and not os.path.exists(address.path):
         address = tcp
     link = _rpc.Link(address, credential or info["secret"], f"kernel {kernel!r}")
@@ -75,13 +77,13 @@ def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, 
             if time.monotonic() >= give_up or not _alive_here(info, address):
                 raise KernelUnreachable(
                     f"kernel {kernel!r} does not answer at {address} (pid {info.get('pid', '?')}"
-                    f" may have died; stale connection file {_paths.connection_file(kernel)})"
+                    f" may have died; stale connection file {paths.connection_file(kernel)})"
                 ) from exc
             time.sleep(0.02)
     return link, tcp.host if tcp is not None else None
 
 
-def _alive_here(info: dict[str, str], address: _wire.Address) -> bool:
+def _alive_here(info: dict[str, str], address: wire.Address) -> bool:
     """Whether the kernel of a connection file runs on this machine (its pid lives)."""
     if address.path is None:
         return False
@@ -136,7 +138,7 @@ class Kos:
         Raises :class:`~kos_core.errors.NameNotFound` if nothing is bound there.
         """
         if wait > 0:
-            from ._plugin_control import wait_bound
+            from kos_core._plugin_control import wait_bound
 
             kind, typename, detail = wait_bound(lambda: self._kernel.Lookup(path), path, wait)
         else:
@@ -230,18 +232,18 @@ class Kos:
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._objects[token] = (obj, iface)
-        return token, _wire.format_sbh(server.address, token)
+        return token, wire.format_sbh(server.address, token)
 
     def _ensure_server(self) -> _rpc.Server:
         with self._lock:
             if self._server is None:
                 tls = None
                 if self._tcp_host is None:
-                    where = self.socket_dir or str(_paths.runtime_dir())
+                    where = self.socket_dir or str(paths.runtime_dir())
                     path = os.path.join(where, f"p{os.getpid()}.sock")
-                    address = _wire.Address(path=path)
+                    address = wire.Address(path=path)
                 else:
-                    address = _wire.Address(host=self._tcp_host, port=0)
+                    address = wire.Address(host=self._tcp_host, port=0)
                     tls = _server_tls(self.name)
                 self._server = _rpc.Server(
                     address, self._authorize, name=self._server_name, tls=tls
@@ -252,7 +254,7 @@ class Kos:
     def _authorize(self, token: str) -> _rpc.Session | None:
         with self._lock:
             for known, (obj, iface) in self._objects.items():
-                if _wire.tokens_equal(token, known):
+                if wire.tokens_equal(token, known):
                     return _rpc.Session(obj, iface)
         return None
 
@@ -278,7 +280,7 @@ class Kos:
         return self._control("Restart", name, wait, timeout)
 
     def _control(self, action: str, name: str, wait: bool, timeout: float) -> PluginRow:
-        from . import _plugin_control
+        from kos_core import _plugin_control
 
         getattr(self._kernel, f"{action}Plugin")(name)
         if not wait:
@@ -295,7 +297,7 @@ class Kos:
         what was done)`` per changed plugin. With ``wait``, return once each plugin
         started or restarted runs with its services bound.
         """
-        from . import _plugin_control
+        from kos_core import _plugin_control
 
         directory, files, changes = self._kernel.Reload()
         changes = [(str(name), str(what)) for name, what in changes]
@@ -310,7 +312,7 @@ class Kos:
         :class:`~kos_core.WatchEvent` (``seq, kind, path, typename``), until closed.
         Uses a connection of its own; ``kind`` ``lost`` says events were dropped.
         """
-        from ._watch import watch
+        from kos_core._watch import watch
 
         return watch(self._link, path)
 
@@ -347,9 +349,9 @@ def _server_tls(kernel: str) -> ssl.SSLContext:
     """The TLS context this process serves TCP with: the certificate kernel ``kernel``
     issued for its run (only a process on the kernel's own machine has it).
     """
-    path = _paths.tls_file(kernel)
+    path = paths.tls_file(kernel)
     try:
-        return _tls.server_context(str(path))
+        return tls.server_context(str(path))
     except OSError as exc:
         raise KosError(
             f"cannot serve over TCP for kernel {kernel!r}: no certificate at {path}"
@@ -398,5 +400,5 @@ def connect(kernel: str | None = None) -> Kos:
     ``kernel`` defaults to ``$KOS_KERNEL``, else the short host name. Raises
     :class:`~kos_core.errors.KernelUnreachable` if it is not running.
     """
-    name = _paths.kernel_name(kernel)
+    name = paths.kernel_name(kernel)
     return Kos(name, *kernel_link(name))

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .errors import KosError, NameNotFound
-from .kernel_api import PluginRow
+from kos_core.errors import KosError, NameNotFound
+from kos_core.kernel_api import PluginRow
 
 _T = TypeVar("_T")
 

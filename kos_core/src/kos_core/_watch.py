@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, NamedTuple
 
-from . import _rpc
-from ._connection import RpcConfig
-from ._events import MAX_WAIT
-from .kernel_api import Kernel as KernelInterface
+from kos_core import _rpc
+from kos_core._kernel.events import MAX_WAIT
+from kos_core._rpc.connection import RpcConfig
+from kos_core.kernel_api import Kernel as KernelInterface
 
 
 class WatchEvent(NamedTuple):

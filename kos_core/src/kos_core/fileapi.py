@@ -20,9 +20,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
-from ._streams import PIECE, ReadStream
-from .errors import InterfaceError
-from .interface import Interface, raises
+from kos_core._rpc.streams import PIECE, ReadStream
+from kos_core.errors import InterfaceError
+from kos_core.interface import Interface, raises
 
 __all__ = ["File", "FileIOError", "FileWrapper"]
 
@@ -109,7 +109,7 @@ READ_AHEAD = 2
 
 class _FileClient:
     """What ``File`` proxies do on the client: a read of more than ``READ_PIECE`` is a
-    stream request (see :mod:`kos_core._streams`): the bytes come back in the reply if
+    stream request (see :mod:`kos_core._rpc.streams`): the bytes come back in the reply if
     there are few, else raw on a second connection. A file served without
     ``kos_read_stream`` is read in pieces of ``READ_PIECE``, ``READ_AHEAD`` of them in
     flight at once.

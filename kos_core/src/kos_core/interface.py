@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar
 
-from ._hints import did_you_mean
-from .errors import InterfaceNotFound, KosError, UsageError
+from kos_core._hints import did_you_mean
+from kos_core.errors import InterfaceNotFound, KosError, UsageError
 
 __all__ = ["Interface", "MethodSpec", "find_interface", "raises"]
 

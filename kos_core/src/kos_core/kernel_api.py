@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import (
+from kos_core.errors import (
     KPError,
     MigrationError,
     NameAlreadyBound,
@@ -13,7 +13,7 @@ from .errors import (
     UsageError,
     WorldUnavailable,
 )
-from .interface import Interface, raises
+from kos_core.interface import Interface, raises
 
 __all__ = [
     "KPRow",

@@ -34,14 +34,16 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from . import _access, _paths, _proc, _rpc
-from ._children import CHILD_TCP_ENV, end_connection, serve_child, spawnserver
-from ._client import Context, Kos, kernel_link
-from ._forkserver import ChildFactory
-from ._spawnlimits import ChildLimitReached, ChildLimits
-from ._world.member import EXPORT_ENV
-from .errors import KosError, RegistrationRefused
-from .kernel_api import PluginHealth
+from kos_core import _rpc
+from kos_core._children.factory import CHILD_TCP_ENV, end_connection, serve_child, spawnserver
+from kos_core._children.forkserver import ChildFactory
+from kos_core._children.limits import ChildLimitReached, ChildLimits
+from kos_core._client import Context, Kos, kernel_link
+from kos_core._kernel import access
+from kos_core._os import paths, processes
+from kos_core._world.member import EXPORT_ENV
+from kos_core.errors import KosError, RegistrationRefused
+from kos_core.kernel_api import PluginHealth
 
 __all__ = [
     "ChildFactory",
@@ -86,13 +88,13 @@ def register(
         if opt in ("-n", "--kernel"):
             kernel_name = value
     try:
-        _paths.check_name(plugin_name, "plugin")
-        kernel = _paths.kernel_name(kernel_name)
+        paths.check_name(plugin_name, "plugin")
+        kernel = paths.kernel_name(kernel_name)
     except KosError as exc:
         _fail(plugin_name, str(exc))
-    _proc.die_with_parent()
+    processes.die_with_parent()
     try:
-        link, tcp_host = kernel_link(kernel, _access.take_credential())
+        link, tcp_host = kernel_link(kernel, access.take_credential())
     except KosError as exc:
         _fail(plugin_name, str(exc))
     export = os.environ.get(EXPORT_ENV)

@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ._world.etcd_process import EtcdProcess, etcd_binary
-from .errors import KosError
+from kos_core._world.etcd_process import EtcdProcess, etcd_binary
+from kos_core.errors import KosError
 
 _T = TypeVar("_T")
 
@@ -194,7 +194,7 @@ class KernelProcess:
 
     def connect(self) -> Any:
         """A :class:`~kos_core.Kos` connection to this kernel."""
-        from ._client import connect
+        from kos_core._client import connect
 
         return connect(self.env.kernel)
 

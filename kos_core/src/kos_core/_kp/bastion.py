@@ -14,9 +14,9 @@ import builtins
 import os
 from typing import Any, NoReturn, TypeVar, overload
 
-from .._client import Context, Kos
-from ..errors import MigrationError
-from . import codec
+from kos_core._client import Context, Kos
+from kos_core._kp import codec
+from kos_core.errors import MigrationError
 
 _T = TypeVar("_T")
 

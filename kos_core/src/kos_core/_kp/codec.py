@@ -12,7 +12,7 @@ import base64
 import json
 from typing import Any
 
-from ..errors import MigrationError
+from kos_core.errors import MigrationError
 
 _MAX_DEPTH = 100
 #: the largest encoded state that may travel (bytes travel as base64: 3 in 4)

@@ -40,14 +40,14 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from .. import _paths
-from .._client import Kos, kernel_link, read_connection_file
-from ..errors import KosError, MigrationError
-from ..kernel_api import KPTraveller
-from . import codec
+from kos_core._client import Kos, kernel_link, read_connection_file
+from kos_core._kp import codec
+from kos_core._os import paths
+from kos_core.errors import KosError, MigrationError
+from kos_core.kernel_api import KPTraveller
 
 if TYPE_CHECKING:
-    from .station import Station
+    from kos_core._kp.station import Station
 
 log = logging.getLogger("kos.kernel")
 
@@ -139,7 +139,7 @@ def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
     cannot move.
     """
     try:
-        _paths.check_name(kernel, "kernel")
+        paths.check_name(kernel, "kernel")
     except KosError as exc:
         raise MigrationError(str(exc)) from None
     if kernel == station.kernel:

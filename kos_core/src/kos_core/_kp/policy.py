@@ -29,8 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from .. import _namespace
-from ..errors import UsageError
+from kos_core._kernel import namespace
+from kos_core.errors import UsageError
 
 SECTION = "kp-access"
 _BOOLEANS = {"1": True, "yes": True, "true": True, "on": True}
@@ -64,7 +64,7 @@ class KPAccess:
 
     def may_look(self, kp: str) -> Callable[[list[str]], bool]:
         """The check of the paths KP ``kp`` may look up and list."""
-        allowed = [_namespace.split_path(name) for name in self.lookup if name != "*"]
+        allowed = [namespace.split_path(name) for name in self.lookup if name != "*"]
         everything = "*" in self.lookup
 
         def check(parts: list[str]) -> bool:
@@ -120,7 +120,7 @@ def parse_access(options: Mapping[str, str], report: Callable[[str, str], None])
     for name in lookup:
         try:
             if name != "*":
-                _namespace.split_path(name)
+                namespace.split_path(name)
         except UsageError as exc:
             report("lookup", f"bad name in lookup: {exc}")
             ok = False

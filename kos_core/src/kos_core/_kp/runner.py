@@ -21,11 +21,14 @@ import types
 from pathlib import Path
 from typing import Any
 
-from .. import _access, _proc, _rpc, _wire
-from .._client import Kos
-from . import codec, confine
-from .bastion import KPKos
-from .station import PACKAGE, STATUS_ENV
+from kos_core import _rpc
+from kos_core._client import Kos
+from kos_core._kernel import access
+from kos_core._kp import codec, confine
+from kos_core._kp.bastion import KPKos
+from kos_core._kp.station import PACKAGE, STATUS_ENV
+from kos_core._net import wire
+from kos_core._os import processes
 
 EXIT_CANNOT_CONFINE = 3
 
@@ -62,21 +65,21 @@ def main() -> None:
     status_fd = int(os.environ.pop(STATUS_ENV))
     package = json.loads(Path(PACKAGE).read_text())
     os.unlink(PACKAGE)
-    credential = _access.take_credential() or ""
+    credential = access.take_credential() or ""
     plan = package["plan"]
     try:
         confined = confine.apply(confine.Plan(**plan)) if plan else "UNCONFINED (--unconfined)"
     except confine.CannotConfine as exc:
         _say(status_fd, f"!cannot confine the KP: {exc}")
         sys.exit(EXIT_CANNOT_CONFINE)
-    _proc.die_with_parent(signal.SIGKILL)  # after a change of uid, which disarms it
+    processes.die_with_parent(signal.SIGKILL)  # after a change of uid, which disarms it
     kp_id = package["id"]
     print(f"kp {kp_id}: {package['class']} from {package['filename']}; {confined}", flush=True)
     state = package["state"].encode("ascii") if package["state"] is not None else None
     sys.argv = [package["filename"], *package["args"]]
     try:
         obj = rebuild(package["source"], package["filename"], package["class"], state)
-        link = _rpc.Link(_wire.Address.parse(package["address"]), credential, "the station")
+        link = _rpc.Link(wire.Address.parse(package["address"]), credential, "the station")
         link.connect()
     except BaseException as exc:
         _say(status_fd, f"!{type(exc).__name__}: {exc}")

@@ -1,19 +1,19 @@
 """The kernel operations on KPs, as one connection sees them (mixed into the kernel's
-session, whose :class:`~kos_core._access.Grant` they check first).
+session, whose :class:`~kos_core._kernel.access.Grant` they check first).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import _access
-from ..errors import PermissionDenied
-from ..kernel_api import KPRow, KPTraveller
-from . import migration
+from kos_core._kernel import access
+from kos_core._kp import migration
+from kos_core.errors import PermissionDenied
+from kos_core.kernel_api import KPRow, KPTraveller
 
 if TYPE_CHECKING:
-    from .._access import Grant
-    from .station import Station
+    from kos_core._kernel.access import Grant
+    from kos_core._kp.station import Station
 
 
 class KPOperations:
@@ -43,7 +43,7 @@ class KPOperations:
         return self.station.kill(kp)
 
     def MigrateKP(self, kernel: str, state: bytes) -> str:
-        if self.grant.kind != _access.KP:
+        if self.grant.kind != access.KP:
             raise PermissionDenied(f"only a KP migrates, and only itself (this is {self.grant})")
         return migration.send(self.station, self.grant.name, kernel, state)
 

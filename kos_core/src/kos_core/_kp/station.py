@@ -29,14 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import _access, _namespace, _paths, _proc, _wire
-from .._access import Grant
-from .._logs import PluginLog
-from .._policy import Supervision
-from ..errors import KPError, NameNotFound, UsageError
-from ..kernel_api import KPRow
-from . import confine
-from .policy import KPAccess, Limits
+from kos_core._kernel import access, namespace
+from kos_core._kernel.access import Grant
+from kos_core._kernel.logs import PluginLog
+from kos_core._kernel.policy import Supervision
+from kos_core._kp import confine
+from kos_core._kp.policy import KPAccess, Limits
+from kos_core._net import wire
+from kos_core._os import paths, processes
+from kos_core.errors import KPError, NameNotFound, UsageError
+from kos_core.kernel_api import KPRow
 
 log = logging.getLogger("kos.kernel")
 _T = TypeVar("_T")
@@ -91,7 +93,7 @@ class Station:
         self,
         kernel: str,
         state_dir: Path,
-        namespace: _namespace.Namespace,
+        namespace: namespace.Namespace,
         access: KPAccess,
         *,
         address: Callable[[], str],
@@ -112,8 +114,8 @@ class Station:
         """The KP grant ``token`` gives, or ``None`` if it is no KP's credential."""
         with self.lock:
             for record in self.records.values():
-                if record.credential and _wire.tokens_equal(token, record.credential):
-                    return Grant(_access.KP, record.id, may_look=self.access.may_look(record.id))
+                if record.credential and wire.tokens_equal(token, record.credential):
+                    return Grant(access.KP, record.id, may_look=self.access.may_look(record.id))
         return None
 
     # -- starting ------------------------------------------------------------------
@@ -185,7 +187,7 @@ class Station:
             uid = confine.KP_UID_BASE + secrets.randbelow(confine.KP_UID_SPAN)
         record.uid = uid
         limits = record.limits
-        deny = (str(_paths.runtime_dir()), str(self.state_dir))
+        deny = (str(paths.runtime_dir()), str(self.state_dir))
         return vars(
             confine.Plan(
                 str(record.workdir),
@@ -201,10 +203,10 @@ class Station:
 
     def _launch(self, record: KPRecord, package: dict[str, Any]) -> int:
         """Start the KP's process (main thread); return the read end of its status pipe."""
-        _paths.make_private_dir(record.workdir)
+        paths.make_private_dir(record.workdir)
         (record.workdir / PACKAGE).write_text(json.dumps(package))
         record.credential = secrets.token_urlsafe(32)
-        credential_fd = _access.credential_pipe(record.credential)
+        credential_fd = access.credential_pipe(record.credential)
         status_read, status_write = os.pipe()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -212,8 +214,8 @@ class Station:
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "MALLOC_ARENA_MAX": "2",  # each malloc arena reserves 64 MiB of address space
-            _proc.PARENT_ENV: str(os.getpid()),
-            _access.CREDENTIAL_FD_ENV: str(credential_fd),
+            processes.PARENT_ENV: str(os.getpid()),
+            access.CREDENTIAL_FD_ENV: str(credential_fd),
             STATUS_ENV: str(status_write),
         }
         try:
@@ -264,7 +266,7 @@ class Station:
     def _ended(self, record: KPRecord, now: float) -> None:
         assert record.process is not None
         code = record.process.returncode
-        reason = record.killed_for or _proc.describe_exit(code)
+        reason = record.killed_for or processes.describe_exit(code)
         if code == -signal.SIGXCPU and not record.killed_for:
             reason = f"CPU limit ({record.limits.cpu} s) reached"
         self._sweep(record)  # whatever it started goes with it
@@ -327,7 +329,7 @@ class Station:
 
     def log_path(self, kp: str) -> Path:
         """Where a KP's output is logged."""
-        _paths.check_name(kp, "KP")
+        paths.check_name(kp, "KP")
         return self.state_dir / "logs" / f"kp-{kp}.log"
 
     def known_log(self, kp: str) -> str:

@@ -21,10 +21,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .. import _wire
-from ..errors import NameNotFound, NotAContext, WorldUnavailable
-from .etcd import Etcd, KeyValue, Watch
-from .layout import BadValue, KernelRecord, Layout, Name, parse_name, parse_record
+from kos_core._net import wire
+from kos_core._world.etcd import Etcd, KeyValue, Watch
+from kos_core._world.layout import BadValue, KernelRecord, Layout, Name, parse_name, parse_record
+from kos_core.errors import NameNotFound, NotAContext, WorldUnavailable
 
 log = logging.getLogger("kos.world")
 
@@ -157,7 +157,7 @@ class WorldCache:
                 self._kernels[kernel] = _Record(record, kv.lease, kv.create_revision)
             else:
                 name = parse_name(kv.value)
-                address, _ = _wire.parse_sbh(name.sbh)
+                address, _ = wire.parse_sbh(name.sbh)
                 assert address.host is not None
                 held = self._kernels.get(kernel)
                 if held is not None and held.lease != kv.lease:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UsageError, WorldUnavailable
+from kos_core.errors import UsageError, WorldUnavailable
 
 #: seconds a unary call to etcd may take
 CALL_TIMEOUT = 2.0

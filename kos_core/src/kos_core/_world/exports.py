@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 
-from ..errors import WorldUnavailable
-from .etcd import Etcd, LeaseLost
-from .layout import Layout, Name
+from kos_core._world.etcd import Etcd, LeaseLost
+from kos_core._world.layout import Layout, Name
+from kos_core.errors import WorldUnavailable
 
 log = logging.getLogger("kos.world")
 

@@ -17,8 +17,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .. import _namespace, _paths, _wire
-from ..errors import KosError
+from kos_core._kernel import namespace
+from kos_core._net import wire
+from kos_core._os import paths
+from kos_core.errors import KosError
 
 #: the largest value kos writes or believes (records and names are small)
 MAX_VALUE = 16 * 1024
@@ -47,7 +49,7 @@ class KernelRecord:
     @property
     def listen_host(self) -> str:
         """The host of :attr:`address` (where its exported services listen too)."""
-        parsed = _wire.Address.parse(self.address)
+        parsed = wire.Address.parse(self.address)
         assert parsed.host is not None
         return parsed.host
 
@@ -90,13 +92,13 @@ class Layout:
         """
         try:
             if key.startswith(self.kernels):
-                return ("kernel", _paths.check_name(key[len(self.kernels) :], "kernel"), "")
+                return ("kernel", paths.check_name(key[len(self.kernels) :], "kernel"), "")
             if key.startswith(self.names):
                 kernel, _, path = key[len(self.names) :].partition("/")
-                parts = _namespace.split_path(path)
+                parts = namespace.split_path(path)
                 if not parts:
                     raise BadValue(f"{key!r} names no path")
-                return ("name", _paths.check_name(kernel, "kernel"), _namespace.join(parts))
+                return ("name", paths.check_name(kernel, "kernel"), namespace.join(parts))
         except KosError as exc:
             raise BadValue(f"{key!r}: {exc}") from None
         raise BadValue(f"{key!r} is not a key kos writes")
@@ -134,7 +136,7 @@ def parse_record(kernel: str, value: bytes) -> KernelRecord:
     if record.name != kernel:
         raise BadValue(f"a record of kernel {record.name!r} under the key of {kernel!r}")
     try:
-        address = _wire.Address.parse(record.address)
+        address = wire.Address.parse(record.address)
     except (KosError, ValueError) as exc:
         raise BadValue(f"a kernel address {record.address!r}: {exc}") from None
     if address.host is None:
@@ -147,7 +149,7 @@ def parse_name(value: bytes) -> Name:
     data = _object(value)
     try:
         name = Name(_str(data, "type"), _str(data, "sbh"))
-        address, _ = _wire.parse_sbh(name.sbh)
+        address, _ = wire.parse_sbh(name.sbh)
     except (KeyError, TypeError, ValueError, KosError) as exc:
         raise BadValue(f"a name without a valid type and SBH ({exc})") from None
     if address.host is None:

@@ -1,6 +1,6 @@
 """A kernel in a world: its TLS material, membership, exports and cache together.
 
-The kernel (``_kernel.py``) makes one :class:`WorldMember` when run with ``--world``
+The kernel (``_kernel/core.py``) makes one :class:`WorldMember` when run with ``--world``
 and calls it at a few points: when it starts listening (:meth:`~WorldMember.join`),
 for paths under ``world`` (:meth:`~WorldMember.lookup`, :meth:`~WorldMember.list`),
 when an owner's bindings change (:meth:`~WorldMember.owner_changed`), on each tick
@@ -18,14 +18,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import _namespace, _tls, _wire
-from ..errors import KosError, UsageError
-from ..kernel_api import WorldRow
-from .cache import WorldCache
-from .etcd import Etcd, WorldURL
-from .exports import Exports
-from .layout import KernelRecord, Layout, Name
-from .membership import LEASE_TTL, Membership
+from kos_core._kernel import namespace
+from kos_core._net import tls, wire
+from kos_core._world.cache import WorldCache
+from kos_core._world.etcd import Etcd, WorldURL
+from kos_core._world.exports import Exports
+from kos_core._world.layout import KernelRecord, Layout, Name
+from kos_core._world.membership import LEASE_TTL, Membership
+from kos_core.errors import KosError, UsageError
+from kos_core.kernel_api import WorldRow
 
 log = logging.getLogger("kos.world")
 
@@ -96,7 +97,7 @@ class WorldMember:
         self,
         kernel: str,
         settings: WorldSettings,
-        namespace: _namespace.Namespace,
+        namespace: namespace.Namespace,
         exported: Callable[[str], bool],
     ) -> None:
         self.kernel = kernel
@@ -106,7 +107,7 @@ class WorldMember:
         self._exported = exported
         self._etcd = Etcd(settings.url)
         self._layout = Layout(settings.url.prefix)
-        self.cache = WorldCache(self._etcd, self._layout, _tls.fingerprint(self.ca_pem))
+        self.cache = WorldCache(self._etcd, self._layout, tls.fingerprint(self.ca_pem))
         self.exports = Exports(self._etcd, self._layout, kernel)
         self._membership: Membership | None = None
         if not settings.url.loopback_only and not settings.url.tls:
@@ -115,7 +116,7 @@ class WorldMember:
                 " unencrypted; use etcds:// between hosts"
             )
 
-    def join(self, tcp: _wire.Address) -> None:
+    def join(self, tcp: wire.Address) -> None:
         """Join the world with the kernel listening at ``tcp``; raise
         :class:`~.membership.NameTaken` (a usage error: exit 2) if the name is taken.
         """
@@ -124,8 +125,8 @@ class WorldMember:
             name=self.kernel,
             host=socket.gethostname(),
             address=f"{tcp.host}:{tcp.port}",
-            ca=_tls.fingerprint(self.ca_pem),
-            protocol=_wire.PROTOCOL_VERSION,
+            ca=tls.fingerprint(self.ca_pem),
+            protocol=wire.PROTOCOL_VERSION,
             started=time.time(),
             pid=os.getpid(),
         )
@@ -144,20 +145,20 @@ class WorldMember:
     @staticmethod
     def covers(path: str) -> bool:
         """True for ``world`` and the paths under it."""
-        parts = _namespace.split_path(path)
+        parts = namespace.split_path(path)
         return bool(parts) and parts[0] == WORLD
 
     def lookup(self, path: str) -> tuple[str, str, str]:
         """``KernelAPI.Kernel.Lookup`` of a path under ``world``, from the cache."""
-        parts = _namespace.split_path(path)[1:]
+        parts = namespace.split_path(path)[1:]
         name = self.cache.lookup(parts)
         if name is None:
-            return ("context", "", _namespace.join([WORLD, *parts]))
+            return ("context", "", namespace.join([WORLD, *parts]))
         return ("service", name.typename, name.sbh)
 
     def list(self, path: str) -> list[tuple[str, str, str]]:
         """``KernelAPI.Kernel.List`` of a path under ``world``, from the cache."""
-        return self.cache.list(_namespace.split_path(path)[1:])
+        return self.cache.list(namespace.split_path(path)[1:])
 
     def rows(self) -> builtins.list[WorldRow]:
         """``KernelAPI.Kernel.World``: each kernel's name, host, address, uptime, names."""
@@ -178,9 +179,9 @@ class WorldMember:
                 service = self._namespace.lookup(path)
             except KosError:
                 continue
-            if not isinstance(service, _namespace.Service):
+            if not isinstance(service, namespace.Service):
                 continue
-            address, _ = _wire.parse_sbh(service.sbh)
+            address, _ = wire.parse_sbh(service.sbh)
             if address.host is None:
                 log.warning("world: not exporting %s: it is served on a Unix socket only", path)
                 continue

@@ -17,9 +17,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import UsageError, WorldUnavailable
-from .etcd import Etcd
-from .layout import BadValue, KernelRecord, Layout, parse_record
+from kos_core._world.etcd import Etcd
+from kos_core._world.layout import BadValue, KernelRecord, Layout, parse_record
+from kos_core.errors import UsageError, WorldUnavailable
 
 log = logging.getLogger("kos.world")
 

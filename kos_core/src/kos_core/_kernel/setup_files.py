@@ -1,0 +1,406 @@
+"""Plugin setup files: which plugins the kernel runs, and with what arguments.
+
+A setup file is made of ``[name]`` sections of ``key: value`` lines, with ``#``
+comments, indented continuation lines, a ``[DEFAULTS]`` section whose keys apply
+to every section, ``%(name)s`` interpolation and case-sensitive keys.  Up to three
+layers are read from the configuration directory, each overriding the previous
+one key by key: ``plugins``, ``plugins.local`` and ``plugins.<kernel>``.
+
+Values are parsed with :mod:`configparser`; a scan of our own records where every
+section and key comes from, so that each problem is reported as a
+:class:`~kos_core.errors.SetupFileError` with its file and line.
+"""
+
+from __future__ import annotations
+
+import configparser
+import logging
+import os
+import re
+import shlex
+import stat
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+
+from kos_core._kernel.policy import Supervision, parse_supervision
+from kos_core._kernel.setup_interpolation import _diagnose, _scope
+from kos_core._kernel.setup_scan import (
+    _DEFAULTS,
+    _from_parser_error,
+    _Layer,
+    _Parser,
+    _quote,
+    _read_lines,
+    _reason,
+    _scan,
+)
+from kos_core._kp.policy import SECTION as _KP_ACCESS
+from kos_core._kp.policy import KPAccess, parse_access
+from kos_core.errors import SetupFileError
+
+__all__ = [
+    "PluginSettings",
+    "SetupConfig",
+    "default_config_dir",
+    "load_setup",
+    "log_setup_read",
+    "setup_file_paths",
+]
+
+_BUILT_IN = "built-in default"
+
+_RUN_AT_BOOT = "run-at-boot"
+_ARGS = "args"
+_FILE = "file"
+
+# Same rule as kernel and plugin names elsewhere in kos.
+_PLUGIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SECTION_HEADER = configparser.ConfigParser.SECTCRE
+# configparser's own option pattern, for delimiters ":" and "=".
+_OPTION_LINE = re.compile(r"(?P<option>.*?)\s*(?P<vi>:|=)\s*(?P<value>.*)$")
+_NON_SPACE = re.compile(r"\S")
+_REFERENCE = re.compile(r"%\(([^)]+)\)s")
+_BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """What the setup files say about one plugin."""
+
+    name: str
+    #: Whether the kernel starts this plugin when it boots.
+    run_at_boot: bool
+    #: The ``args`` key split like a shell command line.
+    args: tuple[str, ...]
+    #: The ``file`` key: a script to run as this plugin, or ``None``.
+    file: Path | None
+    #: Every key of the section (``[DEFAULTS]`` merged in), after interpolation.
+    options: Mapping[str, str]
+    #: ``path:line`` of the section header that defined the plugin, or ``"built-in default"``.
+    where: str
+    #: How the kernel supervises it (restart policy, health checks, log rotation).
+    supervision: Supervision = field(default_factory=Supervision)
+
+
+@dataclass(frozen=True)
+class _Implicit:
+    """The settings ``[DEFAULTS]`` alone gives a plugin that has no section."""
+
+    run_at_boot: bool | None
+    args: tuple[str, ...]
+    file: Path | None
+    options: Mapping[str, str]
+    supervision: Supervision = field(default_factory=Supervision)
+
+
+_NOTHING = _Implicit(None, (), None, MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class SetupConfig:
+    """The merged content of a configuration directory's setup files."""
+
+    #: The files that existed and were read, in order.
+    files: tuple[Path, ...]
+    #: One entry per ``[name]`` section found in the files.  A section whose files
+    #: do not set ``run-at-boot`` (nor ``[DEFAULTS]``) says ``True`` here;
+    #: :meth:`settings_for` gives it the caller's default instead.
+    sections: Mapping[str, PluginSettings]
+    #: The station's policy for KPs (the ``[kp-access]`` section; not a plugin).
+    kp_access: KPAccess = field(default_factory=KPAccess)
+    #: The configuration directory the files were looked for in.
+    directory: Path | None = None
+    # What [DEFAULTS] gives plugins without a section, or why it cannot be used.
+    _implicit: _Implicit | SetupFileError = field(default=_NOTHING, repr=False, compare=False)
+    # Sections for which no file sets run-at-boot.
+    _boot_unset: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+
+    def file_of(self, name: str) -> Path | None:
+        """The setup file that holds plugin ``name``'s section (its first header), or where
+        one would go (``plugins`` in the directory); ``None`` without a directory.
+        """
+        section = self.sections.get(name)
+        if section is not None:
+            return Path(section.where.rpartition(":")[0])
+        return self.directory / "plugins" if self.directory is not None else None
+
+    def settings_for(self, name: str, default_run_at_boot: bool = True) -> PluginSettings:
+        """Return the settings of one plugin.
+
+        Its section if there is one; otherwise ``[DEFAULTS]`` applied to an implicit
+        empty section, with ``where="built-in default"``.  Either way ``run_at_boot``
+        comes from ``run-at-boot`` if the section or ``[DEFAULTS]`` sets it, and is
+        ``default_run_at_boot`` otherwise.
+
+        Raises :class:`SetupFileError` only when the plugin has no section and
+        ``[DEFAULTS]`` cannot be used on its own (for example it refers to a key that
+        only sections define); :func:`load_setup` already reports that when an
+        installed plugin has no section.
+        """
+        section = self.sections.get(name)
+        if section is not None:
+            if name in self._boot_unset and section.run_at_boot != default_run_at_boot:
+                return replace(section, run_at_boot=default_run_at_boot)
+            return section
+        implicit = self._implicit
+        if isinstance(implicit, SetupFileError):
+            raise implicit
+        run_at_boot = implicit.run_at_boot
+        return PluginSettings(
+            name=name,
+            run_at_boot=default_run_at_boot if run_at_boot is None else run_at_boot,
+            args=implicit.args,
+            file=implicit.file,
+            options=implicit.options,
+            where=_BUILT_IN,
+            supervision=implicit.supervision,
+        )
+
+
+def default_config_dir() -> Path:
+    """Return the configuration directory.
+
+    ``$KOS_CONFIG`` if set and not empty, else ``$XDG_CONFIG_HOME/kos``, else
+    ``~/.config/kos``.
+    """
+    if env := os.environ.get("KOS_CONFIG"):
+        return Path(env)
+    if xdg := os.environ.get("XDG_CONFIG_HOME"):
+        return Path(xdg) / "kos"
+    return Path.home() / ".config" / "kos"
+
+
+def log_setup_read(setup: SetupConfig) -> None:
+    """Log which directory the setup files were looked for in, and which were read."""
+    files = ", ".join(p.name for p in setup.files) or "none (every installed plugin boots)"
+    logging.getLogger("kos.kernel").info("setup files in %s: %s", setup.directory, files)
+
+
+def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:
+    """Return the setup files of ``kernel`` in reading order, whether they exist or not."""
+    return [
+        config_dir / "plugins",
+        config_dir / "plugins.local",
+        config_dir / f"plugins.{kernel}",
+    ]
+
+
+def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) -> SetupConfig:
+    """Read and check the setup files of ``kernel`` in ``config_dir``.
+
+    ``known_plugins`` are the installed plugins; a section naming anything else
+    must have a ``file`` key.  A missing directory or missing files are fine (no
+    file at all gives an empty configuration).  The first problem found, layers
+    in order, is raised as :class:`SetupFileError`.
+    """
+    try:
+        dir_mode = config_dir.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return SetupConfig(files=(), sections=MappingProxyType({}), directory=config_dir)
+    except OSError as exc:
+        raise SetupFileError(str(config_dir), None, f"cannot read it: {_reason(exc)}") from None
+    if not stat.S_ISDIR(dir_mode):
+        raise SetupFileError(str(config_dir), None, "is not a directory")
+
+    layers: list[_Layer] = []
+    paths: list[Path] = []
+    for path in setup_file_paths(config_dir, kernel):
+        if path in paths:  # a kernel named "local"
+            continue
+        paths.append(path)
+        lines = _read_lines(path)
+        if lines is not None:
+            layers.append(_scan(path, len(layers), lines))
+
+    parser = _Parser()
+    for layer in layers:
+        try:
+            parser.read_file(layer.lines, source=str(layer.path))
+        except configparser.Error as exc:  # the scan should have caught it first
+            raise _from_parser_error(layer.path, exc) from None
+    return replace(_Merged(parser, layers).build(known_plugins), directory=config_dir)
+
+
+# -- reading and scanning -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """An error and where it sits in reading order."""
+
+    layer: int
+    line: int
+    error: SetupFileError
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.layer, self.line)
+
+
+@dataclass(frozen=True)
+class _Values:
+    """The keys kos reads from one section, checked."""
+
+    run_at_boot: bool | None
+    args: tuple[str, ...]
+    file: Path | None
+    options: Mapping[str, str]
+    supervision: Supervision
+
+
+class _Merged:
+    """All layers read into one parser, with where each section and key was set."""
+
+    def __init__(self, parser: _Parser, layers: Sequence[_Layer]) -> None:
+        self.parser = parser
+        self.layers = layers
+        # First header of each plugin section, in reading order.
+        self.headers: dict[str, tuple[_Layer, int]] = {}
+        # The layer and line that set each key last: later layers win.
+        self.origins: dict[tuple[str, str], tuple[_Layer, int]] = {}
+        for layer in layers:
+            for name, line in layer.headers.items():
+                if name != _DEFAULTS:
+                    self.headers.setdefault(name, (layer, line))
+            for skey, line in layer.keys.items():
+                self.origins[skey] = (layer, line)
+
+    def build(self, known_plugins: Collection[str]) -> SetupConfig:
+        """Check every section and return the configuration, or raise the first problem."""
+        known = set(known_plugins)
+        problems: list[_Problem] = []
+        sections: dict[str, PluginSettings] = {}
+        boot_unset: set[str] = set()
+        kp_access = self.kp_access(problems)
+        for name, (layer, line) in self.headers.items():
+            if name == _KP_ACCESS:
+                continue
+            values, found = self.evaluate(name)
+            problems.extend(found)
+            if name not in known and not self.parser.has_option(name, _FILE):
+                installed = ", ".join(sorted(known)) or "none"
+                problems.append(
+                    _Problem(
+                        layer.index,
+                        line,
+                        SetupFileError(
+                            str(layer.path),
+                            line,
+                            f"unknown plugin {_quote(name)}: not installed "
+                            f"(installed: {installed}); "
+                            'give it a "file:" key to run a script',
+                        ),
+                    )
+                )
+            if values is not None:
+                if values.run_at_boot is None:
+                    boot_unset.add(name)
+                sections[name] = PluginSettings(
+                    name=name,
+                    run_at_boot=True if values.run_at_boot is None else values.run_at_boot,
+                    args=values.args,
+                    file=values.file,
+                    options=values.options,
+                    where=f"{layer.path}:{line}",
+                    supervision=values.supervision,
+                )
+
+        implicit: _Implicit | SetupFileError
+        values, found = self.evaluate(_DEFAULTS)
+        if values is not None:
+            implicit = _Implicit(
+                values.run_at_boot, values.args, values.file, values.options, values.supervision
+            )
+        else:
+            first = min(found, key=lambda p: p.order)
+            implicit = first.error
+            if any(name not in self.headers for name in known):
+                problems.extend(found)
+
+        if problems:
+            raise min(problems, key=lambda p: p.order).error
+        return SetupConfig(
+            files=tuple(layer.path for layer in self.layers),
+            sections=MappingProxyType(sections),
+            kp_access=kp_access,
+            _implicit=implicit,
+            _boot_unset=frozenset(boot_unset),
+        )
+
+    def kp_access(self, problems: list[_Problem]) -> KPAccess:
+        """The ``[kp-access]`` section's policy (its own keys, not ``[DEFAULTS]``)."""
+        if _KP_ACCESS not in self.headers:
+            return KPAccess()
+        own = {
+            k: self.parser.get(_KP_ACCESS, k, raw=True) for s, k in self.origins if s == _KP_ACCESS
+        }
+
+        def report(key: str, message: str) -> None:
+            problems.append(self.problem(_KP_ACCESS, key, message))
+
+        return parse_access(own, report) or KPAccess()
+
+    def origin(self, section: str, key: str) -> tuple[_Layer, int]:
+        """Where the value ``key`` has in ``section`` was set (its own, or ``[DEFAULTS]``)."""
+        found = self.origins.get((section, key))
+        return found if found is not None else self.origins[_DEFAULTS, key]
+
+    def problem(self, section: str, key: str, message: str) -> _Problem:
+        """Make a problem reported at the line that set ``key`` for ``section``."""
+        layer, line = self.origin(section, key)
+        return _Problem(layer.index, line, SetupFileError(str(layer.path), line, message))
+
+    def evaluate(self, section: str) -> tuple[_Values | None, list[_Problem]]:
+        """Interpolate and check the keys of ``section`` (``DEFAULTS``: the implicit section)."""
+        raw = dict(self.parser.items(section, raw=True))
+        problems: list[_Problem] = []
+        options: dict[str, str] = {}
+        for key in raw:
+            try:
+                options[key] = self.parser.get(section, key)
+            except configparser.InterpolationError as exc:
+                culprit, detail = _diagnose(raw, key, _scope(section), exc)
+                message = f"bad interpolation in {_quote(culprit)}: {detail}"
+                problems.append(self.problem(section, culprit, message))
+
+        run_at_boot: bool | None = None
+        if (value := options.get(_RUN_AT_BOOT)) is not None:
+            run_at_boot = _BOOLEANS.get(value.strip().lower())
+            if run_at_boot is None:
+                problems.append(
+                    self.problem(
+                        section,
+                        _RUN_AT_BOOT,
+                        f"bad value for run-at-boot: {_quote(value)} "
+                        "(use 1/0, yes/no, true/false or on/off)",
+                    )
+                )
+
+        args: tuple[str, ...] = ()
+        if (value := options.get(_ARGS)) is not None:
+            try:
+                args = tuple(shlex.split(value))
+            except ValueError as exc:
+                reason = str(exc)
+                reason = reason[:1].lower() + reason[1:]
+                problems.append(self.problem(section, _ARGS, f"bad value for args: {reason}"))
+
+        file: Path | None = None
+        if (value := options.get(_FILE)) is not None:
+            if not value.strip():
+                problems.append(
+                    self.problem(section, _FILE, "empty value for file (give the path of a script)")
+                )
+            else:
+                layer, _ = self.origin(section, _FILE)
+                file = (layer.path.parent / Path(value.strip()).expanduser()).absolute()
+
+        def report(key: str, message: str) -> None:
+            problems.append(self.problem(section, key, message))
+
+        supervision = parse_supervision(options, report)
+        if problems or supervision is None:
+            return None, problems
+        return _Values(run_at_boot, args, file, MappingProxyType(options), supervision), []

@@ -1,0 +1,1 @@
+"""What kos asks of the operating system: private paths and small process helpers."""

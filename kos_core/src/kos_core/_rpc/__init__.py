@@ -1,0 +1,68 @@
+"""kos over rpyc: the names the rest of kos uses, gathered from the modules that make it.
+
+* :mod:`~kos_core._rpc.connection` — the connection layer (stream, channel, the rpyc
+  connection that serves only kos requests, the reply statuses);
+* :mod:`~kos_core._rpc.session` — the server side of one connection (:class:`Session`);
+* :mod:`~kos_core._rpc.server` — the listener that accepts and authenticates connections;
+* :mod:`~kos_core._rpc.link` — the client side (:class:`Link`) and the generated proxies.
+
+Every call is one round trip: ``(handle, method, args)`` out, ``(status, payload)``
+back. Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, args)``,
+``2`` an undeclared failure ``(kind, message)``.
+"""
+
+from __future__ import annotations
+
+from kos_core._rpc.connection import (
+    DECLARED,
+    DEFAULT_CONFIG,
+    DEFAULT_MAX_REQUEST,
+    FAULT,
+    HANDLE_KOS_CALL,
+    HANDLE_KOS_RELEASE,
+    HANDLE_KOS_STREAM,
+    HANDLE_KOS_STREAM_END,
+    OK,
+    KosChannel,
+    KosConnection,
+    KosStream,
+    RpcConfig,
+    current_session,
+)
+from kos_core._rpc.link import (
+    Link,
+    RemoteObject,
+    link_of,
+    make_proxy,
+    object_of_sbh,
+    proxy_class,
+    sbh_of,
+)
+from kos_core._rpc.server import Server
+from kos_core._rpc.session import Session
+
+__all__ = [
+    "DECLARED",
+    "DEFAULT_CONFIG",
+    "DEFAULT_MAX_REQUEST",
+    "FAULT",
+    "HANDLE_KOS_CALL",
+    "HANDLE_KOS_RELEASE",
+    "HANDLE_KOS_STREAM",
+    "HANDLE_KOS_STREAM_END",
+    "OK",
+    "KosChannel",
+    "KosConnection",
+    "KosStream",
+    "Link",
+    "RemoteObject",
+    "RpcConfig",
+    "Server",
+    "Session",
+    "current_session",
+    "link_of",
+    "make_proxy",
+    "object_of_sbh",
+    "proxy_class",
+    "sbh_of",
+]

@@ -1,0 +1,368 @@
+"""The client side of kos connections: a :class:`Link` to one served object and the
+generated proxies that call through it. Every call is one round trip:
+``(handle, method, args)`` out, ``(status, payload)`` back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+from rpyc.core.async_ import AsyncResultTimeout
+from rpyc.core.protocol import Connection
+
+from kos_core._net import wire
+from kos_core._rpc import streams
+from kos_core._rpc.connection import (
+    DECLARED,
+    DEFAULT_CONFIG,
+    HANDLE_KOS_CALL,
+    HANDLE_KOS_RELEASE,
+    HANDLE_KOS_STREAM,
+    HANDLE_KOS_STREAM_END,
+    OK,
+    KosChannel,
+    KosConnection,
+    KosStream,
+    RpcConfig,
+)
+from kos_core.errors import AuthenticationFailed, RemoteError, ServiceUnavailable
+from kos_core.interface import (
+    Interface,
+    MethodSpec,
+    check_value,
+    find_interface,
+    from_wire,
+    is_interface,
+)
+
+_T = TypeVar("_T")
+
+
+class _ClientRoot:
+    """What a client serves back to its server: nothing."""
+
+    def on_connect(self, conn: Connection) -> None:
+        """Rpyc hook; nothing to do."""
+
+    def on_disconnect(self, conn: Connection) -> None:
+        """Rpyc hook; nothing to do."""
+
+
+class Link:
+    """A client's connection to one served object (connected on first use).
+
+    ``what`` names the object in error messages.
+    """
+
+    def __init__(
+        self,
+        address: wire.Address,
+        token: str,
+        what: str,
+        config: RpcConfig = DEFAULT_CONFIG,
+    ) -> None:
+        self.address = address
+        self.token = token
+        self.what = what
+        self._config = config
+        self._conn: KosConnection | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        #: a call timed out and its connection was dropped (objects held by reference
+        #: on it are gone; the next call on the object itself reconnects)
+        self._dropped = False
+
+    @property
+    def connected(self) -> bool:
+        """True once the connection is open and not closed."""
+        return self._conn is not None and not self._conn.closed
+
+    def connect(self) -> KosConnection:
+        """Open the connection now (idempotent); raises :class:`ServiceUnavailable` etc."""
+        conn = self._conn
+        if conn is not None:
+            return conn
+        with self._lock:
+            if self._conn is not None:
+                return self._conn
+            if self._closed:
+                raise ServiceUnavailable(f"{self.what}: connection already closed")
+            channel = KosChannel(KosStream(self._open_socket(self.token)))
+            self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc(), serving=False)
+            # Dropping the last proxy hangs up: a factory child sees its client go.
+            weakref.finalize(self, _hang_up, channel)
+            return self._conn
+
+    def _open_socket(self, token: str, *, stream: bool = False) -> socket.socket:
+        """A new socket to :attr:`address`, past the handshake with ``token`` (for a
+        stream's bytes, with ``stream``).
+        """
+        try:
+            sock = self.address.connect(self._config.connect_timeout)
+        except ssl.SSLCertVerificationError as exc:
+            raise AuthenticationFailed(
+                f"{self.what}: the server at {self.address} presented a certificate that no"
+                f" authority this client trusts has signed ({exc.verify_message})"
+            ) from None
+        except OSError as exc:
+            raise ServiceUnavailable(
+                f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"
+            ) from exc
+        try:
+            wire.client_handshake(sock, token, stream=stream)
+            sock.settimeout(None)
+        except OSError as exc:
+            sock.close()
+            raise ServiceUnavailable(f"{self.what}: handshake failed: {exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def read_stream(self, handle: int, spec: MethodSpec, size: int) -> Any:
+        """A large ``read(size)`` of the object ``handle`` names, inline or on a second
+        connection (see :mod:`kos_core._rpc.streams`); ``None`` if that object cannot
+        stream. ``spec`` is its ``read`` method, whose declared exceptions the read raises.
+        """
+        reply = self._request(HANDLE_KOS_STREAM, spec, (handle, size))
+        if reply is None:
+            return None
+        if _is_inline(reply):
+            return reply[1]
+        if not _is_stream(reply):
+            raise RemoteError("ProtocolError", f"{self.what}: malformed reply to a stream request")
+        _, token, length = reply
+        data = streams.receive(
+            self._open_socket(token, stream=True), length, self._config.call_timeout, self.what
+        )
+        self._request(HANDLE_KOS_STREAM_END, spec, (token,))
+        if length is not None and len(data) != length:
+            message = f"{self.what}: the stream ended after {len(data)} of {length} bytes"
+            raise RemoteError("ShortStream", message)
+        return data
+
+    def _request(self, handler: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
+        conn = self._conn or self.connect()
+        try:
+            status, payload = conn.sync_request(handler, *args)
+        except (AsyncResultTimeout, EOFError, OSError) as exc:
+            raise self._unavailable(spec, exc, conn) from None
+        return self._result(spec, status, payload)
+
+    def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
+        """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
+        if handle and self._dropped:
+            raise ServiceUnavailable(
+                f"{self.what}: this object was held on a connection dropped after a call"
+                " timed out; get it again"
+            )
+        return self._request(HANDLE_KOS_CALL, spec, (handle, spec.name, args))
+
+    def begin(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Callable[[], Any]:
+        """Send a call without waiting; the returned function waits for its result.
+
+        Several calls in flight on one connection overlap their round trips (used to
+        stream a large read in pieces).
+        """
+        conn = self._conn or self.connect()
+        with self._translated(spec, conn):
+            pending = conn.async_request(HANDLE_KOS_CALL, handle, spec.name, args)
+        pending.set_expiry(self._config.call_timeout)
+
+        def result() -> Any:
+            with self._translated(spec, conn):
+                status, payload = pending.value
+            return self._result(spec, status, payload)
+
+        return result
+
+    @contextlib.contextmanager
+    def _translated(self, spec: MethodSpec, conn: KosConnection | None = None) -> Iterator[None]:
+        try:
+            yield
+        except (AsyncResultTimeout, EOFError, OSError) as exc:
+            raise self._unavailable(spec, exc, conn) from None
+
+    def _unavailable(
+        self, spec: MethodSpec, exc: BaseException, conn: KosConnection | None = None
+    ) -> ServiceUnavailable:
+        if isinstance(exc, AsyncResultTimeout):
+            if conn is not None:
+                self._drop(conn)
+            return ServiceUnavailable(
+                f"{self.what}: no answer to {spec.name}() within {self._config.call_timeout:g} s"
+            )
+        return ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})")
+
+    def _result(self, spec: MethodSpec, status: int, payload: Any) -> Any:
+        if status == OK:
+            if spec.plain_result:
+                return payload
+            return from_wire(payload, spec.returns, self._make_ref)
+        kind, detail = payload
+        if status == DECLARED:
+            exc_class = spec.exception(kind)
+            if exc_class is not None:
+                raise exc_class(*detail)
+            raise RemoteError(kind, " ".join(map(str, detail)))
+        raise RemoteError(kind, detail)
+
+    def release(self, handle: int) -> None:
+        """Tell the server a by-reference object is no longer used (no reply awaited)."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return
+        with contextlib.suppress(Exception):
+            # No result object: one would keep the connection alive, waiting for a
+            # reply that is never read, after its last proxy is gone.
+            conn._async_request(HANDLE_KOS_RELEASE, (handle,))
+
+    def _make_ref(self, wire: Any, interface: type[Interface]) -> Any:
+        if wire is None:
+            return None
+        kind, value = wire
+        if kind == "s":
+            return object_of_sbh(value, interface)
+        return make_proxy(interface, self, int(value))
+
+    def _drop(self, conn: KosConnection) -> None:
+        """Close ``conn`` after a call on it timed out: a late reply must not be taken for
+        the next call's, and the server sees the disconnect. The next call reconnects.
+        """
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+                self._dropped = True
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def close(self) -> None:
+        """Close the connection (the server side sees a disconnect)."""
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _is_inline(reply: Any) -> bool:
+    return (
+        type(reply) is tuple
+        and len(reply) == 2
+        and reply[0] == "i"
+        and isinstance(reply[1], (bytes, str))
+    )
+
+
+def _is_stream(reply: Any) -> bool:
+    if type(reply) is not tuple or len(reply) != 3 or reply[0] != "s":
+        return False
+    _, token, length = reply
+    return type(token) is str and (length is None or (type(length) is int and length >= 0))
+
+
+def _hang_up(channel: KosChannel) -> None:
+    with contextlib.suppress(Exception):
+        channel.close()
+
+
+class RemoteObject:
+    """Base of generated client proxies. Attributes are prefixed ``_kos_`` so they
+    never shadow interface methods (``FileAPI.File`` has ``open`` and ``close``).
+    """
+
+    _kos_proxy_of: type[Interface] | None = None
+    _kos_link: Link
+    _kos_handle: int
+    _kos_sbh: str | None
+
+    def __init__(self, link: Link, handle: int = 0, sbh: str | None = None) -> None:
+        self._kos_link = link
+        self._kos_handle = handle
+        self._kos_sbh = sbh
+        if handle:
+            weakref.finalize(self, link.release, handle)
+
+    def __repr__(self) -> str:
+        iface = self._kos_proxy_of
+        name = iface.wire_name if iface else "?"
+        return f"<{name} proxy: {self._kos_link.what} #{self._kos_handle}>"
+
+
+_PROXY_CLASSES: dict[type[Interface], type[RemoteObject]] = {}
+
+
+def proxy_class(interface: type[Interface]) -> type[RemoteObject]:
+    """The generated client proxy class for ``interface`` (a subclass of it)."""
+    cls = _PROXY_CLASSES.get(interface)
+    if cls is None:
+        # An interface may give its proxies client-side behaviour (a mixin whose
+        # methods call the remote ones as ``_kos_remote_<name>``).
+        mixin = getattr(interface, "_kos_client_mixin", None)
+        bases: tuple[type, ...] = (RemoteObject, interface)
+        namespace: dict[str, Any] = {"_kos_proxy_of": interface, "__slots__": ()}
+        for name, spec in interface.methods().items():
+            remote = _proxy_method(spec)
+            namespace[f"_kos_remote_{name}"] = remote
+            if mixin is None or name not in vars(mixin):
+                namespace[name] = remote
+        if mixin is not None:
+            bases = (mixin, *bases)
+        cls = type(f"{interface.__name__}Proxy", bases, namespace)
+        _PROXY_CLASSES[interface] = cls
+    return cls
+
+
+def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
+    checks = tuple((tp, what) for tp, what, _, _ in spec.arg_checks)
+
+    def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
+        bound = spec.bind(args, kwargs)
+        wire = tuple(check_value(v, tp, what) for v, (tp, what) in zip(bound, checks, strict=True))
+        return self._kos_link.invoke(self._kos_handle, spec, wire)
+
+    method.__name__ = spec.name
+    method.__doc__ = spec.doc
+    return method
+
+
+def make_proxy(
+    interface: type[Interface], link: Link, handle: int = 0, sbh: str | None = None
+) -> Any:
+    """A proxy of ``interface`` for the object ``handle`` on ``link``."""
+    return proxy_class(interface)(link, handle, sbh)
+
+
+def object_of_sbh(sbh: str, interface: type[_T] | str | None = None) -> Any:
+    """A proxy for the object an SBH names; connects on first call.
+
+    ``interface`` is the interface class or its wire name; it is required because an
+    SBH names a place, not a type.
+    """
+    if interface is None:
+        raise TypeError("object_of_sbh needs the interface (class or wire name)")
+    iface = find_interface(interface) if isinstance(interface, str) else interface
+    if not is_interface(iface):
+        raise TypeError(f"{interface!r} is not an interface")
+    address, token = wire.parse_sbh(sbh)
+    link = Link(address, token, f"{cast(type[Interface], iface).wire_name} at {address}")
+    return make_proxy(cast(type[Interface], iface), link, 0, sbh)
+
+
+def sbh_of(obj: object) -> str | None:
+    """The SBH a proxy was made from, or ``None`` for local objects and by-reference proxies."""
+    if isinstance(obj, RemoteObject) and obj._kos_handle == 0:
+        return obj._kos_sbh
+    return None
+
+
+def link_of(obj: object) -> Link | None:
+    """The link a proxy talks through, or ``None`` for local objects."""
+    return obj._kos_link if isinstance(obj, RemoteObject) else None

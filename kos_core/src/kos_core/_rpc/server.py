@@ -1,0 +1,244 @@
+"""The accepting side of kos connections: one listener, a thread per connection.
+
+Before its handshake a connection costs little (see :mod:`kos_core._net.handshakes`);
+when the process runs out of file descriptors the listener closes pending connections
+or pauses for :data:`ACCEPT_BACKOFF`, and never spins on a failing ``accept()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+from kos_core._net import wire
+from kos_core._net.handshakes import PendingHandshakes
+from kos_core._rpc.connection import DEFAULT_CONFIG, KosChannel, KosConnection, KosStream, RpcConfig
+from kos_core._rpc.session import Session
+from kos_core._rpc.streams import PendingStream, StreamTable
+from kos_core.errors import KosError
+
+log = logging.getLogger("kos.rpc")
+
+#: seconds the listener pauses when accept() fails for want of resources
+ACCEPT_BACKOFF = 0.05
+_WARN_EVERY = 10.0  # seconds between two warnings that the process is out of descriptors
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+class Server:
+    """Accepts kos connections on one address; each gets a thread (a bounded number of
+    them before their handshake, see :mod:`kos_core._net.handshakes`).
+
+    ``authorize(token)`` returns the :class:`Session` for a credential, or ``None``
+    to refuse it. Garbage, wrong credentials and wrong protocol versions are refused
+    during the handshake and never reach rpyc. A TCP listener needs ``tls``: every
+    connection to it speaks TLS (its handshake inside the same deadline) before a
+    byte of kos's own; plaintext TCP does not exist.
+    """
+
+    def __init__(
+        self,
+        address: wire.Address,
+        authorize: Callable[[str], Session | None],
+        *,
+        name: str,
+        config: RpcConfig = DEFAULT_CONFIG,
+        one_shot: bool = False,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        if address.path is None and tls is None:
+            raise KosError(f"cannot listen on {address} without TLS")
+        self._tls = tls if address.path is None else None
+        self._authorize = authorize
+        self._one_shot = one_shot
+        #: set when a one-shot server's client has connected; ``finished`` when it has gone
+        self.connected = threading.Event()
+        self.finished = threading.Event()
+        self._name = name
+        self._config = config
+        try:
+            self._listener, self.address = address.listen()
+        except OSError as exc:
+            raise KosError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+        if address.path is not None:
+            os.chmod(address.path, 0o600)
+        self._closed = threading.Event()
+        self._connections: set[KosConnection] = set()
+        self._stream_sockets: set[socket.socket] = set()
+        #: large reads opened on this server's connections, waiting for or on their sockets
+        self.streams = StreamTable()
+        self._pending = PendingHandshakes()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self._accept_loop, name=f"{name}-accept", daemon=True
+        )
+
+    def start(self) -> Server:
+        """Start accepting in a background thread."""
+        self._thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        warned = -_WARN_EVERY
+        while not self._closed.is_set():
+            try:
+                self._listener.settimeout(self._pending.expire())
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._closed.is_set():
+                    return
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                if time.monotonic() - warned >= _WARN_EVERY:
+                    warned = time.monotonic()
+                    log.warning(
+                        "%s: cannot accept (%s); closing unauthenticated connections",
+                        self._name,
+                        "out of file descriptors" if exc.errno in _NO_FDS else exc,
+                    )
+                # Give a descriptor back, or wait a little: never spin.
+                if not self._pending.free_one(ACCEPT_BACKOFF):
+                    self._closed.wait(ACCEPT_BACKOFF)
+                continue
+            self._pending.admit(sock)
+            try:
+                threading.Thread(
+                    target=self._serve_client,
+                    args=(sock,),
+                    name=f"{self._name}-client",
+                    daemon=True,
+                ).start()
+            except RuntimeError as exc:  # no thread to be had
+                log.warning("%s: refused a connection: %s", self._name, exc)
+                self._pending.done(sock, failed=True)
+                self._closed.wait(ACCEPT_BACKOFF)
+
+    def _serve_client(self, sock: socket.socket) -> None:
+        if self._tls is not None:
+            try:
+                wrapped = self._tls.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError as exc:
+                log.info("%s: refused a connection: %s", self._name, exc)
+                self._pending.done(sock, failed=True)
+                return
+            self._pending.replace(sock, wrapped)
+            sock = wrapped
+        try:
+            accepted = self._handshake(sock)
+        except (KosError, OSError) as exc:
+            log.info("%s: refused a connection: %s", self._name, exc)
+            self._pending.done(sock, failed=True)
+            return
+        except Exception:
+            log.exception("%s: a handshake failed", self._name)
+            self._pending.done(sock, failed=True)
+            return
+        self._pending.done(sock, failed=False)
+        if isinstance(accepted, PendingStream):
+            self._send_stream(sock, accepted)
+        else:
+            self._serve_session(sock, accepted)
+
+    def _handshake(self, sock: socket.socket) -> Session | PendingStream:
+        """The session (or the stream) a new connection's credential opens."""
+        sock.settimeout(wire.HANDSHAKE_TIMEOUT)  # the watchdog cuts it sooner if need be
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(sock, ssl.SSLSocket):
+            sock.do_handshake()
+        token = wire.server_handshake(sock)
+        stream = self.streams.take(token)
+        if stream is not None:
+            return stream
+        with self._lock:
+            taken = self._one_shot and self.connected.is_set()
+            session = None if taken else self._authorize(token)
+            if session is not None and self._one_shot:
+                self.connected.set()
+        if session is None:
+            wire.refuse(sock, "credentials refused")
+            raise KosError("credentials refused")
+        session.peer = peer_credentials(sock)
+        wire.accept(sock)
+        sock.settimeout(None)
+        return session
+
+    def _serve_session(self, sock: socket.socket, session: Session) -> None:
+        session.streams = self.streams
+        channel = KosChannel(KosStream(sock), session.max_request, session.cap_for)
+        conn = KosConnection(session, channel, self._config.rpyc())
+        with self._lock:
+            self._connections.add(conn)
+        try:
+            conn.serve_all()
+        except Exception as exc:  # a broken peer ends its own connection, nothing else
+            log.info("%s: connection ended: %s", self._name, exc)
+        finally:
+            with self._lock:
+                self._connections.discard(conn)
+            conn.close()
+            if self._one_shot:
+                self.finished.set()
+
+    def _send_stream(self, sock: socket.socket, stream: PendingStream) -> None:
+        with self._lock:
+            self._stream_sockets.add(sock)
+        try:
+            wire.accept(sock)
+            stream.send(sock, self._config.call_timeout)
+        except OSError as exc:
+            log.info("%s: a stream connection broke: %s", self._name, exc)
+        finally:
+            with self._lock:
+                self._stream_sockets.discard(sock)
+            sock.close()
+
+    def close(self) -> None:
+        """Stop accepting, end every connection, remove the socket file."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join(1.0)  # a fork server forks only once it is single-threaded
+        self._pending.cut_all()
+        if self.address.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.address.path)
+        with self._lock:
+            conns = list(self._connections)
+            streams = list(self._stream_sockets)
+        for sock in streams:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn._channel.close()
+
+
+_NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
+    """``(pid, uid, gid)`` of the process at the other end of a Unix socket; ``None``
+    on TCP (or where the system does not tell).
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock.family != socket.AF_UNIX or option is None:
+        return None
+    pid, uid, gid = _PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, option, _PEERCRED.size))
+    return pid, uid, gid

@@ -1,0 +1,307 @@
+"""The ``kos`` command group, and its kernel (``run``, ``plugin``) and names (``ls``,
+``call``) commands; the other commands live in this package's sibling modules.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kos_core import __version__
+from kos_core.cli.common import config_option, kernel_option, print_table, wait_options
+from kos_core.cli.errors import HintingGroup, reports_errors, run_command_line
+from kos_core.cli.kp import kp
+from kos_core.cli.logs import logs
+from kos_core.cli.reload import reload
+from kos_core.cli.status import plugins, status
+from kos_core.cli.watch import watch
+from kos_core.cli.world import world
+from kos_core.errors import UsageError
+
+__all__ = ["cli", "main"]
+
+
+class KosGroup(HintingGroup):
+    """The top-level group; installed plugins may add commands to it."""
+
+    _plugins_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from kos_core._kernel.discovery import discover
+
+        found = discover()
+        for name, _ in found.manager.list_name_plugin():
+            caller = found.manager.subset_hook_caller(
+                "kos_register_commands",
+                remove_plugins=[p for n, p in found.manager.list_name_plugin() if n != name],
+            )
+            try:
+                caller(cli=self)
+            except Exception as exc:  # a plugin's bug must not take the CLI down
+                click.echo(f"kos: warning: plugin {name} could not add commands: {exc}", err=True)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+
+@click.group(cls=KosGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kos")
+def cli() -> None:
+    """Kos — a plugin host: a kernel that runs plugins as processes and a namespace
+    where they bind services that clients call directly.
+
+    \b
+    Start a kernel:          kos run
+    See plugins:             kos plugins
+    See the namespace:       kos ls
+    Call a service:          kos call bitbucket Set greeting hello
+    """
+
+
+@cli.command()
+@kernel_option
+@config_option
+@click.option(
+    "--listen",
+    metavar="ADDR",
+    help="Also listen on TCP HOST:PORT, with TLS (plugins serve TCP there too); or use"
+    " unix:PATH instead of the default Unix socket.",
+)
+@click.option(
+    "--world",
+    metavar="URL",
+    envvar="KOS_WORLD",
+    help="Join the world kept in etcd at etcd://HOST:PORT[,HOST:PORT...] (or etcds://);"
+    " needs --listen. Default: $KOS_WORLD, else the kernel is alone.",
+)
+@click.option(
+    "--tls-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
+    help="The world's TLS files (ca.pem, NAME.pem, NAME-key.pem; default: <config dir>/world).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="How much the kernel logs to stderr.",
+)
+@reports_errors
+def run(
+    *,
+    kernel: str | None,
+    config_dir: Path | None,
+    listen: str | None,
+    world: str | None,
+    tls_dir: Path | None,
+    log_level: str,
+) -> None:
+    """Run a kernel in the foreground and boot the configured plugins.
+
+    Reads the plugin setup files (plugins, plugins.local, plugins.KERNEL) from the
+    config directory; with none, every installed plugin boots. Ctrl-C or SIGTERM
+    stops every plugin, then the kernel exits 0; SIGHUP (like kos reload) reads the
+    setup files again and applies them.
+    """
+    import logging
+    import threading
+
+    from kos_core._kernel.core import KernelCore, install_stop_signals
+    from kos_core._kernel.discovery import discover
+    from kos_core._kernel.logs import open_kernel_log
+    from kos_core._kernel.policy import Supervision
+    from kos_core._kernel.reload import install_reload_signal
+    from kos_core._kernel.setup_files import default_config_dir, load_setup, log_setup_read
+    from kos_core._net import wire
+    from kos_core._os import paths
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s kos %(levelname)s: %(message)s"
+    )
+    name = paths.kernel_name(kernel)
+    found = discover()
+    for broken in found.broken:
+        click.echo(
+            f"kos: warning: plugin {broken.name} ({broken.distribution}) skipped: {broken.error}",
+            err=True,
+        )
+    setup = load_setup(config_dir or default_config_dir(), name, found.known)
+    address = wire.Address.parse(listen) if listen else None
+    joining = None
+    if world:
+        from kos_core._world.member import world_settings
+
+        joining = world_settings(world, tls_dir or (config_dir or default_config_dir()) / "world")
+    core = KernelCore(name, installed=found.plugins, setup=setup, listen=address, world=joining)
+    stop = threading.Event()
+    install_stop_signals(stop)
+    install_reload_signal(core.reload_asked)
+    kernel_log: list[logging.Handler] = []
+
+    def before_boot() -> None:  # the kernel serves: its log is its own to write
+        kernel_log.append(open_kernel_log(core.supervisor.state_dir, name, Supervision()))
+        log_setup_read(setup)
+
+    try:
+        core.start(before_boot)
+        booting = [r.name for r in core.records.values() if r.run_at_boot]
+        plugins = ", ".join(booting) or "no plugins"
+        click.echo(f"kos: kernel {name!r} running at {core.address}; booting {plugins}", err=True)
+        core.run(stop)
+    finally:
+        core.shutdown()
+        for handler in kernel_log:
+            logging.getLogger("kos").info("kernel %s stopped", name)
+            handler.close()
+    click.echo(f"kos: kernel {name!r} stopped", err=True)
+
+
+@cli.group(cls=HintingGroup)
+def plugin() -> None:
+    """Start, stop or restart a plugin of a running kernel."""
+
+
+def _plugin_action(action: str) -> click.Command:
+    @kernel_option
+    @wait_options("the plugin runs with its services bound (stop: once it ended)")
+    @click.argument("name")
+    @reports_errors
+    def command(kernel: str | None, wait: bool, timeout: float, name: str) -> None:
+        from kos_core._client import connect
+        from kos_core._plugin_control import describe
+
+        with connect(kernel) as kos:
+            row = getattr(kos, f"{action}_plugin")(name, wait=wait, timeout=timeout)
+            click.echo(describe(row))
+
+    command.__doc__ = {
+        "start": "Start plugin NAME (also one that is stopped, exited or fatal).",
+        "stop": "Stop plugin NAME and keep it stopped (it is not restarted).",
+        "restart": "Stop plugin NAME, wait for it to end, and start it again.",
+    }[action]
+    return click.command(name=action)(command)
+
+
+for _action in ("start", "stop", "restart"):
+    plugin.add_command(_plugin_action(_action))
+
+
+@cli.command()
+@kernel_option
+@click.argument("path", default="")
+@reports_errors
+def ls(kernel: str | None, path: str) -> None:
+    """List a context of a running kernel's namespace (default: the top).
+
+    Services show their interface, contexts end in '/', links show their target.
+    """
+    from kos_core._client import connect
+
+    with connect(kernel) as kos:
+        kind, _, _ = kos.kernel.Lookup(path)
+        if kind != "context":
+            raise UsageError(f"{path} is a service, not a context (try: kos call {path})")
+        entries = kos.entries(path)
+    rows = []
+    for name, entry_kind, detail in entries:
+        if entry_kind == "context":
+            rows.append([name + "/", ""])
+        elif entry_kind == "link":
+            rows.append([name + "@", f"-> {detail}"])
+        else:
+            rows.append([name, detail])
+    if rows:
+        print_table(["NAME", "TYPE"], rows)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@kernel_option
+@click.argument("service")
+@click.argument("method", required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@reports_errors
+def call(kernel: str | None, service: str, method: str | None, args: tuple[str, ...]) -> None:
+    """Call METHOD of the service bound at SERVICE with ARGS.
+
+    Arguments are converted to the types the interface declares (for example
+    'kos call bitbucket Set greeting hello' sends the bytes b"hello").
+    Without METHOD, list the service's methods.
+    """
+    from kos_core._client import connect
+    from kos_core.interface import Interface, from_word
+
+    with connect(kernel) as kos:
+        kind, typename, _ = kos.kernel.Lookup(service)
+        if kind != "service":
+            raise UsageError(f"{service} is a context, not a service (try: kos ls {service})")
+        from kos_core.interface import find_interface
+
+        iface: type[Interface] = find_interface(typename)
+        methods = iface.methods()
+        if method is None:
+            click.echo(f"{service}: {typename}")
+            for each in methods.values():
+                click.echo(f"  {each.signature()}")
+            return
+        found = methods.get(method)
+        if found is None:
+            raise UsageError(
+                f"{typename} has no method {method!r} (it has: {', '.join(methods) or 'none'})"
+            )
+        spec = found
+        if not spec.required <= len(args) <= len(spec.params):
+            raise UsageError(f"usage: kos call {service} {spec.signature()}")
+        values = [
+            from_word(word, param.type, f"argument {param.name!r}")
+            for word, param in zip(args, spec.params[: len(args)], strict=True)
+        ]
+        proxy = kos.lookup(service)
+        result = getattr(proxy, method)(*values)
+        _print_result(result)
+
+
+def _print_result(result: Any) -> None:
+    if result is None:
+        return
+    if isinstance(result, bytes):
+        try:
+            click.echo(result.decode("utf-8"))
+        except UnicodeDecodeError:
+            sys.stdout.buffer.write(result)
+            sys.stdout.buffer.flush()
+    elif isinstance(result, list):
+        for item in result:
+            _print_result(item)
+    elif isinstance(result, str):
+        click.echo(result)
+    else:
+        click.echo(repr(result))
+
+
+cli.add_command(world)
+cli.add_command(plugins)
+cli.add_command(status)
+cli.add_command(kp)
+cli.add_command(logs)
+cli.add_command(reload)
+cli.add_command(watch)
+
+
+def main() -> None:
+    """Entry point of the ``kos`` command."""
+    run_command_line(cli)

@@ -1,0 +1,187 @@
+"""``kos plugins`` and ``kos status``: what is installed, and how a kernel's plugins,
+KPs and world are doing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kos_core.cli.common import config_option, duration, kernel_option, print_table
+from kos_core.cli.errors import reports_errors
+from kos_core.cli.kp import kp_records, print_kps
+from kos_core.errors import KosError
+
+
+@click.command()
+@kernel_option
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@reports_errors
+def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
+    """List installed plugins, and their state if a kernel is running."""
+    from kos_core._kernel.discovery import discover
+    from kos_core._kernel.setup_files import default_config_dir, load_setup
+    from kos_core._os import paths
+
+    name = paths.kernel_name(kernel)
+    found = discover()
+    setup = load_setup(config_dir or default_config_dir(), name, found.known)
+    live: dict[str, tuple[str, int]] = {}
+    try:
+        from kos_core._client import connect
+
+        with connect(name) as kos:
+            live = {row[0]: (row[1], row[2]) for row in kos.plugins()}
+        running = True
+    except KosError:
+        running = False
+    rows: list[dict[str, Any]] = []
+    for plugin in found.plugins.values():
+        settings = setup.settings_for(plugin.name, plugin.spec.run_at_boot)
+        state, pid = live.get(plugin.name, ("stopped" if running else "-", 0))
+        rows.append(
+            {
+                "name": plugin.name,
+                "distribution": plugin.distribution,
+                "version": plugin.version,
+                "run_at_boot": settings.run_at_boot,
+                "state": state,
+                "pid": pid or None,
+                "description": plugin.spec.description,
+            }
+        )
+    for other, (state, pid) in sorted(live.items()):
+        if other not in found.plugins:
+            rows.append(
+                {
+                    "name": other,
+                    "distribution": "-",
+                    "version": "-",
+                    "run_at_boot": setup.settings_for(other, False).run_at_boot
+                    if other in setup.sections
+                    else False,
+                    "state": state,
+                    "pid": pid or None,
+                    "description": "",
+                }
+            )
+    for broken in found.broken:
+        rows.append(
+            {
+                "name": broken.name,
+                "distribution": broken.distribution,
+                "version": "-",
+                "run_at_boot": False,
+                "state": "broken",
+                "pid": None,
+                "description": broken.error,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps({"kernel": name, "running": running, "plugins": rows}, indent=2))
+        return
+    print_table(
+        ["NAME", "DISTRIBUTION", "VERSION", "BOOT", "STATE", "PID"],
+        [
+            [
+                r["name"],
+                r["distribution"],
+                r["version"],
+                "yes" if r["run_at_boot"] else "no",
+                r["state"],
+                str(r["pid"] or "-"),
+            ]
+            for r in rows
+        ],
+    )
+    if not running:
+        click.echo(f"(no kernel named {name!r} is running)", err=True)
+    for broken in found.broken:
+        click.echo(f"kos: warning: plugin {broken.name} is broken: {broken.error}", err=True)
+
+
+@click.command()
+@kernel_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--world", "world", is_flag=True, help="Show every kernel of the world instead.")
+@reports_errors
+def status(kernel: str | None, as_json: bool, world: bool) -> None:
+    """Show each plugin of a running kernel: state, pid, uptime, restarts, services,
+    last exit; then its KPs, if it runs or ran any.
+
+    \b
+    States: starting, running, stopping, stopped, backoff (waiting to restart),
+    exited (ended; not restarted), fatal (kept failing), unhealthy (not answering).
+    """
+    from kos_core._client import connect
+
+    if world:
+        _world_status(kernel, as_json)
+        return
+    with connect(kernel) as kos:
+        rows = kos.plugins()
+        kps = kp_records(kos)
+    records: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "state": state,
+            "pid": pid or None,
+            "uptime": round(uptime, 1),
+            "restarts": restarts,
+            "services": list(services),
+            "last_exit": last_exit,
+        }
+        for name, state, pid, services, uptime, last_exit, restarts in rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"kernel": kos.name, "plugins": records, "kps": kps}, indent=2))
+        return
+    print_table(
+        ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "SERVICES", "LAST EXIT"],
+        [
+            [
+                r["name"],
+                r["state"],
+                str(r["pid"] or "-"),
+                duration(r["uptime"]),
+                str(r["restarts"]),
+                ",".join(r["services"]) or "-",
+                r["last_exit"] or "-",
+            ]
+            for r in records
+        ],
+    )
+    if kps:
+        click.echo("")
+        print_kps(kps)
+
+
+def _world_status(kernel: str | None, as_json: bool) -> None:
+    from kos_core._client import connect
+
+    with connect(kernel) as kos:
+        rows = kos.kernel.World()
+    records = [
+        {"kernel": n, "host": h, "address": a, "uptime": round(u, 1), "services": list(s)}
+        for n, h, a, u, s in rows
+    ]
+    if as_json:
+        click.echo(json.dumps({"kernel": kos.name, "world": records}, indent=2))
+        return
+    print_table(
+        ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"],
+        [
+            [
+                r["kernel"],
+                r["host"],
+                r["address"],
+                duration(r["uptime"]),
+                ",".join(r["services"]) or "-",
+            ]
+            for r in records
+        ],
+    )
