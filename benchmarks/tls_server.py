@@ -48,8 +48,8 @@ def main(argv: list[str]) -> int:
     directory = Path(argv[0])
     bucket = BitBucket(CAPACITY)
 
-    def authorize(token: str) -> _rpc.Session | None:
-        return _rpc.Session(bucket, BitBucketAPI) if wire.tokens_equal(token, TOKEN) else None
+    def authorize(token: str) -> _rpc.ServerSession | None:
+        return _rpc.ServerSession(bucket, BitBucketAPI) if wire.tokens_equal(token, TOKEN) else None
 
     authority = tls.new_authority("bench")
     pair = directory / "tls.pem"

@@ -32,7 +32,7 @@ ATTACKER = dedent(
     kos, ns = pluginlib.register("mallory")
     wait_for(lambda: "bitbucket" in kos.list(""), 10, "bitbucket to be bound")  # booted beside
     token = kos._link.token
-    second = _rpc.make_proxy(Kernel, _rpc.Link(kos._link.address, token, "kernel"))
+    second = _rpc.make_proxy(Kernel, _rpc.ClientConnection(kos._link.address, token, "kernel"))
 
     def attempt(func):
         try:
@@ -161,7 +161,7 @@ def test_a_declared_name_stays_reserved_while_its_plugin_is_stopped(attacked: An
         assert "bitbucket" not in kos.list("")
         mallory = kos_core._rpc.make_proxy(
             kos_core.kernel_api.Kernel,
-            kos_core._rpc.Link(kos._link.address, report["token"], "kernel"),
+            kos_core._rpc.ClientConnection(kos._link.address, report["token"], "kernel"),
         )
         fake = "kos+unix:///elsewhere/p1.sock#" + "y" * 32
         with pytest.raises(PermissionDenied, match="reserved for plugin 'bitbucket'"):

@@ -102,11 +102,13 @@ def test_raw_handshake_with_the_secret_gets_ok(kos_env: KosEnv, bb_kernel: Kerne
 
 
 def test_link_with_a_wrong_token_is_refused(kos_env: KosEnv, bb_kernel: KernelProcess) -> None:
-    link = _rpc.Link(kernel_address(kos_env), "wrongtoken", "kernel under test")
+    link = _rpc.ClientConnection(kernel_address(kos_env), "wrongtoken", "kernel under test")
     try:
         with pytest.raises(AuthenticationFailed):
             link.connect()
-        kernel = _rpc.make_proxy(KernelInterface, _rpc.Link(kernel_address(kos_env), "bad", "k"))
+        kernel = _rpc.make_proxy(
+            KernelInterface, _rpc.ClientConnection(kernel_address(kos_env), "bad", "k")
+        )
         with pytest.raises(AuthenticationFailed):
             kernel.Lookup("bitbucket")
     finally:
@@ -130,7 +132,7 @@ def test_plugin_service_refuses_a_wrong_token(kos_env: KosEnv, bb_kernel: Kernel
             with pytest.raises(AuthenticationFailed):
                 proxy.List()
         finally:
-            _rpc.link_of(proxy).close()  # type: ignore[union-attr]
+            _rpc.connection_of(proxy).close()  # type: ignore[union-attr]
     # nor does the kernel's secret open the plugin's objects
     proxy = _rpc.object_of_sbh(
         wire.format_sbh(address, connection_info(kos_env)["secret"]), BitBucket
@@ -139,13 +141,13 @@ def test_plugin_service_refuses_a_wrong_token(kos_env: KosEnv, bb_kernel: Kernel
         with pytest.raises(AuthenticationFailed):
             proxy.List()
     finally:
-        _rpc.link_of(proxy).close()  # type: ignore[union-attr]
+        _rpc.connection_of(proxy).close()  # type: ignore[union-attr]
     # the real SBH works
     proxy = _rpc.object_of_sbh(sbh, BitBucket)
     try:
         assert isinstance(proxy.List(), list)
     finally:
-        _rpc.link_of(proxy).close()  # type: ignore[union-attr]
+        _rpc.connection_of(proxy).close()  # type: ignore[union-attr]
 
 
 def test_protocol_version_mismatch_gets_a_no_line(
@@ -175,7 +177,7 @@ def test_client_side_sees_protocol_mismatch(kos_env: KosEnv, tmp_path: Path) -> 
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    link = _rpc.Link(wire.Address(path=path), "token", "fake server")
+    link = _rpc.ClientConnection(wire.Address(path=path), "token", "fake server")
     try:
         with pytest.raises(ProtocolMismatch):
             link.connect()
@@ -248,7 +250,7 @@ def test_client_cannot_reach_undeclared_methods(kos_env: KosEnv, bb_kernel: Kern
     # only interface methods are callable: not attributes, not dunder methods
     with kos_core.connect() as kos:
         bb = kos.lookup("bitbucket")
-        link = _rpc.link_of(bb)
+        link = _rpc.connection_of(bb)
         assert link is not None
         conn = link.connect()
         for method in ("__class__", "__init__", "entries", "cur_size", "_lock"):

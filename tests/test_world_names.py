@@ -42,7 +42,7 @@ def web() -> Iterator[HTTPServer]:
 
 
 def _address(proxy: object) -> str:
-    link = _rpc.link_of(proxy)
+    link = _rpc.connection_of(proxy)
     assert link is not None
     return str(link.address)
 

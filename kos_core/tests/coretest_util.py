@@ -59,16 +59,16 @@ class EchoServer:
 @contextlib.contextmanager
 def echo_server(
     address: wire.Address | None = None,
-    authorize: Callable[[str], _rpc.Session | None] | None = None,
+    authorize: Callable[[str], _rpc.ServerSession | None] | None = None,
 ) -> Iterator[EchoServer]:
     """Serve an :class:`EchoImpl` on ``address`` (default: a Unix socket in a short dir)."""
     impl = EchoImpl()
     seen: list[str] = []
 
-    def default_authorize(token: str) -> _rpc.Session | None:
+    def default_authorize(token: str) -> _rpc.ServerSession | None:
         seen.append(token)
         if wire.tokens_equal(token, TOKEN):
-            return _rpc.Session(impl, Echo)
+            return _rpc.ServerSession(impl, Echo)
         return None
 
     with short_dir() as base:
@@ -126,9 +126,9 @@ def trusted_tls(directory: Path) -> ssl.SSLContext:
     return tls.server_context(str(pair))
 
 
-def link_of(proxy: object) -> _rpc.Link:
+def connection_of(proxy: object) -> _rpc.ClientConnection:
     """The link of a client proxy (which must have one)."""
-    link = _rpc.link_of(proxy)
+    link = _rpc.connection_of(proxy)
     assert link is not None, f"{proxy!r} has no link"
     return link
 

@@ -51,21 +51,23 @@ class Served:
     server: _rpc.Server
     impl: SlowishImpl
     proxy: Any
-    link: _rpc.Link
+    link: _rpc.ClientConnection
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
     impl = SlowishImpl()
 
-    def authorize(token: str) -> _rpc.Session | None:
+    def authorize(token: str) -> _rpc.ServerSession | None:
         impl.sessions += 1
-        return _rpc.Session(impl, Slowish) if wire.tokens_equal(token, TOKEN) else None
+        return _rpc.ServerSession(impl, Slowish) if wire.tokens_equal(token, TOKEN) else None
 
     with short_dir() as base:
         server = _rpc.Server(wire.Address(path=str(base / "s.sock")), authorize, name="s")
         server.start()
-        link = _rpc.Link(server.address, TOKEN, "slowish", _rpc.RpcConfig(call_timeout=TIMEOUT))
+        link = _rpc.ClientConnection(
+            server.address, TOKEN, "slowish", _rpc.RpcConfig(call_timeout=TIMEOUT)
+        )
         try:
             yield Served(server, impl, _rpc.make_proxy(Slowish, link), link)
         finally:

@@ -32,7 +32,7 @@ from childapi import (
     Counter,
     reaped,
 )
-from coretest_util import link_of, python_env, short_dir
+from coretest_util import connection_of, python_env, short_dir
 from kos_core import _rpc, pluginlib
 from kos_core._net import wire
 from kos_core.errors import AuthenticationFailed, ServiceUnavailable
@@ -70,7 +70,7 @@ class Tracker:
 
     def close(self) -> None:
         for proxy in self.proxies:
-            link = _rpc.link_of(proxy)
+            link = _rpc.connection_of(proxy)
             if link is not None:
                 link.close()
         for pid in self.pids:
@@ -293,7 +293,7 @@ def test_dropping_the_connection_without_close_ends_the_child(track: Tracker) ->
     sbh, pid, _ = spawn(track)
     counter = track.proxy(sbh)
     assert counter.Incr() == 1
-    link_of(counter).close()
+    connection_of(counter).close()
     wait_gone(pid, 10)
 
 
@@ -345,7 +345,7 @@ def test_killing_the_parent_ends_its_child_within_two_seconds(parents: Parents) 
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
-        link_of(counter).close()
+        connection_of(counter).close()
 
 
 def test_end_connection_outside_a_call_is_an_error() -> None:
@@ -398,7 +398,7 @@ def test_child_factory_reports_exited_children(
 
     sbh2, pid2, exited = track.spawned(factory.spawn())
     assert pid in exited  # reported once, by the next spawn
-    link = link_of(track.proxy(sbh2))
+    link = connection_of(track.proxy(sbh2))
     link.connect()
     link.close()  # a dropped connection ends a forked child too
     wait_gone(pid2, 10)
@@ -521,7 +521,7 @@ def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
-        link_of(counter).close()
+        connection_of(counter).close()
 
 
 # ---------------------------------------------------------------------------- spares

@@ -12,8 +12,8 @@ import pytest
 from kos_core._kernel import access
 from kos_core._kernel.access import Grant
 from kos_core._kernel.events import EventLog
-from kos_core._kernel.namespace import Context, Namespace, Service
-from kos_core._kernel.session import KernelSession
+from kos_core._kernel.namespace import ContextNode, Namespace, ServiceNode
+from kos_core._kernel.servant import KernelServant
 from kos_core.errors import PermissionDenied
 
 SBH = "kos+unix:///tmp/x.sock#" + "x" * 32
@@ -52,9 +52,9 @@ def test_the_namespace_logs_binds_and_every_service_an_unbind_takes_away() -> No
     ns = Namespace()
     ns.make_context("plugins")
     ns.make_context("plugins/p", owner="plugin:p")
-    ns.bind("plugins/p/svc", Service("ToyAPI.Echo", SBH, "conn:2"))
-    ns.bind("top", Service("ToyAPI.Echo", SBH, "plugin:p"))
-    ns.bind("ctx", Context(owner="conn:3"))  # contexts and links are not events
+    ns.bind("plugins/p/svc", ServiceNode("ToyAPI.Echo", SBH, "conn:2"))
+    ns.bind("top", ServiceNode("ToyAPI.Echo", SBH, "plugin:p"))
+    ns.bind("ctx", ContextNode(owner="conn:3"))  # contexts and links are not events
     ns.unbind("top", owner="plugin:p")
     assert ns.remove_owner("plugin:p") == ["plugins/p"]
     _, events = ns.events.since(0, 0.0)
@@ -70,10 +70,10 @@ def test_events_are_only_those_under_the_path_that_the_credential_may_look_up() 
     ns = Namespace()
     kernel = cast(Any, SimpleNamespace(namespace=ns, world=None))
     grant = Grant(access.KP, "k1", may_look=lambda parts: parts[:1] != ["secret"])
-    session = KernelSession(kernel, grant)
+    session = KernelServant(kernel, grant)
     for path in ("open", "secret", "plugins/a"):
         ns.make_context("plugins")
-        ns.bind(path, Service("ToyAPI.Echo", SBH, "o"))
+        ns.bind(path, ServiceNode("ToyAPI.Echo", SBH, "o"))
     _, events = session.Events("", 0, 0.0)
     assert [e[2] for e in events] == ["open", "plugins/a"]
     _, events = session.Events("plugins", 0, 0.0)

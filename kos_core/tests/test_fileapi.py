@@ -50,11 +50,11 @@ class Served:
     ) -> None:
         self.files: list[Any] = []
 
-        def authorize(token: str) -> _rpc.Session | None:
+        def authorize(token: str) -> _rpc.ServerSession | None:
             if token != TOKEN:
                 return None
             self.files.append(make())
-            return _rpc.Session(self.files[-1], File)
+            return _rpc.ServerSession(self.files[-1], File)
 
         address = wire.Address(host="127.0.0.1") if tls else wire.Address(path=str(path))
         self.server = _rpc.Server(address, authorize, name="files", tls=tls).start()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coretest_util import TOKEN, echo_server, link_of
+from coretest_util import TOKEN, connection_of, echo_server
 from kos_core import _rpc
 from kos_core._net import wire
 from kos_core.errors import RemoteError
@@ -61,8 +61,8 @@ class NoneOpener:
 
 
 def test_a_declared_interface_result_of_None_is_a_TypeError() -> None:
-    def authorize(token: str) -> _rpc.Session | None:
-        return _rpc.Session(NoneOpener(), Opener) if wire.tokens_equal(token, TOKEN) else None
+    def authorize(token: str) -> _rpc.ServerSession | None:
+        return _rpc.ServerSession(NoneOpener(), Opener) if wire.tokens_equal(token, TOKEN) else None
 
     with echo_server(authorize=authorize) as served:
         proxy: Any = _rpc.object_of_sbh(served.sbh, Opener)
@@ -75,4 +75,4 @@ def test_a_declared_interface_result_of_None_is_a_TypeError() -> None:
             with pytest.raises(RemoteError, match=r"must be ToyAPI\.Counter, not None"):
                 proxy.Many()
         finally:
-            link_of(proxy).close()
+            connection_of(proxy).close()

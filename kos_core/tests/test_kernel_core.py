@@ -20,8 +20,8 @@ from coretest_util import (
     TOY_SERVICES,
     EchoServer,
     Processes,
+    connection_of,
     echo_server,
-    link_of,
     python_env,
     write_script,
 )
@@ -71,9 +71,9 @@ def test_nothing_without_the_secret(env: KosEnv, kernel: KernelProcess) -> None:
     data = json.loads(paths.connection_file(env.kernel).read_text())
     address = wire.Address.parse(data["address"])
     with pytest.raises(AuthenticationFailed):
-        _rpc.Link(address, "x" + data["secret"][1:], "kernel").connect()
+        _rpc.ClientConnection(address, "x" + data["secret"][1:], "kernel").connect()
     with pytest.raises(AuthenticationFailed):
-        _rpc.Link(address, "guess", "kernel").connect()
+        _rpc.ClientConnection(address, "guess", "kernel").connect()
 
 
 def test_info_and_empty_plugin_table(env: KosEnv, kernel: KernelProcess) -> None:
@@ -101,7 +101,7 @@ def test_client_binds_and_others_call_the_service_directly(
             assert isinstance(echo, Echo)
             assert echo.Pair(1, "x") == (1, "x")
             assert served.impl.calls == [("Pair", (1, "x"))]
-            assert link_of(echo).address == served.address  # straight to the serving process
+            assert connection_of(echo).address == served.address  # straight to the serving process
             with pytest.raises(NameAlreadyBound):
                 other.bind("mine", "ToyAPI.Echo", served.sbh)
             with pytest.raises(NameNotFound):

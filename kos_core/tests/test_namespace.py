@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kos_core._kernel.namespace import Context, Link, Namespace, Service, join, split_path
+from kos_core._kernel.namespace import (
+    ContextNode,
+    LinkNode,
+    Namespace,
+    ServiceNode,
+    join,
+    split_path,
+)
 from kos_core.errors import (
     KosError,
     NameAlreadyBound,
@@ -21,8 +28,8 @@ from kos_core.errors import (
 SBH = "kos+unix:///run/kos/p1.sock#tok"
 
 
-def service(owner: str | None = None, typename: str = "ToyAPI.Echo") -> Service:
-    return Service(typename, SBH, owner)
+def service(owner: str | None = None, typename: str = "ToyAPI.Echo") -> ServiceNode:
+    return ServiceNode(typename, SBH, owner)
 
 
 @pytest.fixture
@@ -47,9 +54,9 @@ def test_bind_lookup_list_unbind(ns: Namespace) -> None:
 
 
 def test_bind_in_a_subcontext_returns_the_canonical_path(ns: Namespace) -> None:
-    assert ns.bind("/plugins/x/", Context()) == "plugins/x"
+    assert ns.bind("/plugins/x/", ContextNode()) == "plugins/x"
     assert ns.bind("plugins/x/svc", service()) == "plugins/x/svc"
-    assert isinstance(ns.lookup("plugins/x"), Context)
+    assert isinstance(ns.lookup("plugins/x"), ContextNode)
     assert ns.list("plugins/x") == [("svc", "service", "ToyAPI.Echo")]
     assert ns.list("plugins") == [("x", "context", "")]
 
@@ -59,7 +66,7 @@ def test_name_already_bound(ns: Namespace) -> None:
     with pytest.raises(NameAlreadyBound, match="echo is already bound"):
         ns.bind("echo", service("b"))
     with pytest.raises(NameAlreadyBound):
-        ns.bind("plugins", Context())
+        ns.bind("plugins", ContextNode())
     assert ns.lookup("echo").owner == "a"
 
 
@@ -103,20 +110,20 @@ def test_top_context_cannot_be_bound_or_unbound(ns: Namespace) -> None:
             ns.bind(path, service())
         with pytest.raises(UsageError):
             ns.unbind(path)
-    assert isinstance(ns.lookup(""), Context)
+    assert isinstance(ns.lookup(""), ContextNode)
 
 
 def test_links_are_followed_in_the_middle_and_at_the_end(ns: Namespace) -> None:
     ns.make_context("plugins/p")
-    ns.bind("plugins/p/kos", Link(""))
+    ns.bind("plugins/p/kos", LinkNode(""))
     ns.bind("echo", service())
-    ns.bind("deep", Context())
+    ns.bind("deep", ContextNode())
     ns.bind("deep/svc", service(typename="ToyAPI.Counter"))
-    ns.bind("to-deep", Link("deep"))
-    ns.bind("to-svc", Link("/deep/svc"))
+    ns.bind("to-deep", LinkNode("deep"))
+    ns.bind("to-svc", LinkNode("/deep/svc"))
 
     # the end
-    assert isinstance(ns.lookup("plugins/p/kos"), Context)
+    assert isinstance(ns.lookup("plugins/p/kos"), ContextNode)
     assert ns.list("plugins/p/kos") == ns.list("")
     assert ns.lookup("to-svc").typename == "ToyAPI.Counter"  # type: ignore[union-attr]
     # the middle
@@ -133,14 +140,14 @@ def test_links_are_followed_in_the_middle_and_at_the_end(ns: Namespace) -> None:
 
 def test_unbind_does_not_follow_a_final_link(ns: Namespace) -> None:
     ns.bind("echo", service())
-    ns.bind("alias", Link("echo"))
+    ns.bind("alias", LinkNode("echo"))
     removed = ns.unbind("alias")
-    assert isinstance(removed, Link)
-    assert isinstance(ns.lookup("echo"), Service)
+    assert isinstance(removed, LinkNode)
+    assert isinstance(ns.lookup("echo"), ServiceNode)
 
 
 def test_dangling_link_is_name_not_found(ns: Namespace) -> None:
-    ns.bind("dangling", Link("gone/away"))
+    ns.bind("dangling", LinkNode("gone/away"))
     with pytest.raises(NameNotFound):
         ns.lookup("dangling")
     with pytest.raises(NameNotFound):
@@ -158,7 +165,7 @@ def test_dangling_link_is_name_not_found(ns: Namespace) -> None:
 )
 def test_link_loops_end_with_an_error(ns: Namespace, links: dict[str, str]) -> None:
     for name, target in links.items():
-        ns.bind(name, Link(target))
+        ns.bind(name, LinkNode(target))
     for name in links:
         with pytest.raises(KosError, match="too many links"):
             ns.lookup(name)
@@ -170,11 +177,11 @@ def test_link_loops_end_with_an_error(ns: Namespace, links: dict[str, str]) -> N
 
 def test_remove_owner_removes_only_that_owners_entries(ns: Namespace) -> None:
     ns.make_context("plugins/a", owner="a")
-    ns.bind("plugins/a/kos", Link("", "a"))
+    ns.bind("plugins/a/kos", LinkNode("", "a"))
     ns.bind("a-svc", service("a"))
     ns.bind("b-svc", service("b"))
     ns.make_context("plugins/b", owner="b")
-    ns.bind("plugins/b/kos", Link("", "b"))
+    ns.bind("plugins/b/kos", LinkNode("", "b"))
     ns.bind("plugins/b/a-inside-b", service("a"))
     ns.bind("unowned", service())
 
@@ -192,7 +199,7 @@ def test_unbind_with_owner_refuses_others_entries(ns: Namespace) -> None:
     ns.bind("theirs", service("b"))
     with pytest.raises(NameNotFound):
         ns.unbind("theirs", owner="a")
-    assert isinstance(ns.lookup("theirs"), Service)
+    assert isinstance(ns.lookup("theirs"), ServiceNode)
     ns.unbind("mine", owner="a")
     with pytest.raises(NameNotFound):
         ns.lookup("mine")
@@ -202,7 +209,7 @@ def test_services_of(ns: Namespace) -> None:
     ns.bind("x", service("a"))
     ns.make_context("plugins/a", owner="a")
     ns.bind("plugins/a/y", service("a"))
-    ns.bind("plugins/a/kos", Link("", "a"))
+    ns.bind("plugins/a/kos", LinkNode("", "a"))
     ns.bind("z", service("b"))
     assert ns.services_of("a") == ["plugins/a/y", "x"]
     assert ns.services_of("b") == ["z"]
@@ -324,11 +331,11 @@ def test_operations_succeed_or_raise_kos_errors(
             if op == "bind-service":
                 assert space.bind(path, service(owner)) == join(split_path(path))
             elif op == "bind-context":
-                space.bind(path, Context(owner=owner))
+                space.bind(path, ContextNode(owner=owner))
             elif op == "bind-link":
-                space.bind(path, Link(other, owner))
+                space.bind(path, LinkNode(other, owner))
             elif op == "lookup":
-                assert isinstance(space.lookup(path), Service | Context)
+                assert isinstance(space.lookup(path), ServiceNode | ContextNode)
             elif op == "list":
                 for name, kind, _ in space.list(path):
                     assert kind in ("service", "context", "link")

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from coretest_util import TOY_PLUGIN, TOY_SERVICES, Processes, link_of, python_env, write_script
+from coretest_util import (
+    TOY_PLUGIN,
+    TOY_SERVICES,
+    Processes,
+    connection_of,
+    python_env,
+    write_script,
+)
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed, NameNotFound
 from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
@@ -170,7 +177,7 @@ def test_clients_call_the_plugin_directly(booted: tuple[KernelProcess, dict[str,
         assert echo.Open().Incr() == 1
         via_link = kos.lookup("plugins/toy/kos/toy-echo", Echo)
         assert via_link.Str("via link") == "via link"
-        link = link_of(echo)
+        link = connection_of(echo)
         assert link.address.path is not None
         assert Path(link.address.path).name == f"p{report['pid']}.sock"
         assert stat.S_IMODE(os.stat(link.address.path).st_mode) == 0o600

@@ -178,8 +178,8 @@ def test_value_name_never_calls_repr() -> None:
 
 
 @pytest.fixture
-def echo_session() -> Iterator[_rpc.Session]:
-    yield _rpc.Session(EchoImpl(), Echo)
+def echo_session() -> Iterator[_rpc.ServerSession]:
+    yield _rpc.ServerSession(EchoImpl(), Echo)
 
 
 @pytest.mark.parametrize(
@@ -187,7 +187,7 @@ def echo_session() -> Iterator[_rpc.Session]:
     [(object(), "Str"), (0, ({}).get), (0, Secretive().method), (threading.Lock(), "Str")],
 )
 def test_refusals_name_no_object_of_the_server(
-    echo_session: _rpc.Session, handle: object, method: object
+    echo_session: _rpc.ServerSession, handle: object, method: object
 ) -> None:
     status, (kind, message) = echo_session.dispatch(handle, method, ())  # type: ignore[arg-type]
     assert status == _rpc.FAULT
@@ -208,6 +208,6 @@ def test_a_service_error_with_a_repr_reaches_the_client_without_its_address() ->
                 assert not ADDRESS.search(str(info.value)), str(info.value)
                 assert "<built-in method get of dict object>" in info.value.message
         finally:
-            link = _rpc.link_of(echo)
+            link = _rpc.connection_of(echo)
             assert link is not None
             link.close()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from rpyc.core import consts
 
-from coretest_util import TOKEN, EchoServer, echo_server, link_of, short_dir
+from coretest_util import TOKEN, EchoServer, connection_of, echo_server, short_dir
 from kos_core import _rpc
 from kos_core._net import wire
 from kos_core.errors import (
@@ -41,7 +41,7 @@ def server() -> Iterator[EchoServer]:
 def echo(server: EchoServer) -> Iterator[Any]:
     proxy = server.proxy()
     yield proxy
-    link_of(proxy).close()
+    connection_of(proxy).close()
 
 
 NONE_TYPE = type(None)
@@ -52,9 +52,9 @@ def spec(name: str, *, returns: Any = NONE_TYPE) -> MethodSpec:
 
 
 @contextlib.contextmanager
-def open_link(server: EchoServer) -> Iterator[_rpc.Link]:
+def open_link(server: EchoServer) -> Iterator[_rpc.ClientConnection]:
     """A connected link to ``server``'s root object; closed afterwards."""
-    link = _rpc.Link(server.address, server.token, "toy")
+    link = _rpc.ClientConnection(server.address, server.token, "toy")
     try:
         link.connect()
         yield link
@@ -79,9 +79,9 @@ def test_proxy_is_an_instance_of_the_interface(server: EchoServer, echo: Any) ->
     assert isinstance(echo, Echo)
     assert "ToyAPI.Echo" in repr(echo)
     assert _rpc.sbh_of(echo) == server.sbh
-    assert _rpc.link_of(echo) is not None
+    assert _rpc.connection_of(echo) is not None
     assert _rpc.sbh_of(EchoImpl()) is None
-    assert _rpc.link_of(EchoImpl()) is None
+    assert _rpc.connection_of(EchoImpl()) is None
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ def test_wrong_arguments_are_a_local_type_error(
     with pytest.raises(TypeError):
         getattr(echo, method)(*args, **kwargs)
     assert server.impl.calls == []
-    assert not link_of(echo).connected  # nothing was sent: the proxy connects on first call
+    assert not connection_of(echo).connected  # nothing was sent: the proxy connects on first call
 
 
 @pytest.mark.parametrize(
@@ -344,7 +344,7 @@ def test_references_die_with_their_connection(server: EchoServer) -> None:
     proxy = server.proxy()
     counter = proxy.Open()
     assert counter.Incr() == 1
-    link_of(proxy).close()
+    connection_of(proxy).close()
     with pytest.raises(ServiceUnavailable):
         counter.Incr()
     (ref,) = server.impl.counters
@@ -372,11 +372,11 @@ def watched() -> Iterator[Watched]:
     closed: list[str] = []
     opened = threading.Event()
 
-    def authorize(token: str) -> _rpc.Session | None:
+    def authorize(token: str) -> _rpc.ServerSession | None:
         if token != TOKEN:
             return None
         opened.set()
-        return _rpc.Session(impl, Echo, on_close=lambda: closed.append(token))
+        return _rpc.ServerSession(impl, Echo, on_close=lambda: closed.append(token))
 
     with echo_server(authorize=authorize) as srv:
         yield Watched(srv, impl, closed, opened)
@@ -431,7 +431,7 @@ def test_garbage_on_a_connection_kept_open_does_not_block_others(watched: Watche
 def test_abrupt_disconnect_ends_only_that_connection(watched: Watched) -> None:
     proxy = watched.server.proxy()
     assert proxy.Str("x") == "x"
-    link = link_of(proxy)
+    link = connection_of(proxy)
     conn = link.connect()
     raw = socket.socket(fileno=os.dup(conn.fileno()))
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -449,7 +449,7 @@ def test_client_close_runs_the_session_close_hook(watched: Watched) -> None:
     proxy.Nothing()
     assert watched.opened.is_set()
     assert watched.closed == []
-    link_of(proxy).close()
+    connection_of(proxy).close()
     wait_for(lambda: watched.closed == [TOKEN], 5.0, "the close hook")
     with pytest.raises(ServiceUnavailable, match="already closed"):
         proxy.Nothing()
@@ -494,10 +494,12 @@ def test_a_call_without_an_answer_times_out_as_service_unavailable() -> None:
     with short_dir() as base:
         server = _rpc.Server(
             wire.Address(path=str(base / "slow.sock")),
-            lambda token: _rpc.Session(SlowImpl(), Slow),
+            lambda token: _rpc.ServerSession(SlowImpl(), Slow),
             name="slow",
         ).start()
-        link = _rpc.Link(server.address, TOKEN, "slow", _rpc.RpcConfig(call_timeout=0.3))
+        link = _rpc.ClientConnection(
+            server.address, TOKEN, "slow", _rpc.RpcConfig(call_timeout=0.3)
+        )
         try:
             proxy = _rpc.make_proxy(Slow, link)
             with pytest.raises(ServiceUnavailable, match="no answer to Block"):
@@ -553,7 +555,7 @@ def test_many_concurrent_clients(server: EchoServer) -> None:
     proxies = [server.proxy() for _ in range(16)]
     hammer_all(proxies)
     for proxy in proxies:
-        link_of(proxy).close()
+        connection_of(proxy).close()
 
 
 def test_many_threads_share_one_proxy(echo: Any) -> None:
@@ -567,7 +569,7 @@ def test_tcp_transport() -> None:
         proxy = srv.proxy()
         assert proxy.Bytes(b"over tcp") == b"over tcp"
         assert proxy.Open().Incr() == 1
-        link_of(proxy).close()
+        connection_of(proxy).close()
 
 
 def test_tcp_ipv6_transport() -> None:
@@ -606,8 +608,8 @@ class SmallEcho(EchoImpl):
 def test_an_oversized_request_is_refused_and_the_connection_goes_on() -> None:
     impl = SmallEcho()
 
-    def authorize(token: str) -> _rpc.Session | None:
-        return _rpc.Session(impl, Echo) if token == TOKEN else None
+    def authorize(token: str) -> _rpc.ServerSession | None:
+        return _rpc.ServerSession(impl, Echo) if token == TOKEN else None
 
     with echo_server(authorize=authorize) as srv:
         proxy = srv.proxy()
@@ -629,8 +631,8 @@ class OneLargeMethod(SmallEcho):
 def test_one_method_may_accept_larger_requests_than_the_others() -> None:
     impl = OneLargeMethod()
 
-    def authorize(token: str) -> _rpc.Session | None:
-        return _rpc.Session(impl, Echo) if token == TOKEN else None
+    def authorize(token: str) -> _rpc.ServerSession | None:
+        return _rpc.ServerSession(impl, Echo) if token == TOKEN else None
 
     with echo_server(authorize=authorize) as srv:
         proxy = srv.proxy()

@@ -122,7 +122,7 @@ def test_many_exception_frames_create_no_classes(server: EchoServer) -> None:
 
 def test_a_list_argument_is_not_passed_by_reference(server: EchoServer) -> None:
     """rpyc boxes a list by reference: the server hangs up instead of calling back."""
-    link = _rpc.Link(server.address, TOKEN, "toy")
+    link = _rpc.ClientConnection(server.address, TOKEN, "toy")
     try:
         conn = link.connect()
         with pytest.raises(EOFError):
@@ -202,7 +202,7 @@ def test_a_client_hangs_up_on_anything_but_a_reply(answer: Any) -> None:
     with short_dir() as base:
         path = str(base / "fake.sock")
         thread, after = fake_server(path, answer)
-        proxy = _rpc.make_proxy(Echo, _rpc.Link(wire.Address(path=path), TOKEN, "fake"))
+        proxy = _rpc.make_proxy(Echo, _rpc.ClientConnection(wire.Address(path=path), TOKEN, "fake"))
         with pytest.raises(ServiceUnavailable):
             proxy.Str("x")
         thread.join(10)
@@ -248,10 +248,10 @@ def test_pending_connections_are_capped_oldest_first(server: EchoServer) -> None
 
 
 def test_session_peer_is_the_client_process_on_unix_and_none_on_tcp() -> None:
-    sessions: list[_rpc.Session] = []
+    sessions: list[_rpc.ServerSession] = []
 
-    def authorize(token: str) -> _rpc.Session | None:
-        sessions.append(_rpc.Session(EchoImpl(), Echo))
+    def authorize(token: str) -> _rpc.ServerSession | None:
+        sessions.append(_rpc.ServerSession(EchoImpl(), Echo))
         return sessions[-1]
 
     with echo_server(authorize=authorize) as srv:

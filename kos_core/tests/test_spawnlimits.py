@@ -1,7 +1,7 @@
 """ChildLimits: caps on a factory's live children, per client connection and in all.
 
 The children are real processes (a Python that waits for its standard input to close);
-a client is a real :class:`~kos_core._rpc.Session` made current the way the server
+a client is a real :class:`~kos_core._rpc.ServerSession` made current the way the server
 makes it current while serving its call.
 """
 
@@ -60,7 +60,7 @@ def children() -> Iterator[Children]:
 
 
 @contextlib.contextmanager
-def serving(session: _rpc.Session | None) -> Iterator[None]:
+def serving(session: _rpc.ServerSession | None) -> Iterator[None]:
     """Make ``session`` the one whose call this thread serves."""
     connection._current.session = session
     try:
@@ -69,8 +69,8 @@ def serving(session: _rpc.Session | None) -> Iterator[None]:
         connection._current.session = None
 
 
-def new_client() -> _rpc.Session:
-    return _rpc.Session(object(), Counter)
+def new_client() -> _rpc.ServerSession:
+    return _rpc.ServerSession(object(), Counter)
 
 
 def pid_of(result: tuple[str, int, list[int]]) -> int:

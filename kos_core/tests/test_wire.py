@@ -226,7 +226,7 @@ def test_correct_token_is_accepted(server: EchoServer) -> None:
 
 
 def test_wrong_token_is_refused(server: EchoServer) -> None:
-    link = _rpc.Link(server.address, "not-the-token", "toy")
+    link = _rpc.ClientConnection(server.address, "not-the-token", "toy")
     with pytest.raises(AuthenticationFailed, match="credentials refused"):
         link.connect()
     proxy = _rpc.object_of_sbh(format_sbh(server.address, "wrong"), Echo)
@@ -254,7 +254,7 @@ V2_SERVER = """
     wire.PROTOCOL_VERSION = 2
     server = _rpc.Server(
         wire.Address(path=sys.argv[1]),
-        lambda token: _rpc.Session(EchoImpl(), Echo),
+        lambda token: _rpc.ServerSession(EchoImpl(), Echo),
         name="v2",
     ).start()
     print("ready", flush=True)
@@ -276,7 +276,7 @@ def test_client_gets_protocol_mismatch_with_both_versions(tmp_path: Path) -> Non
         try:
             assert process.stdout is not None
             assert process.stdout.readline() == b"ready\n"
-            link = _rpc.Link(Address(path=path), TOKEN, "v2 server")
+            link = _rpc.ClientConnection(Address(path=path), TOKEN, "v2 server")
             with pytest.raises(ProtocolMismatch) as info:
                 link.connect()
             assert "KOS/1" in str(info.value)

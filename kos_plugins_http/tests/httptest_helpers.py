@@ -158,7 +158,7 @@ class HttpPlugin:
 
     def close(self) -> None:
         for requester in self.requesters:
-            link = _rpc.link_of(requester)
+            link = _rpc.connection_of(requester)
             if link is not None:
                 link.close()
         self.requesters.clear()

@@ -82,7 +82,7 @@ def test_dropping_the_connection_without_close_ends_the_child(
     requester, pid = plugin.requester_with_pid()
     body = requester.Get(url)  # an open body does not keep the child alive
     assert body.read(4) == TEXT[:4]
-    link = _rpc.link_of(requester)
+    link = _rpc.connection_of(requester)
     assert link is not None
     link.close()
     wait_reaped(pid)
@@ -201,7 +201,7 @@ def test_child_start_exec_children_end_on_disconnect_and_plugin_death(
     plugin = start_http(LOOPBACK + "child-start: exec\n")
     dropped, dropped_pid = plugin.requester_with_pid()
     assert dropped.Get(serve_text(web)).read() == TEXT
-    link = _rpc.link_of(dropped)
+    link = _rpc.connection_of(dropped)
     assert link is not None
     link.close()
     wait_reaped(dropped_pid)

@@ -423,8 +423,8 @@ def test_ftp_host_is_checked_too(start_http: StartHttp, ftp_site: FtpSite) -> No
 
 
 @pytest.fixture
-def other_client_links() -> Iterator[list[_rpc.Link]]:
-    links: list[_rpc.Link] = []
+def other_client_links() -> Iterator[list[_rpc.ClientConnection]]:
+    links: list[_rpc.ClientConnection] = []
     try:
         yield links
     finally:
@@ -433,7 +433,7 @@ def other_client_links() -> Iterator[list[_rpc.Link]]:
 
 
 def test_a_second_client_cannot_use_another_clients_requester(
-    start_http: StartHttp, web: HTTPServer, other_client_links: list[_rpc.Link]
+    start_http: StartHttp, web: HTTPServer, other_client_links: list[_rpc.ClientConnection]
 ) -> None:
     url = serve_text(web)
     requester = start_http().requester()
@@ -441,7 +441,7 @@ def test_a_second_client_cannot_use_another_clients_requester(
     sbh = _rpc.sbh_of(requester)
     assert sbh
     intruder = _rpc.object_of_sbh(sbh, Requester)
-    link = _rpc.link_of(intruder)
+    link = _rpc.connection_of(intruder)
     assert link is not None
     other_client_links.append(link)
     with pytest.raises(AuthenticationFailed):

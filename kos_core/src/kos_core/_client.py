@@ -46,7 +46,9 @@ def read_connection_file(kernel: str) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, str | None]:
+def kernel_link(
+    kernel: str, credential: str | None = None
+) -> tuple[_rpc.ClientConnection, str | None]:
     """An open, authenticated link to the kernel named ``kernel``, presenting
     ``credential`` (default: the operator's, from the connection file), and the host the
     kernel listens on over TCP (``None`` if it listens on its Unix socket only).
@@ -65,7 +67,7 @@ def kernel_link(kernel: str, credential: str | None = None) -> tuple[_rpc.Link, 
         tls.trust(info["ca"])  # the kernel's processes serve TCP with what it signed
     if tcp is not None and address.path is not None and not os.path.exists(address.path):
         address = tcp
-    link = _rpc.Link(address, credential or info["secret"], f"kernel {kernel!r}")
+    link = _rpc.ClientConnection(address, credential or info["secret"], f"kernel {kernel!r}")
     give_up = time.monotonic() + KERNEL_RETRY
     while True:
         try:
@@ -103,13 +105,13 @@ class Kos:
     them; closing it closes those connections too.
     """
 
-    def __init__(self, name: str, link: _rpc.Link, tcp_host: str | None = None) -> None:
+    def __init__(self, name: str, link: _rpc.ClientConnection, tcp_host: str | None = None) -> None:
         self.name = name
         self._link = link
         #: served objects listen on TCP on this host when the kernel listens on TCP
         self._tcp_host = tcp_host
         self._kernel: Any = _rpc.make_proxy(KernelInterface, link)
-        self._links: list[_rpc.Link] = []
+        self._links: list[_rpc.ClientConnection] = []
         self._lock = threading.Lock()
         self._objects: dict[str, tuple[object, type[Interface]]] = {}
         self._sids: dict[str, str] = {}
@@ -149,7 +151,7 @@ class Kos:
         if iface.wire_name != typename:
             raise UsageError(f"{path} is a {typename}, not a {iface.wire_name}")
         proxy = _rpc.object_of_sbh(detail, iface)
-        link = _rpc.link_of(proxy)
+        link = _rpc.connection_of(proxy)
         assert link is not None
         link.what = f"{typename} {path!r}"
         link.connect()
@@ -251,11 +253,11 @@ class Kos:
                 self._server.start()
             return self._server
 
-    def _authorize(self, token: str) -> _rpc.Session | None:
+    def _authorize(self, token: str) -> _rpc.ServerSession | None:
         with self._lock:
             for known, (obj, iface) in self._objects.items():
                 if wire.tokens_equal(token, known):
-                    return _rpc.Session(obj, iface)
+                    return _rpc.ServerSession(obj, iface)
         return None
 
     # -- the kernel -----------------------------------------------------------------------

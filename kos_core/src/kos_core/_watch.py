@@ -25,12 +25,12 @@ class WatchEvent(NamedTuple):
     typename: str
 
 
-def watch(link: _rpc.Link, path: str = "") -> Generator[WatchEvent, None, None]:
+def watch(link: _rpc.ClientConnection, path: str = "") -> Generator[WatchEvent, None, None]:
     """The events at or under ``path`` from now on (from this call, not the first
     ``next``), through a new connection made like ``link`` (same kernel, same
     credential), closed when the generator is.
     """
-    own = _rpc.Link(link.address, link.token, f"{link.what} (watch)")
+    own = _rpc.ClientConnection(link.address, link.token, f"{link.what} (watch)")
     try:
         own.connect()
         kernel: Any = _rpc.make_proxy(KernelInterface, own)
@@ -42,7 +42,7 @@ def watch(link: _rpc.Link, path: str = "") -> Generator[WatchEvent, None, None]:
 
 
 def _follow(
-    own: _rpc.Link, kernel: Any, path: str, after: int
+    own: _rpc.ClientConnection, kernel: Any, path: str, after: int
 ) -> Generator[WatchEvent, None, None]:
     wait = min(MAX_WAIT, RpcConfig().call_timeout / 2)
     try:

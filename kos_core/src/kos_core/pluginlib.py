@@ -217,7 +217,7 @@ class PluginKos(Kos):
     """
 
     def __init__(
-        self, name: str, link: _rpc.Link, plugin_name: str, tcp_host: str | None = None
+        self, name: str, link: _rpc.ClientConnection, plugin_name: str, tcp_host: str | None = None
     ) -> None:
         super().__init__(name, link, tcp_host)
         self.plugin_name = plugin_name

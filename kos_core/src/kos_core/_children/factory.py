@@ -261,11 +261,11 @@ class ChildServer:
         )
         self._server.start()
 
-    def _authorize(self, given: str) -> _rpc.Session | None:
+    def _authorize(self, given: str) -> _rpc.ServerSession | None:
         served = self._served
         if served is None or not wire.tokens_equal(given, self._token):
             return None
-        return _rpc.Session(*served)
+        return _rpc.ServerSession(*served)
 
     def assign(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
         """Serve ``obj`` as ``typename``: write the SBH to ``sbh_fd`` (then closed).

@@ -115,11 +115,11 @@ class ChildLimits:
         self.total = total
         self._lock = threading.Lock()
         self._all = _Client()
-        self._clients: weakref.WeakKeyDictionary[_rpc.Session, _Client] = (
+        self._clients: weakref.WeakKeyDictionary[_rpc.ServerSession, _Client] = (
             weakref.WeakKeyDictionary()
         )
 
-    def live(self, client: _rpc.Session | None = None) -> int:
+    def live(self, client: _rpc.ServerSession | None = None) -> int:
         """How many children count now: in all, or those made for ``client``."""
         with self._lock:
             self._forget_exited()

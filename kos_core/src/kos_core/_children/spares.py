@@ -224,13 +224,13 @@ def warm_up(interrupted: Callable[[], bool] = lambda: False) -> None:
     token = secrets.token_urlsafe(24)
     address = wire.Address(path=str(factory.socket_path(os.getpid(), "w")))
 
-    def authorize(given: str) -> _rpc.Session | None:
-        return _rpc.Session(_Echo(), _WarmUp) if wire.tokens_equal(given, token) else None
+    def authorize(given: str) -> _rpc.ServerSession | None:
+        return _rpc.ServerSession(_Echo(), _WarmUp) if wire.tokens_equal(given, token) else None
 
     server = _rpc.Server(address, authorize, name="warm-up", one_shot=True).start()
     try:
         proxy = _rpc.object_of_sbh(wire.format_sbh(server.address, token), _WarmUp)
-        link = _rpc.link_of(proxy)
+        link = _rpc.connection_of(proxy)
         assert link is not None
         try:
             for step in (link.connect, lambda: proxy.Echo("warm"), proxy.Close):

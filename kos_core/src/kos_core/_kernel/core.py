@@ -22,7 +22,7 @@ from kos_core._kernel.access import Grant
 from kos_core._kernel.discovery import InstalledPlugin
 from kos_core._kernel.namespace import Namespace
 from kos_core._kernel.reload import records_from_setup, reload_in_background
-from kos_core._kernel.session import KernelSession, PluginEntry
+from kos_core._kernel.servant import KernelServant, PluginEntry
 from kos_core._kernel.setup_files import SetupConfig
 from kos_core._kernel.supervisor import PluginRecord, Supervisor
 from kos_core._kp.station import Station
@@ -189,12 +189,12 @@ class KernelCore:
         }
         paths.write_private_file(self._conn_file, json.dumps(data).encode())
 
-    def _authorize(self, token: str) -> _rpc.Session | None:
+    def _authorize(self, token: str) -> _rpc.ServerSession | None:
         grant = self._grant_for(token)
         if grant is None:
             return None
-        session = KernelSession(self, grant)
-        return _rpc.Session(session, KernelInterface, on_close=session.closed)
+        session = KernelServant(self, grant)
+        return _rpc.ServerSession(session, KernelInterface, on_close=session.closed)
 
     def _grant_for(self, token: str) -> Grant | None:
         """The rights ``token`` gives, or ``None`` if it is no credential of this kernel."""
@@ -248,7 +248,7 @@ class KernelCore:
     # -- plugins --------------------------------------------------------------------
 
     def register_plugin(
-        self, session: KernelSession, name: str, pid: int, health_sbh: str = ""
+        self, session: KernelServant, name: str, pid: int, health_sbh: str = ""
     ) -> PluginEntry:
         """Handle ``RegisterPlugin`` from ``session``."""
         paths.check_name(name, "plugin")
@@ -287,11 +287,11 @@ class KernelCore:
             self.namespace.make_context(context, owner=record.owner)
             for link in ("kos", "world"):
                 with contextlib.suppress(KosError):
-                    self.namespace.bind(f"{context}/{link}", namespace.Link("", record.owner))
+                    self.namespace.bind(f"{context}/{link}", namespace.LinkNode("", record.owner))
         log.info("plugin %s registered (pid %d)", name, pid)
         return PluginEntry(self, name)
 
-    def session_closed(self, session: KernelSession) -> None:
+    def session_closed(self, session: KernelServant) -> None:
         """A connection ended: unbind what it bound; end its plugin registration."""
         with self._lock:
             removed = self.namespace.remove_owner(session.owner)

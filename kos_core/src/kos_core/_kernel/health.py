@@ -55,7 +55,9 @@ class HealthChecks:
         address, token = wire.parse_sbh(sbh)
         timeout = record.supervision.health_timeout
         config = _rpc.RpcConfig(call_timeout=timeout, connect_timeout=timeout)
-        record.health = _rpc.Link(address, token, f"plugin {record.name} (health)", config)
+        record.health = _rpc.ClientConnection(
+            address, token, f"plugin {record.name} (health)", config
+        )
         record.answered = False
         record.next_ping = time.monotonic() + record.supervision.health_interval
 
@@ -98,7 +100,7 @@ class HealthChecks:
                         continue
                     self._unhealthy(record, link, str(exc))
 
-    def _unhealthy(self, record: PluginRecord, link: _rpc.Link, why: str) -> None:
+    def _unhealthy(self, record: PluginRecord, link: _rpc.ClientConnection, why: str) -> None:
         with self.lock:
             if record.health is not link or self._stopping.is_set():
                 return

@@ -24,7 +24,7 @@ _MAX_LINKS = 16
 
 
 @dataclass
-class Service:
+class ServiceNode:
     """A bound service: its interface name, its SBH, and who bound it."""
 
     typename: str
@@ -33,7 +33,7 @@ class Service:
 
 
 @dataclass
-class Link:
+class LinkNode:
     """A name that stands for another path."""
 
     target: str
@@ -41,10 +41,10 @@ class Link:
 
 
 @dataclass
-class Context:
+class ContextNode:
     """A context: named entries."""
 
-    entries: dict[str, Service | Link | Context] = field(default_factory=dict)
+    entries: dict[str, ServiceNode | LinkNode | ContextNode] = field(default_factory=dict)
     owner: str | None = None
 
 
@@ -73,27 +73,29 @@ class Namespace:
     """A thread-safe namespace tree."""
 
     def __init__(self) -> None:
-        self._root = Context()
+        self._root = ContextNode()
         self._lock = threading.RLock()
         #: every service bound and unbound, for watchers
         self.events = EventLog()
 
-    def _walk(self, parts: list[str], follow_last: bool = True) -> Service | Link | Context:
-        node: Service | Link | Context = self._root
+    def _walk(
+        self, parts: list[str], follow_last: bool = True
+    ) -> ServiceNode | LinkNode | ContextNode:
+        node: ServiceNode | LinkNode | ContextNode = self._root
         hops = 0
         queue = list(parts)
         done: list[str] = []
         while queue:
             name = queue.pop(0)
-            if isinstance(node, Link):
+            if isinstance(node, LinkNode):
                 raise AssertionError("unreachable")
-            if not isinstance(node, Context):
+            if not isinstance(node, ContextNode):
                 raise NotAContext(f"{join(done) or '/'} is not a context")
             child = node.entries.get(name)
             if child is None:
                 hint = did_you_mean(name, node.entries)
                 raise NameNotFound(f"{join([*done, name])} is not bound{hint}")
-            if isinstance(child, Link) and (queue or follow_last):
+            if isinstance(child, LinkNode) and (queue or follow_last):
                 hops += 1
                 if hops > _MAX_LINKS:
                     raise NotAContext(f"too many links while resolving {join(parts)}")
@@ -104,11 +106,11 @@ class Namespace:
             node = child
         return node
 
-    def lookup(self, path: str) -> Service | Context:
+    def lookup(self, path: str) -> ServiceNode | ContextNode:
         """The service or context at ``path`` (links followed)."""
         with self._lock:
             node = self._walk(split_path(path))
-            assert not isinstance(node, Link)
+            assert not isinstance(node, LinkNode)
             return node
 
     def list(self, path: str = "") -> builtins.list[tuple[str, str, str]]:
@@ -118,19 +120,19 @@ class Namespace:
         """
         with self._lock:
             node = self._walk(split_path(path))
-            if not isinstance(node, Context):
+            if not isinstance(node, ContextNode):
                 raise NotAContext(f"{path} is a service, not a context")
             out = []
             for name, entry in sorted(node.entries.items()):
-                if isinstance(entry, Service):
+                if isinstance(entry, ServiceNode):
                     out.append((name, "service", entry.typename))
-                elif isinstance(entry, Link):
+                elif isinstance(entry, LinkNode):
                     out.append((name, "link", "/" + entry.target))
                 else:
                     out.append((name, "context", ""))
             return out
 
-    def _parent(self, path: str) -> tuple[Context, str, builtins.list[str]]:
+    def _parent(self, path: str) -> tuple[ContextNode, str, builtins.list[str]]:
         parts = split_path(path)
         if not parts:
             raise UsageError("the top context cannot be bound or unbound")
@@ -141,35 +143,35 @@ class Namespace:
                 f"cannot bind or unbind {join(parts)}: the context {join(parts[:-1])} does not"
                 f" exist ({exc}); a name without '/' is bound at the top"
             ) from None
-        if not isinstance(parent, Context):
+        if not isinstance(parent, ContextNode):
             raise NotAContext(f"{join(parts[:-1])} is not a context")
         return parent, parts[-1], parts
 
-    def bind(self, path: str, entry: Service | Link | Context) -> str:
+    def bind(self, path: str, entry: ServiceNode | LinkNode | ContextNode) -> str:
         """Bind ``entry`` at ``path``; the parent context must exist. Returns the canonical path."""
         with self._lock:
             parent, name, parts = self._parent(path)
             if name in parent.entries:
                 raise NameAlreadyBound(f"{join(parts)} is already bound")
             parent.entries[name] = entry
-            if isinstance(entry, Service):
+            if isinstance(entry, ServiceNode):
                 self.events.add("bind", join(parts), entry.typename)
             return join(parts)
 
-    def make_context(self, path: str, owner: str | None = None) -> Context:
+    def make_context(self, path: str, owner: str | None = None) -> ContextNode:
         """Return the context at ``path``, creating it (and missing parents) if needed."""
         with self._lock:
             node = self._root
             for name in split_path(path):
                 child = node.entries.get(name)
                 if child is None:
-                    child = node.entries[name] = Context(owner=owner)
-                if not isinstance(child, Context):
+                    child = node.entries[name] = ContextNode(owner=owner)
+                if not isinstance(child, ContextNode):
                     raise NotAContext(f"{name} in {path} is not a context")
                 node = child
             return node
 
-    def unbind(self, path: str, owner: str | None = None) -> Service | Link | Context:
+    def unbind(self, path: str, owner: str | None = None) -> ServiceNode | LinkNode | ContextNode:
         """Remove the entry at ``path`` (not following a final link).
 
         With ``owner`` given, refuse (as :class:`NameNotFound`) entries someone else owns.
@@ -191,21 +193,21 @@ class Namespace:
         return removed
 
     def _remove_owner(
-        self, node: Context, prefix: builtins.list[str], owner: str, removed: builtins.list[str]
+        self, node: ContextNode, prefix: builtins.list[str], owner: str, removed: builtins.list[str]
     ) -> None:
         for name, entry in list(node.entries.items()):
             if entry.owner == owner:
                 del node.entries[name]
                 removed.append(join([*prefix, name]))
                 self._gone(entry, [*prefix, name])
-            elif isinstance(entry, Context):
+            elif isinstance(entry, ContextNode):
                 self._remove_owner(entry, [*prefix, name], owner, removed)
 
-    def _gone(self, entry: Service | Link | Context, parts: builtins.list[str]) -> None:
+    def _gone(self, entry: ServiceNode | LinkNode | ContextNode, parts: builtins.list[str]) -> None:
         """Log an unbind event for each service ``entry`` (at ``parts``) took away."""
-        if isinstance(entry, Service):
+        if isinstance(entry, ServiceNode):
             self.events.add("unbind", join(parts), entry.typename)
-        elif isinstance(entry, Context):
+        elif isinstance(entry, ContextNode):
             for name, child in sorted(entry.entries.items()):
                 self._gone(child, [*parts, name])
 
@@ -213,12 +215,12 @@ class Namespace:
         """Paths of the services ``owner`` has bound."""
         found: builtins.list[str] = []
         with self._lock:
-            stack: builtins.list[tuple[Context, builtins.list[str]]] = [(self._root, [])]
+            stack: builtins.list[tuple[ContextNode, builtins.list[str]]] = [(self._root, [])]
             while stack:
                 node, prefix = stack.pop()
                 for name, entry in node.entries.items():
-                    if isinstance(entry, Service) and entry.owner == owner:
+                    if isinstance(entry, ServiceNode) and entry.owner == owner:
                         found.append(join([*prefix, name]))
-                    elif isinstance(entry, Context):
+                    elif isinstance(entry, ContextNode):
                         stack.append((entry, [*prefix, name]))
         return sorted(found)

@@ -73,7 +73,7 @@ class PluginRecord:
     stop_deadline: float = 0.0  # when a stopping plugin gets SIGKILL
     wanted: bool = False  # the operator (or boot) wants it running
     killed_for: str = ""  # why the kernel killed it (health), if it did
-    health: _rpc.Link | None = None
+    health: _rpc.ClientConnection | None = None
     next_ping: float = 0.0
     answered: bool = False  # its current process has answered a health ping
     session: Any = None  # the KernelSession it registered on

@@ -79,7 +79,9 @@ def main() -> None:
     sys.argv = [package["filename"], *package["args"]]
     try:
         obj = rebuild(package["source"], package["filename"], package["class"], state)
-        link = _rpc.Link(wire.Address.parse(package["address"]), credential, "the station")
+        link = _rpc.ClientConnection(
+            wire.Address.parse(package["address"]), credential, "the station"
+        )
         link.connect()
     except BaseException as exc:
         _say(status_fd, f"!{type(exc).__name__}: {exc}")

@@ -2,9 +2,10 @@
 
 * :mod:`~kos_core._rpc.connection` — the connection layer (stream, channel, the rpyc
   connection that serves only kos requests, the reply statuses);
-* :mod:`~kos_core._rpc.session` — the server side of one connection (:class:`Session`);
+* :mod:`~kos_core._rpc.session` — the server side of one connection (:class:`ServerSession`);
 * :mod:`~kos_core._rpc.server` — the listener that accepts and authenticates connections;
-* :mod:`~kos_core._rpc.link` — the client side (:class:`Link`) and the generated proxies.
+* :mod:`~kos_core._rpc.client` — the client side (:class:`ClientConnection`) and the
+  generated proxies.
 
 Every call is one round trip: ``(handle, method, args)`` out, ``(status, payload)``
 back. Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, args)``,
@@ -13,6 +14,15 @@ back. Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, arg
 
 from __future__ import annotations
 
+from kos_core._rpc.client import (
+    ClientConnection,
+    RemoteObject,
+    connection_of,
+    make_proxy,
+    object_of_sbh,
+    proxy_class,
+    sbh_of,
+)
 from kos_core._rpc.connection import (
     DECLARED,
     DEFAULT_CONFIG,
@@ -29,17 +39,8 @@ from kos_core._rpc.connection import (
     RpcConfig,
     current_session,
 )
-from kos_core._rpc.link import (
-    Link,
-    RemoteObject,
-    link_of,
-    make_proxy,
-    object_of_sbh,
-    proxy_class,
-    sbh_of,
-)
 from kos_core._rpc.server import Server
-from kos_core._rpc.session import Session
+from kos_core._rpc.session import ServerSession
 
 __all__ = [
     "DECLARED",
@@ -51,16 +52,16 @@ __all__ = [
     "HANDLE_KOS_STREAM",
     "HANDLE_KOS_STREAM_END",
     "OK",
+    "ClientConnection",
     "KosChannel",
     "KosConnection",
     "KosStream",
-    "Link",
     "RemoteObject",
     "RpcConfig",
     "Server",
-    "Session",
+    "ServerSession",
+    "connection_of",
     "current_session",
-    "link_of",
     "make_proxy",
     "object_of_sbh",
     "proxy_class",

@@ -29,7 +29,7 @@ from rpyc.core.protocol import Connection
 from rpyc.core.stream import SocketStream
 
 if TYPE_CHECKING:
-    from kos_core._rpc.session import Session
+    from kos_core._rpc.session import ServerSession
 
 log = logging.getLogger("kos.rpc")
 
@@ -340,7 +340,7 @@ class KosConnection(Connection):  # type: ignore[misc]
         if call is None:
             raise _Refused(f"an unreadable request of {size} bytes")
         seq, _handler, handle, method = call
-        session = cast("Session", self._local_root)
+        session = cast("ServerSession", self._local_root)
         reply = session.too_large(handle, method, size)
         self._send(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, reply))
 
@@ -354,7 +354,7 @@ class KosConnection(Connection):  # type: ignore[misc]
             self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _handle_kos_call(self, handle: int, method: str, args: tuple[Any, ...]) -> Any:
-        session = cast("Session", self._local_root)
+        session = cast("ServerSession", self._local_root)
         _current.session = session
         try:
             return session.dispatch(handle, method, args)
@@ -362,14 +362,14 @@ class KosConnection(Connection):  # type: ignore[misc]
             _current.session = None
 
     def _handle_kos_release(self, handle: int) -> None:
-        cast("Session", self._local_root).release(handle)
+        cast("ServerSession", self._local_root).release(handle)
 
     def _handle_kos_stream(self, handle: int, size: int) -> Any:
-        return cast("Session", self._local_root).open_stream(handle, size)
+        return cast("ServerSession", self._local_root).open_stream(handle, size)
 
     def _handle_kos_stream_end(self, token: str) -> Any:
         timeout = float(self._config["sync_request_timeout"])
-        return cast("Session", self._local_root).end_stream(token, timeout)
+        return cast("ServerSession", self._local_root).end_stream(token, timeout)
 
 
 #: the requests a serving connection answers (by method name), and those a client's does
@@ -387,6 +387,6 @@ _ANSWERED = {h: _SERVED[h] for h in (consts.HANDLE_PING, consts.HANDLE_CLOSE)}
 _current = threading.local()
 
 
-def current_session() -> Session | None:
+def current_session() -> ServerSession | None:
     """The session whose call the current thread is serving, if any."""
-    return cast("Session | None", getattr(_current, "session", None))
+    return cast("ServerSession | None", getattr(_current, "session", None))

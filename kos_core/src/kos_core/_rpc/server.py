@@ -21,7 +21,7 @@ from collections.abc import Callable
 from kos_core._net import wire
 from kos_core._net.handshakes import PendingHandshakes
 from kos_core._rpc.connection import DEFAULT_CONFIG, KosChannel, KosConnection, KosStream, RpcConfig
-from kos_core._rpc.session import Session
+from kos_core._rpc.session import ServerSession
 from kos_core._rpc.streams import PendingStream, StreamTable
 from kos_core.errors import KosError
 
@@ -37,7 +37,7 @@ class Server:
     """Accepts kos connections on one address; each gets a thread (a bounded number of
     them before their handshake, see :mod:`kos_core._net.handshakes`).
 
-    ``authorize(token)`` returns the :class:`Session` for a credential, or ``None``
+    ``authorize(token)`` returns the :class:`ServerSession` for a credential, or ``None``
     to refuse it. Garbage, wrong credentials and wrong protocol versions are refused
     during the handshake and never reach rpyc. A TCP listener needs ``tls``: every
     connection to it speaks TLS (its handshake inside the same deadline) before a
@@ -47,7 +47,7 @@ class Server:
     def __init__(
         self,
         address: wire.Address,
-        authorize: Callable[[str], Session | None],
+        authorize: Callable[[str], ServerSession | None],
         *,
         name: str,
         config: RpcConfig = DEFAULT_CONFIG,
@@ -151,7 +151,7 @@ class Server:
         else:
             self._serve_session(sock, accepted)
 
-    def _handshake(self, sock: socket.socket) -> Session | PendingStream:
+    def _handshake(self, sock: socket.socket) -> ServerSession | PendingStream:
         """The session (or the stream) a new connection's credential opens."""
         sock.settimeout(wire.HANDSHAKE_TIMEOUT)  # the watchdog cuts it sooner if need be
         if sock.family != socket.AF_UNIX:
@@ -175,7 +175,7 @@ class Server:
         sock.settimeout(None)
         return session
 
-    def _serve_session(self, sock: socket.socket, session: Session) -> None:
+    def _serve_session(self, sock: socket.socket, session: ServerSession) -> None:
         session.streams = self.streams
         channel = KosChannel(KosStream(sock), session.max_request, session.cap_for)
         conn = KosConnection(session, channel, self._config.rpyc())

@@ -9,8 +9,8 @@ from typing import Any
 
 from rpyc.core.protocol import Connection
 
+from kos_core._rpc.client import sbh_of
 from kos_core._rpc.connection import DECLARED, DEFAULT_MAX_REQUEST, FAULT, OK
-from kos_core._rpc.link import sbh_of
 from kos_core._rpc.redact import public_message, value_name
 from kos_core._rpc.streams import StreamTable
 from kos_core.errors import KosError
@@ -29,7 +29,7 @@ log = logging.getLogger("kos.rpc")
 MAX_REFERENCES = 10_000
 
 
-class Session:
+class ServerSession:
     """The server side of one connection: the objects this client may call, by handle.
 
     Handle 0 is the object the client's credential named; objects returned by

@@ -41,7 +41,7 @@ PIECE = 1024 * 1024
 TOKEN_LIFETIME = 30.0
 _ONE_RECV = 256 * 1024 * 1024  # a known length larger than this arrives in parts
 
-#: the reply to a call, as :class:`~kos_core._rpc.Session` encodes it: ``(status, payload)``
+#: the reply to a call, as :class:`~kos_core._rpc.ServerSession` encodes it: ``(status, payload)``
 Reply = tuple[int, Any]
 
 

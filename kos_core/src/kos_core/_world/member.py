@@ -179,7 +179,7 @@ class WorldMember:
                 service = self._namespace.lookup(path)
             except KosError:
                 continue
-            if not isinstance(service, namespace.Service):
+            if not isinstance(service, namespace.ServiceNode):
                 continue
             address, _ = wire.parse_sbh(service.sbh)
             if address.host is None:

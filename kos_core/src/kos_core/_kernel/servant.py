@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 MAX_KERNEL_REQUEST = 64 * 1024
 
 
-class KernelSession(KPOperations):
+class KernelServant(KPOperations):
     """The kernel as one connection sees it (implements ``KernelAPI.Kernel``), with the
     rights of the credential it presented.
     """
@@ -55,7 +55,7 @@ class KernelSession(KPOperations):
             node = self._kernel.namespace.lookup(path)
         except NameNotFound as exc:
             raise self._kernel.supervisor.why_not_bound(path, exc, self._kernel.reserved) from None
-        if isinstance(node, namespace.Service):
+        if isinstance(node, namespace.ServiceNode):
             return ("service", node.typename, node.sbh)
         return ("context", "", namespace.join(namespace.split_path(path)))
 
@@ -72,7 +72,7 @@ class KernelSession(KPOperations):
     def Bind(self, path: str, typename: str, sbh: str) -> str:
         wire.parse_sbh(sbh)
         self.grant.check_bind(path, self._kernel.reserved)
-        bound = self._kernel.namespace.bind(path, namespace.Service(typename, sbh, self.owner))
+        bound = self._kernel.namespace.bind(path, namespace.ServiceNode(typename, sbh, self.owner))
         self._kernel.owner_changed(self.owner)
         return bound
 

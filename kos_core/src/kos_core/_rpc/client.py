@@ -1,4 +1,4 @@
-"""The client side of kos connections: a :class:`Link` to one served object and the
+"""The client side of kos connections: a :class:`ClientConnection` to one served object and the
 generated proxies that call through it. Every call is one round trip:
 ``(handle, method, args)`` out, ``(status, payload)`` back.
 """
@@ -54,7 +54,7 @@ class _ClientRoot:
         """Rpyc hook; nothing to do."""
 
 
-class Link:
+class ClientConnection:
     """A client's connection to one served object (connected on first use).
 
     ``what`` names the object in error messages.
@@ -279,11 +279,11 @@ class RemoteObject:
     """
 
     _kos_proxy_of: type[Interface] | None = None
-    _kos_link: Link
+    _kos_link: ClientConnection
     _kos_handle: int
     _kos_sbh: str | None
 
-    def __init__(self, link: Link, handle: int = 0, sbh: str | None = None) -> None:
+    def __init__(self, link: ClientConnection, handle: int = 0, sbh: str | None = None) -> None:
         self._kos_link = link
         self._kos_handle = handle
         self._kos_sbh = sbh
@@ -334,7 +334,7 @@ def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
 
 
 def make_proxy(
-    interface: type[Interface], link: Link, handle: int = 0, sbh: str | None = None
+    interface: type[Interface], link: ClientConnection, handle: int = 0, sbh: str | None = None
 ) -> Any:
     """A proxy of ``interface`` for the object ``handle`` on ``link``."""
     return proxy_class(interface)(link, handle, sbh)
@@ -352,7 +352,9 @@ def object_of_sbh(sbh: str, interface: type[_T] | str | None = None) -> Any:
     if not is_interface(iface):
         raise TypeError(f"{interface!r} is not an interface")
     address, token = wire.parse_sbh(sbh)
-    link = Link(address, token, f"{cast(type[Interface], iface).wire_name} at {address}")
+    link = ClientConnection(
+        address, token, f"{cast(type[Interface], iface).wire_name} at {address}"
+    )
     return make_proxy(cast(type[Interface], iface), link, 0, sbh)
 
 
@@ -363,6 +365,6 @@ def sbh_of(obj: object) -> str | None:
     return None
 
 
-def link_of(obj: object) -> Link | None:
+def connection_of(obj: object) -> ClientConnection | None:
     """The link a proxy talks through, or ``None`` for local objects."""
     return obj._kos_link if isinstance(obj, RemoteObject) else None
