@@ -9,8 +9,9 @@ with its own directories and ``127.0.0.x`` address, each running
 ``world_plugin.py`` (ten exported bitbuckets and a control bucket). Then it times:
 
 - **propagation**: from asking kernel A's plugin to bind a name until every other
-  kernel's cache has it (each observer polls its kernel's ``List("world/A")`` every
-  :data:`POLL` seconds, with a deadline), the binding kernel taking turns; the same for
+  kernel's cache has it (each observer watches ``world`` on its kernel, ``Kos.watch``:
+  a world name's bind or unbind event is added to a kernel's event log once its cache
+  holds it; a deadline per sample), the binding kernel taking turns; the same for
   the unbind. Once with the real kernels alone, once more with ``M`` simulated
   kernels (``world_fanout.py``) holding leases, records and watches on the same etcd;
 - **lookup**: ``Lookup("world/A/bb0")`` (from the cache) against ``Lookup("bb0")``
@@ -33,10 +34,10 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,6 @@ from common import Stats, helper_process
 from kos_core import _rpc
 from kos_core._net import tls
 from kos_core._world.layout import parse_name
-from kos_core.errors import WorldUnavailable
 from kos_core.testing import EtcdProcess, wait_for
 from kos_plugins_bitbucket.api import BitBucket
 from tls import series
@@ -54,8 +54,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from world_helpers import World  # noqa: E402  (the tests' world of loopback kernels)
 
-#: seconds between two polls of one observer
-POLL = 0.002
 #: how long a name may take to reach every cache before the sample fails
 DEADLINE = 10.0
 #: the targets of issue 10
@@ -115,45 +113,53 @@ class Bench:
         self.names = names
         self.clients: dict[str, Any] = {n: stack.enter_context(world.client(n)) for n in names}
         self.controls = {n: self.clients[n].lookup(CONTROL) for n in names}
-        self.pool = stack.enter_context(ThreadPoolExecutor(len(names)))
-        #: polls answered "the world is unavailable" (a cache re-listing after its
-        #: keep-alive or watch failed)
-        self.unavailable = 0
+        #: (observer, kind, path) -> when the observer's watch delivered the event
+        self._arrivals: dict[tuple[str, str, str], float] = {}
+        self._arrived = threading.Condition()
+        #: ``lost`` events: a watcher fell behind its kernel's event ring
+        self.lost = 0
+        for name in names:
+            events = self.clients[name].watch("world")
+            threading.Thread(target=self._observe, args=(name, events), daemon=True).start()
 
-    def _seen(self, observer: str, kernel: str, present: bool, start: float) -> float:
-        """Seconds from ``start`` until ``observer`` lists ``world/<kernel>/probe`` as
-        ``present``.
-        """
-        kernel_api = self.clients[observer].kernel
-        path = f"world/{kernel}"
-        deadline = start + DEADLINE
-        while True:
-            try:
-                listed = any(row[0] == PROBE for row in kernel_api.List(path))
-            except WorldUnavailable:  # its cache is re-listing: not yet
-                self.unavailable += 1
-                listed = not present
-            now = time.perf_counter()
-            if listed == present:
-                return now - start
-            if now > deadline:
-                raise TimeoutError(f"{observer} did not see {path}/{PROBE} {present=}")
-            time.sleep(POLL)
+    def _observe(self, observer: str, events: Iterator[Any]) -> None:
+        try:
+            for event in events:
+                now = time.perf_counter()
+                with self._arrived:
+                    if event.kind == "lost":
+                        self.lost += 1
+                    elif event.path.endswith(f"/{PROBE}"):
+                        self._arrivals[(observer, event.kind, event.path)] = now
+                        self._arrived.notify_all()
+        except Exception:  # the kernels stop at the end of the run
+            pass
+
+    def _all_in(self, keys: list[tuple[str, str, str]]) -> bool:
+        return all(k in self._arrivals for k in keys)
 
     def propagate(self, samples: int) -> tuple[list[float], list[float]]:
         """Bind and unbind the probe ``samples`` times, the binding kernel in turn;
-        per sample, the time until the last other kernel saw it (s).
+        per sample, the time until the last other kernel's cache had it (s).
         """
         binds: list[float] = []
         unbinds: list[float] = []
         for i in range(samples):
             kernel = self.names[i % len(self.names)]
+            path = f"world/{kernel}/{PROBE}"
             others = [n for n in self.names if n != kernel]
-            for present, out in ((True, binds), (False, unbinds)):
+            for kind, out in (("bind", binds), ("unbind", unbinds)):
+                keys = [(o, kind, path) for o in others]
+                with self._arrived:
+                    for key in keys:
+                        self._arrivals.pop(key, None)
                 start = time.perf_counter()
-                futures = [self.pool.submit(self._seen, o, kernel, present, start) for o in others]
-                self.controls[kernel].Set("bind" if present else "unbind", b"")
-                out.append(max(f.result() for f in futures))
+                self.controls[kernel].Set(kind, b"")
+                with self._arrived:
+                    if not self._arrived.wait_for(lambda k=keys: self._all_in(k), DEADLINE):
+                        late = [k[0] for k in keys if k not in self._arrivals]
+                        raise TimeoutError(f"{', '.join(late)} did not see {kind} {path}")
+                    out.append(max(self._arrivals[k] for k in keys) - start)
         return binds, unbinds
 
     def lookups(self, total: int) -> dict[str, Stats]:
@@ -272,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         except TimeoutError as exc:  # reported, not hidden: a cache stayed unavailable
             fan_failure, fan_binds, fan_unbinds = str(exc), [DEADLINE], [DEADLINE]
         fan_after = etcd_metrics(world.etcd)
-        unavailable = bench.unavailable
+        lost = bench.lost
 
     def delta(a: dict[str, float], b: dict[str, float], key: str) -> float:
         return (b[key] - a[key]) / changes
@@ -316,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         ("kernel RSS per 1,000 world names (MiB)", f"{per_1000:.2f}", "",
          "each name with its kernel's record"),
         ("beside the simulated kernels: failure", fan_failure or "none", "", ""),
-        ("polls answered WorldUnavailable", f"{unavailable}", "", "a cache re-listing"),
+        ("watch events lost", f"{lost}", "", "a watcher behind its kernel's event ring"),
     ]  # fmt: skip
     print(f"{'measure':<52} {'median':>9} {'p99':>9}  verdict / note")
     for label, median, high, note in rows:

@@ -99,3 +99,26 @@ def test_names_follow_binds_and_unbinds_and_unknown_world_names_are_not_found(
     assert "world/A/bitbucket is not bound" in missing.stderr
     nobody = world.cli("B", "ls", "world/Z")
     assert nobody.returncode == 1 and "no kernel 'Z' in the world" in nobody.stderr
+
+
+def test_a_watcher_sees_world_names_come_and_go(world: World) -> None:
+    world.start("B", setup="[bitbucket]\nexport: no\n")
+    world.wait_plugin("B", "bitbucket", ["bitbucket"])
+    seen: list[tuple[str, str, str]] = []
+    with world.client("B") as kos:
+        events = kos.watch("world")
+
+        def collect() -> None:
+            for event in events:
+                seen.append((event.kind, event.path, event.typename))
+
+        threading.Thread(target=collect, daemon=True).start()
+        world.start("A")
+        world.wait_plugin("A", "bitbucket", ["bitbucket"])
+        bound = ("bind", "world/A/bitbucket", "BitBucketAPI.BitBucket")
+        wait_for(lambda: bound in seen, 10, "B's watcher to see A's bitbucket")
+        assert world.cli("A", "plugin", "stop", "bitbucket").returncode == 0
+        unbound = ("unbind", "world/A/bitbucket", "BitBucketAPI.BitBucket")
+        wait_for(lambda: unbound in seen, 10, "B's watcher to see it go")
+        assert all(path.startswith("world/") for _, path, _ in seen), seen
+        assert not any(path == "bitbucket" for _, path, _ in seen)  # B's own: not under world

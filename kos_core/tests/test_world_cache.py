@@ -98,3 +98,34 @@ def test_the_cache_is_unavailable_at_once_when_etcd_goes_and_lists_again_when_it
     etcd.start()
     _join(Etcd(WorldURL.parse(etcd.url)), "B", 4100)
     wait_for(lambda: cache.wait_live(0) and "B" in cache.kernels(), 10, "the cache to be back")
+
+
+def test_each_change_of_a_name_is_reported_once_also_across_a_new_list(client: Etcd) -> None:
+    changes: list[tuple[str, str, str, str]] = []
+    cache = WorldCache(client, LAYOUT, CA, lambda *change: changes.append(change))
+    try:
+        lease = _join(client)
+        client.put(LAYOUT.name_key("A", "old"), Name("T.Old", SBH).encode(), lease)
+        cache.start()
+        assert cache.wait_live(5)
+        assert changes == [("bind", "A", "old", "T.Old")]  # from the first list
+        client.put(LAYOUT.name_key("A", "bb"), Name("T.T", SBH).encode(), lease)
+        wait_for(lambda: len(changes) == 2, 5, "the bind")
+        client.put(LAYOUT.name_key("A", "bb"), Name("T.T", SBH).encode(), lease)  # same value
+        client.put(LAYOUT.name_key("A", "bb"), Name("T.New", SBH).encode(), lease)
+        wait_for(lambda: len(changes) == 4, 5, "the change")
+        assert changes[1:] == [
+            ("bind", "A", "bb", "T.T"),
+            ("unbind", "A", "bb", "T.T"),
+            ("bind", "A", "bb", "T.New"),
+        ]
+        # While the cache is cut off, a name goes; the next list reports it gone.
+        cache.set_reachable(False)
+        wait_for(lambda: not cache.wait_live(0), 5, "the watch to close")
+        client.delete(LAYOUT.name_key("A", "old"))
+        cache.set_reachable(True)
+        wait_for(lambda: len(changes) == 5, 5, "the unbind found by the new list")
+        assert changes[4] == ("unbind", "A", "old", "T.Old")
+        assert cache.names("A").keys() == {"bb"}
+    finally:
+        cache.stop()

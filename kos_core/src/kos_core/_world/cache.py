@@ -12,6 +12,10 @@ What a lookup may see is checked (:mod:`.layout`): a value kos did not write is
 logged once and ignored; a name counts only while its kernel's record is there, held
 by the same lease, and its SBH points at that kernel's host; a record that claims
 an address another kernel holds is ignored (the older one keeps it).
+
+Each name that appears, changes or goes is reported to ``on_change(kind, kernel, path,
+typename)`` (kind ``bind`` or ``unbind``) once the cache holds it, outside the cache's
+lock: the kernel adds these to its event log, so ``kos watch world`` shows them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kos_core._net import wire
@@ -30,6 +35,11 @@ log = logging.getLogger("kos.world")
 
 #: how long to wait before listing again after etcd failed to answer
 RETRY = 0.25
+
+#: ``on_change(kind, kernel, path, typename)``: a world name was bound or unbound
+OnChange = Callable[[str, str, str, str], None]
+#: one change: (kind, kernel, path, typename)
+_Change = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -49,8 +59,15 @@ class _Entry:
 class WorldCache:
     """The watched copy of one world."""
 
-    def __init__(self, etcd: Etcd, layout: Layout, ca_fingerprint: str) -> None:
+    def __init__(
+        self,
+        etcd: Etcd,
+        layout: Layout,
+        ca_fingerprint: str,
+        on_change: OnChange | None = None,
+    ) -> None:
         self._etcd = etcd
+        self._on_change = on_change
         self._layout = layout
         self._ca = ca_fingerprint
         self._lock = threading.Lock()
@@ -121,27 +138,62 @@ class WorldCache:
             except WorldUnavailable as exc:
                 if not self._stopped.is_set():
                     log.debug("world: watch ended (%s)", exc)
+            except Exception:  # a bug must not leave a live-looking cache that never changes
+                log.exception("world: the watch failed; listing again")
             with self._lock:
                 self._live = False
-                self._watch = None
+                ended, self._watch = self._watch, None
+            if ended is not None:
+                ended.close()
             self._stopped.wait(RETRY)
 
     def _load(self, kvs: list[KeyValue]) -> None:
         with self._lock:
+            before = self._typenames()
             self._kernels, self._names = {}, {}
             for kv in kvs:
                 self._put(kv)
+            after = self._typenames()
+        changes: list[_Change] = [
+            ("unbind", kernel, path, typename)
+            for (kernel, path), typename in before.items()
+            if after.get((kernel, path)) != typename
+        ]
+        changes += [
+            ("bind", kernel, path, typename)
+            for (kernel, path), typename in after.items()
+            if before.get((kernel, path)) != typename
+        ]
+        self._report(changes)
 
     def _apply(self, events: list[tuple[bool, KeyValue]]) -> None:
+        changes: list[_Change] = []
         with self._lock:
             for deleted, kv in events:
                 self.events += 1
                 if deleted:
-                    self._delete(kv.key)
+                    self._delete(kv.key, changes)
                 else:
-                    self._put(kv)
+                    self._put(kv, changes)
+        self._report(changes)
 
-    def _put(self, kv: KeyValue) -> None:
+    def _typenames(self) -> dict[tuple[str, str], str]:
+        return {
+            (kernel, path): entry.name.typename
+            for kernel, names in self._names.items()
+            for path, entry in names.items()
+        }
+
+    def _report(self, changes: list[_Change]) -> None:
+        if self._on_change is None:
+            return
+        for change in changes:
+            try:
+                self._on_change(*change)
+            except Exception:  # a watcher's trouble must not stop the cache
+                log.exception("world: reporting %s failed", change)
+
+    def _put(self, kv: KeyValue, changes: list[_Change] | None = None) -> None:
         try:
             kind, kernel, path = self._layout.parse_key(kv.key)
             if kind == "kernel":
@@ -164,10 +216,16 @@ class WorldCache:
                     raise BadValue(f"a name of kernel {kernel!r} not held by its lease")
                 if held is not None and held.record.listen_host != address.host:
                     raise BadValue(f"a name of kernel {kernel!r} served from another host")
-                self._names.setdefault(kernel, {})[path] = _Entry(name, kv.lease, address.host)
+                names = self._names.setdefault(kernel, {})
+                old = names.get(path)
+                names[path] = _Entry(name, kv.lease, address.host)
+                if changes is not None and (old is None or old.name != name):
+                    if old is not None:
+                        changes.append(("unbind", kernel, path, old.name.typename))
+                    changes.append(("bind", kernel, path, name.typename))
         except BadValue as exc:
             log.warning("world: ignoring %s in etcd: %s", _printable(kv.key), exc)
-            self._delete(kv.key)
+            self._delete(kv.key, changes)
 
     def _address_holder(self, address: str, kernel: str) -> _Record | None:
         for other, held in self._kernels.items():
@@ -175,7 +233,7 @@ class WorldCache:
                 return held
         return None
 
-    def _delete(self, key: str) -> None:
+    def _delete(self, key: str, changes: list[_Change] | None = None) -> None:
         try:
             kind, kernel, path = self._layout.parse_key(key)
         except BadValue:
@@ -183,7 +241,9 @@ class WorldCache:
         if kind == "kernel":
             self._kernels.pop(kernel, None)
         else:
-            self._names.get(kernel, {}).pop(path, None)
+            old = self._names.get(kernel, {}).pop(path, None)
+            if old is not None and changes is not None:
+                changes.append(("unbind", kernel, path, old.name.typename))
 
     # -- lookups ----------------------------------------------------------------------
 

@@ -30,6 +30,12 @@ class LeaseLost(WorldUnavailable):
     """etcd answers, but the lease a call named no longer exists."""
 
 
+class EtcdRefused(WorldUnavailable):
+    """etcd answered, with an error: it is reachable, but did not do what was asked
+    (overloaded: "request timed out"; or a permission or a malformed request).
+    """
+
+
 @dataclass(frozen=True)
 class WorldURL:
     """Where a world's etcd is: ``etcd://HOST:PORT[,HOST:PORT...]`` (plain HTTP) or
@@ -199,7 +205,7 @@ class Etcd:
                 if self.url.user and "token" in str(exc.detail_text) and attempt == 0:
                     self._token = None  # expired: authenticate again
                     continue
-                raise WorldUnavailable(f"etcd refused {path}: {_detail(exc)}") from None
+                raise EtcdRefused(f"etcd refused {path}: {_detail(exc)}") from None
             except ValueError as exc:  # not JSON
                 raise WorldUnavailable(f"etcd sent a reply kos cannot read: {exc}") from None
             self._current = index

@@ -107,7 +107,9 @@ class WorldMember:
         self._exported = exported
         self._etcd = Etcd(settings.url)
         self._layout = Layout(settings.url.prefix)
-        self.cache = WorldCache(self._etcd, self._layout, tls.fingerprint(self.ca_pem))
+        self.cache = WorldCache(
+            self._etcd, self._layout, tls.fingerprint(self.ca_pem), self._changed
+        )
         self.exports = Exports(self._etcd, self._layout, kernel)
         self._membership: Membership | None = None
         if not settings.url.loopback_only and not settings.url.tls:
@@ -141,6 +143,10 @@ class WorldMember:
         self._membership.join()
         self.cache.start()
         self.cache.wait_live(2.0)
+
+    def _changed(self, kind: str, kernel: str, path: str, typename: str) -> None:
+        """A world name changed in the cache: tell the kernel's watchers."""
+        self._namespace.events.add(kind, namespace.join([WORLD, kernel, path]), typename)
 
     @staticmethod
     def covers(path: str) -> bool:

@@ -5,6 +5,8 @@ record ``<prefix>kernels/<name>`` held by that lease, in one transaction that
 succeeds only if no such key exists: a name is unique in the world because etcd
 says so, not because kernels agree. A thread then renews the lease every third of
 the TTL. When etcd cannot be reached the kernel keeps its lease id and keeps trying;
+an etcd that answers with an error (overloaded) still counts as reachable while the
+lease it last renewed has more than a third of its TTL left (:data:`BUSY_GRACE`);
 when etcd answers again and the lease is gone (it expired during a partition, or
 etcd lost its data), the kernel joins again with a new lease and republishes. If
 meanwhile another kernel took the name, this one stops (exit 2) rather than fight.
@@ -17,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from kos_core._world.etcd import Etcd
+from kos_core._world.etcd import Etcd, EtcdRefused
 from kos_core._world.layout import BadValue, KernelRecord, Layout, parse_record
 from kos_core.errors import UsageError, WorldUnavailable
 
@@ -27,6 +29,9 @@ log = logging.getLogger("kos.world")
 LEASE_TTL = 6
 #: how long to wait between attempts while etcd does not answer
 RETRY = 0.25
+#: the share of the TTL after the last renewal during which keep-alives that etcd
+#: refuses (it answered, overloaded) leave the kernel reachable: the lease still holds
+BUSY_GRACE = 2 / 3
 
 
 class NameTaken(UsageError):
@@ -58,6 +63,7 @@ class Membership:
         self._on_reachable = on_reachable
         self.ttl = ttl
         self.lease = 0
+        self._renewed = 0.0  # time.monotonic() of the last renewal etcd confirmed
         #: set when this kernel must stop: why (the name was taken from it)
         self.fatal: NameTaken | None = None
         self._stop = threading.Event()
@@ -85,15 +91,19 @@ class Membership:
             self._etcd.revoke(lease)
             raise NameTaken(_taken_message(self.record.name, holder.value))
         self.lease = lease
+        self._renewed = time.monotonic()
         log.info("world: joined as %r (lease %x, ttl %d s)", self.record.name, lease, self.ttl)
         self._on_reachable(True)
         self._on_joined(lease)
 
     def _loop(self) -> None:
         reachable = True
-        while not self._stop.wait(self.ttl / 3 if self.lease and reachable else RETRY):
+        busy = False
+        while not self._stop.wait(self.ttl / 3 if self.lease and reachable and not busy else RETRY):
+            busy = False
             try:
                 if self.lease and self._etcd.keepalive(self.lease) > 0:
+                    self._renewed = time.monotonic()
                     ok = True
                 else:
                     if self.lease:
@@ -101,6 +111,17 @@ class Membership:
                         self.lease = 0
                     self._join()
                     ok = True
+            except EtcdRefused as exc:
+                # etcd answered: while the lease surely holds, it is busy, not gone
+                busy = True
+                ok = reachable and self._lease_holds()
+                if reachable:
+                    log.log(
+                        logging.INFO if ok else logging.WARNING,
+                        "world: etcd refused a keep-alive (%s)%s",
+                        exc,
+                        "; retrying" if ok else "; the lease may expire",
+                    )
             except WorldUnavailable as exc:
                 ok = False
                 if reachable:
@@ -114,6 +135,10 @@ class Membership:
                 if ok:
                     log.info("world: etcd answers again")
                 self._on_reachable(ok)
+
+    def _lease_holds(self) -> bool:
+        """Whether the lease surely has not expired yet (renewed recently enough)."""
+        return bool(self.lease) and time.monotonic() - self._renewed < self.ttl * BUSY_GRACE
 
     def leave(self) -> None:
         """Stop renewing and revoke the lease: every key of this kernel goes at once."""
