@@ -183,7 +183,7 @@ def _plugin_action(action: str) -> click.Command:
     @reports_errors
     def command(kernel: str | None, wait: bool, timeout: float, name: str) -> None:
         from kos_core._client import connect
-        from kos_core._plugin_control import describe
+        from kos_core._client.plugin_control import describe
 
         with connect(kernel) as kos:
             row = getattr(kos, f"{action}_plugin")(name, wait=wait, timeout=timeout)
