@@ -6,7 +6,7 @@ and removes it when it stops; clients, plugins and a later kernel of the same na
 read it. It is a JSON object::
 
     {"kernel": "k1", "address": "unix:/run/user/1000/kos/k1.sock",
-     "tcp": "10.0.0.5:7000", "ca": "-----BEGIN CERTIFICATE-----...",
+     "tcp": "tcp:10.0.0.5:7000", "ca": "-----BEGIN CERTIFICATE-----...",
      "pid": 4242, "protocol": 1, "version": "0.1.0", "secret": "..."}
 
 ``tcp`` and ``ca`` (the authority the kernel's processes serve TCP with) are there
@@ -39,7 +39,7 @@ class ConnectionInfo:
     secret: str
     #: the kernel's process, if the file names one
     pid: int | None = None
-    #: its TCP address (``HOST:PORT``), "" if it listens on its Unix socket only
+    #: its TCP address (``tcp:HOST:PORT``), "" if it listens on its Unix socket only
     tcp: str = ""
     #: the authority its processes serve TCP with (PEM), "" without TCP
     ca: str = ""
