@@ -68,4 +68,7 @@ def kos_register_commands(cli: click.Group) -> None:
     Called when the ``kos`` CLI starts, with its top-level click group; call
     ``cli.add_command(...)`` (or use ``@cli.command()``). Import heavy modules
     inside the command functions, not at module level, so ``kos --help`` stays fast.
+    The commands added (and their subcommands) report errors as kos's own do: a
+    :class:`~kos_core.errors.KosError` is one line on stderr and exit status 1
+    (2 for a :class:`~kos_core.errors.UsageError`).
     """

@@ -36,16 +36,14 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, TypeVar
 
-from kos_core._hints import did_you_mean
-from kos_core.errors import InterfaceNotFound, KosError, UsageError
+from kos_core._interfaces import find_interface, register
+from kos_core.errors import KosError, UsageError
 
 __all__ = ["Interface", "MethodSpec", "find_interface", "raises"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-_INTERFACES: dict[str, type[Interface]] = {}
 _SCALARS = (str, bytes, int, float, bool, type(None))
 
 
@@ -167,7 +165,7 @@ class Interface:
         _check_hints(cls)
         cls.wire_name = wire_name
         cls._kos_methods = None
-        _INTERFACES[wire_name] = cls
+        register(wire_name, cls)
 
     @classmethod
     def methods(cls) -> dict[str, MethodSpec]:
@@ -218,46 +216,6 @@ def _collect_methods(cls: type[Interface]) -> dict[str, MethodSpec]:
                 doc=inspect.getdoc(func) or "",
             )
     return specs
-
-
-def find_interface(wire_name: str) -> type[Interface]:
-    """The interface declared under ``wire_name``.
-
-    Looks in what is already imported, then in the ``kos.interfaces`` entry points.
-    Raises :class:`~kos_core.errors.InterfaceNotFound`.
-    """
-    found = _INTERFACES.get(wire_name)
-    if found is not None:
-        return found
-    module_name = wire_name.partition(".")[0]
-    for ep in entry_points(group="kos.interfaces", name=module_name):
-        try:
-            ep.load()
-        except Exception as exc:  # a broken distribution must not break lookups of others
-            raise InterfaceNotFound(
-                f"interface {wire_name}: loading {ep.value} failed: {exc}"
-            ) from exc
-    found = _INTERFACES.get(wire_name)
-    if found is None:
-        prefix = f"{module_name}."
-        siblings = [n.removeprefix(prefix) for n in _INTERFACES if n.startswith(prefix)]
-        if siblings:
-            name = wire_name.removeprefix(prefix)
-            raise InterfaceNotFound(
-                f"unknown interface {wire_name!r}: {module_name} declares no {name!r}"
-                f"{did_you_mean(name, siblings)} (it declares: {', '.join(sorted(siblings))})"
-            )
-        raise InterfaceNotFound(
-            f"unknown interface {wire_name!r}: no installed distribution declares"
-            f" {module_name!r}{did_you_mean(module_name, _known_modules())}"
-        )
-    return found
-
-
-def _known_modules() -> set[str]:
-    """The interface module names installed distributions declare, and those imported."""
-    names = {ep.name for ep in entry_points(group="kos.interfaces")}
-    return names | {n.partition(".")[0] for n in _INTERFACES}
 
 
 def is_interface(tp: Any) -> bool:

@@ -221,12 +221,12 @@ class PluginKos(Kos):
     ) -> None:
         super().__init__(name, link, tcp_host)
         self.plugin_name = plugin_name
-        self._server_name = f"plugin-{plugin_name}"
+        self._services.server_name = f"plugin-{plugin_name}"
         self._kernel_lost = False
 
     def _serve_health(self) -> str:
         """Serve the kernel's health pings; return the SBH to give it."""
-        return self._serve(_Health(), PluginHealth)[1]
+        return self._services.serve(_Health(), PluginHealth)[1]
 
     def _arm(self) -> None:
         global _current
@@ -244,13 +244,13 @@ class PluginKos(Kos):
         poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
         try:
             while not poller.poll(1000):
-                if self._stopped.is_set():
+                if self._services.stopped.is_set():
                     return
         except OSError:
             pass
-        if self._stopped.is_set():
+        if self._services.stopped.is_set():
             return
         self._kernel_lost = True
-        self._stopped.set()
+        self._services.stopped.set()
         with contextlib.suppress(OSError):  # already stopping: the handler ignores it
             _thread.interrupt_main(signal.SIGTERM)

@@ -32,28 +32,23 @@ def http_group() -> None:
 def http_get(kernel: str | None, include: bool, url: str) -> None:
     """Fetch URL with a private requester and write the body to stdout."""
     import kos_core
-    from kos_core.cli import reports_errors
 
     from .api import Factory
 
-    @reports_errors
-    def fetch() -> None:
-        with kos_core.connect(kernel) as kos:
-            requester = kos.lookup("http", Factory).GetHTTPRequester()
-            try:
-                headers, body = requester.GetWithInfo(url)
-                if include:
-                    for key, value in headers:
-                        click.echo(f"{key}: {value}")
-                    click.echo()
-                data = body.read()
-                out = data if isinstance(data, bytes) else data.encode()
-                sys.stdout.buffer.write(out)
-                sys.stdout.buffer.flush()
-            finally:
-                requester.Close()
-
-    fetch()
+    with kos_core.connect(kernel) as kos:  # kos reports its errors (one line, exit 1)
+        requester = kos.lookup("http", Factory).GetHTTPRequester()
+        try:
+            headers, body = requester.GetWithInfo(url)
+            if include:
+                for key, value in headers:
+                    click.echo(f"{key}: {value}")
+                click.echo()
+            data = body.read()
+            out = data if isinstance(data, bytes) else data.encode()
+            sys.stdout.buffer.write(out)
+            sys.stdout.buffer.flush()
+        finally:
+            requester.Close()
 
 
 @hookimpl

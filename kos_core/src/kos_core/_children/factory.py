@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kos_core import _rpc
-from kos_core._net import wire
+from kos_core._net import tls, wire
 from kos_core._os import paths, processes
 from kos_core.interface import Interface, find_interface
 
@@ -104,10 +104,8 @@ def _child_address() -> tuple[wire.Address, ssl.SSLContext | None]:
     """Where a child listens: TCP+TLS if its plugin is exported, else its own socket."""
     tcp = os.environ.get(CHILD_TCP_ENV, "")
     if tcp:
-        from kos_core._client import _server_tls
-
         kernel, _, host = tcp.partition(" ")
-        return wire.Address(host=host, port=0), _server_tls(kernel)
+        return wire.Address(host=host, port=0), tls.kernel_server_context(kernel)
     return wire.Address(path=str(socket_path(os.getpid()))), None
 
 
@@ -255,9 +253,9 @@ class ChildServer:
         self._token = secrets.token_urlsafe(24)
         self._served: tuple[object, type[Interface]] | None = None
         self._deadline = float("inf")
-        address, tls = _child_address()
+        address, context = _child_address()
         self._server = _rpc.Server(
-            address, self._authorize, name=f"child-{os.getpid()}", one_shot=True, tls=tls
+            address, self._authorize, name=f"child-{os.getpid()}", one_shot=True, tls=context
         )
         self._server.start()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import secrets
@@ -15,18 +14,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kos_core import __version__, _rpc
-from kos_core._client import read_connection_file
-from kos_core._kernel import access, namespace
+from kos_core import _rpc
+from kos_core._kernel import access
 from kos_core._kernel.access import Grant
 from kos_core._kernel.discovery import InstalledPlugin
 from kos_core._kernel.namespace import Namespace
 from kos_core._kernel.reload import records_from_setup, reload_in_background
 from kos_core._kernel.servant import KernelServant, PluginEntry
 from kos_core._kernel.setup_files import SetupConfig
+from kos_core._kernel.store import LinkNode, Store
 from kos_core._kernel.supervisor import PluginRecord, Supervisor
 from kos_core._kp.station import Station
-from kos_core._net import tls, wire
+from kos_core._net import connection_file, tls, wire
 from kos_core._os import paths, processes
 from kos_core._world.member import WorldMember, WorldSettings
 from kos_core.errors import (
@@ -63,9 +62,11 @@ class KernelCore:
         listen: wire.Address | None = None,
         state_dir: Path | None = None,
         world: WorldSettings | None = None,
+        store: Store | None = None,
     ) -> None:
         self.name = paths.check_name(name, "kernel")
-        self.namespace = Namespace()
+        #: the names bound at this kernel: ``store``, by default an in-memory tree
+        self.namespace: Store = store if store is not None else Namespace()
         self.namespace.make_context("plugins")
         #: the installed plugins (as discovered at start) and the setup files last read
         self.installed = installed
@@ -82,7 +83,6 @@ class KernelCore:
         self._servers: list[_rpc.Server] = []
         self._ca_pem = ""
         self._lock_fd: int | None = None
-        self._conn_file = paths.connection_file(name)
         self.supervisor = Supervisor(name, self._state_dir, self.namespace)
         self._lock = self.supervisor.lock
         self.records = self.supervisor.records
@@ -152,15 +152,16 @@ class KernelCore:
         except BlockingIOError:
             os.close(fd)
             try:
-                info = read_connection_file(self.name) or {}
+                info = connection_file.read(self.name)
             except KernelUnreachable:
-                info = {}
+                info = None
+            pid = info.pid_text if info is not None else "?"
             raise UsageError(
-                f"a kernel named {self.name!r} is already running (pid {info.get('pid', '?')});"
+                f"a kernel named {self.name!r} is already running (pid {pid});"
                 " choose another name with -n"
             ) from None
         self._lock_fd = fd
-        self._conn_file.unlink(missing_ok=True)
+        connection_file.remove(self.name)
         if self._unix.path is not None and os.path.exists(self._unix.path):
             os.unlink(self._unix.path)
 
@@ -177,17 +178,14 @@ class KernelCore:
         return tls.server_context(str(paths.tls_file(self.name)))
 
     def _write_connection_file(self) -> None:
-        tcp = self.tcp_address
-        data = {
-            "kernel": self.name,
-            "address": str(self.address),
-            **({"tcp": str(tcp), "ca": self._ca_pem} if tcp is not None else {}),
-            "pid": os.getpid(),
-            "protocol": wire.PROTOCOL_VERSION,
-            "version": __version__,
-            "secret": self._secret,
-        }
-        paths.write_private_file(self._conn_file, json.dumps(data).encode())
+        connection_file.write(
+            self.name,
+            address=self.address,
+            secret=self._secret,
+            pid=os.getpid(),
+            tcp=self.tcp_address,
+            ca=self._ca_pem,
+        )
 
     def _authorize(self, token: str) -> _rpc.ServerSession | None:
         grant = self._grant_for(token)
@@ -233,11 +231,11 @@ class KernelCore:
         for server in self._servers:
             server.close()
         try:
-            info = read_connection_file(self.name)
+            info = connection_file.read(self.name)
         except KernelUnreachable:
             info = None
-        if info is not None and info.get("secret") == self._secret:
-            self._conn_file.unlink(missing_ok=True)
+        if info is not None and info.secret == self._secret:
+            connection_file.remove(self.name)
             paths.tls_file(self.name).unlink(missing_ok=True)
         processes.sweep_stale_sockets(paths.runtime_dir())
         if self._lock_fd is not None:
@@ -287,7 +285,7 @@ class KernelCore:
             self.namespace.make_context(context, owner=record.owner)
             for link in ("kos", "world"):
                 with contextlib.suppress(KosError):
-                    self.namespace.bind(f"{context}/{link}", namespace.LinkNode("", record.owner))
+                    self.namespace.bind(f"{context}/{link}", LinkNode("", record.owner))
         log.info("plugin %s registered (pid %d)", name, pid)
         return PluginEntry(self, name)
 

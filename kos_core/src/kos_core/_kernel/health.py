@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING
 
 from kos_core import _rpc
-from kos_core._kernel import namespace
+from kos_core._kernel.store import Store
 from kos_core._net import wire
 from kos_core.kernel_api import PluginHealth
 
@@ -44,7 +44,7 @@ class HealthChecks:
 
     records: dict[str, PluginRecord]
     lock: threading.RLock
-    namespace: namespace.Namespace
+    namespace: Store
     _stopping: threading.Event
 
     def set_health(self, record: PluginRecord, sbh: str) -> None:

@@ -12,40 +12,17 @@ from __future__ import annotations
 import builtins
 import re
 import threading
-from dataclasses import dataclass, field
 
 from kos_core._hints import did_you_mean
 from kos_core._kernel.events import EventLog
+from kos_core._kernel.store import ContextNode, Entry, LinkNode, ServiceNode
 from kos_core.errors import NameAlreadyBound, NameNotFound, NotAContext, UsageError
+
+__all__ = ["ContextNode", "LinkNode", "Namespace", "ServiceNode", "join", "split_path"]
 
 _COMPONENT = re.compile(r"^[A-Za-z0-9_@+:=,~-][A-Za-z0-9_.@+:=,~-]{0,127}$")
 _MAX_DEPTH = 32
 _MAX_LINKS = 16
-
-
-@dataclass
-class ServiceNode:
-    """A bound service: its interface name, its SBH, and who bound it."""
-
-    typename: str
-    sbh: str
-    owner: str | None = None
-
-
-@dataclass
-class LinkNode:
-    """A name that stands for another path."""
-
-    target: str
-    owner: str | None = None
-
-
-@dataclass
-class ContextNode:
-    """A context: named entries."""
-
-    entries: dict[str, ServiceNode | LinkNode | ContextNode] = field(default_factory=dict)
-    owner: str | None = None
 
 
 def split_path(path: str) -> list[str]:
@@ -70,7 +47,7 @@ def join(parts: list[str]) -> str:
 
 
 class Namespace:
-    """A thread-safe namespace tree."""
+    """A thread-safe namespace tree, in memory: the kernel's :class:`~.store.Store`."""
 
     def __init__(self) -> None:
         self._root = ContextNode()
@@ -78,10 +55,8 @@ class Namespace:
         #: every service bound and unbound, for watchers
         self.events = EventLog()
 
-    def _walk(
-        self, parts: list[str], follow_last: bool = True
-    ) -> ServiceNode | LinkNode | ContextNode:
-        node: ServiceNode | LinkNode | ContextNode = self._root
+    def _walk(self, parts: list[str], follow_last: bool = True) -> Entry:
+        node: Entry = self._root
         hops = 0
         queue = list(parts)
         done: list[str] = []
@@ -147,7 +122,7 @@ class Namespace:
             raise NotAContext(f"{join(parts[:-1])} is not a context")
         return parent, parts[-1], parts
 
-    def bind(self, path: str, entry: ServiceNode | LinkNode | ContextNode) -> str:
+    def bind(self, path: str, entry: Entry) -> str:
         """Bind ``entry`` at ``path``; the parent context must exist. Returns the canonical path."""
         with self._lock:
             parent, name, parts = self._parent(path)
@@ -171,7 +146,7 @@ class Namespace:
                 node = child
             return node
 
-    def unbind(self, path: str, owner: str | None = None) -> ServiceNode | LinkNode | ContextNode:
+    def unbind(self, path: str, owner: str | None = None) -> Entry:
         """Remove the entry at ``path`` (not following a final link).
 
         With ``owner`` given, refuse (as :class:`NameNotFound`) entries someone else owns.
@@ -203,7 +178,7 @@ class Namespace:
             elif isinstance(entry, ContextNode):
                 self._remove_owner(entry, [*prefix, name], owner, removed)
 
-    def _gone(self, entry: ServiceNode | LinkNode | ContextNode, parts: builtins.list[str]) -> None:
+    def _gone(self, entry: Entry, parts: builtins.list[str]) -> None:
         """Log an unbind event for each service ``entry`` (at ``parts``) took away."""
         if isinstance(entry, ServiceNode):
             self.events.add("unbind", join(parts), entry.typename)

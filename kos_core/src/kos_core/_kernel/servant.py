@@ -12,6 +12,7 @@ from kos_core import __version__
 from kos_core._kernel import namespace, reload
 from kos_core._kernel.access import Grant
 from kos_core._kernel.events import Event
+from kos_core._kernel.store import ServiceNode
 from kos_core._kp.migration import LARGER_REQUESTS
 from kos_core._kp.session import KPOperations
 from kos_core._kp.station import Station
@@ -55,7 +56,7 @@ class KernelServant(KPOperations):
             node = self._kernel.namespace.lookup(path)
         except NameNotFound as exc:
             raise self._kernel.supervisor.why_not_bound(path, exc, self._kernel.reserved) from None
-        if isinstance(node, namespace.ServiceNode):
+        if isinstance(node, ServiceNode):
             return ("service", node.typename, node.sbh)
         return ("context", "", namespace.join(namespace.split_path(path)))
 
@@ -72,7 +73,7 @@ class KernelServant(KPOperations):
     def Bind(self, path: str, typename: str, sbh: str) -> str:
         wire.parse_sbh(sbh)
         self.grant.check_bind(path, self._kernel.reserved)
-        bound = self._kernel.namespace.bind(path, namespace.ServiceNode(typename, sbh, self.owner))
+        bound = self._kernel.namespace.bind(path, ServiceNode(typename, sbh, self.owner))
         self._kernel.owner_changed(self.owner)
         return bound
 

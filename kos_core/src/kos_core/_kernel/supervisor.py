@@ -36,6 +36,7 @@ from kos_core._kernel import access, lifecycle, namespace
 from kos_core._kernel.health import HealthChecks
 from kos_core._kernel.logs import PluginLog, run_marker
 from kos_core._kernel.policy import Supervision
+from kos_core._kernel.store import Store
 from kos_core._os import paths, processes
 from kos_core.calls import CallQueue
 from kos_core.errors import NameNotFound, UsageError
@@ -104,7 +105,7 @@ class PluginRecord:
 class Supervisor(HealthChecks):
     """Runs plugin processes for one kernel."""
 
-    def __init__(self, kernel: str, state_dir: Path, namespace: namespace.Namespace) -> None:
+    def __init__(self, kernel: str, state_dir: Path, namespace: Store) -> None:
         self.kernel = kernel
         self.state_dir = state_dir
         self.namespace = namespace

@@ -40,8 +40,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from kos_core._client import Kos, kernel_link, read_connection_file
+from kos_core._client import Kos, kernel_link
 from kos_core._kp import codec
+from kos_core._net import connection_file
 from kos_core._os import paths
 from kos_core.errors import KosError, MigrationError
 from kos_core.kernel_api import KPTraveller
@@ -120,7 +121,7 @@ def route_to(kernel: str) -> Route:
     will be chosen. Raises :class:`MigrationError` if there is none.
     """
     try:
-        running = read_connection_file(kernel) is not None
+        running = connection_file.read(kernel) is not None
     except KosError as exc:
         raise MigrationError(f"cannot reach kernel {kernel!r}: {exc}") from None
     if not running:

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kos_core._kernel import access, namespace
+from kos_core._kernel import access
 from kos_core._kernel.access import Grant
 from kos_core._kernel.logs import PluginLog
 from kos_core._kernel.policy import Supervision
+from kos_core._kernel.store import Store
 from kos_core._kp import confine
 from kos_core._kp.policy import KPAccess, Limits
 from kos_core._net import wire
@@ -93,7 +94,7 @@ class Station:
         self,
         kernel: str,
         state_dir: Path,
-        namespace: namespace.Namespace,
+        namespace: Store,
         access: KPAccess,
         *,
         address: Callable[[], str],

@@ -19,6 +19,9 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kos_core._os import paths
+from kos_core.errors import KosError
+
 if TYPE_CHECKING:  # cryptography is imported only where certificates are made
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -149,6 +152,20 @@ def server_context(cert_file: str) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.load_cert_chain(cert_file)
     return context
+
+
+def kernel_server_context(kernel: str) -> ssl.SSLContext:
+    """The TLS context a process of kernel ``kernel`` serves TCP with: the certificate
+    the kernel issued for its run (only a process on the kernel's own machine has it).
+    """
+    path = paths.tls_file(kernel)
+    try:
+        return server_context(str(path))
+    except OSError as exc:
+        raise KosError(
+            f"cannot serve over TCP for kernel {kernel!r}: no certificate at {path}"
+            f" ({exc.strerror or exc})"
+        ) from None
 
 
 class _Trust:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kos_core._kernel import namespace
+from kos_core._kernel.store import ServiceNode, Store
 from kos_core._net import tls, wire
 from kos_core._world.cache import WorldCache
 from kos_core._world.etcd import Etcd, WorldURL
@@ -97,7 +98,7 @@ class WorldMember:
         self,
         kernel: str,
         settings: WorldSettings,
-        namespace: namespace.Namespace,
+        namespace: Store,
         exported: Callable[[str], bool],
     ) -> None:
         self.kernel = kernel
@@ -185,7 +186,7 @@ class WorldMember:
                 service = self._namespace.lookup(path)
             except KosError:
                 continue
-            if not isinstance(service, namespace.ServiceNode):
+            if not isinstance(service, ServiceNode):
                 continue
             address, _ = wire.parse_sbh(service.sbh)
             if address.host is None:

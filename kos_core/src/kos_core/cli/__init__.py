@@ -10,5 +10,6 @@ from __future__ import annotations
 from kos_core.cli.app import cli, main
 from kos_core.cli.errors import reports_errors
 
-#: ``reports_errors`` is public: plugins' own commands use it (``kos http get``).
+#: ``reports_errors`` is public: a plugin may use it on functions of its own; its commands
+#: get it from the ``kos`` group without asking.
 __all__ = ["cli", "main", "reports_errors"]

@@ -12,7 +12,12 @@ import click
 
 from kos_core import __version__
 from kos_core.cli.common import config_option, kernel_option, print_table, wait_options
-from kos_core.cli.errors import HintingGroup, reports_errors, run_command_line
+from kos_core.cli.errors import (
+    HintingGroup,
+    report_errors_of,
+    reports_errors,
+    run_command_line,
+)
 from kos_core.cli.kp import kp
 from kos_core.cli.logs import logs
 from kos_core.cli.reload import reload
@@ -25,7 +30,9 @@ __all__ = ["cli", "main"]
 
 
 class KosGroup(HintingGroup):
-    """The top-level group; installed plugins may add commands to it."""
+    """The top-level group; installed plugins may add commands to it, which report
+    errors as kos's own commands do.
+    """
 
     _plugins_loaded = False
 
@@ -41,10 +48,14 @@ class KosGroup(HintingGroup):
                 "kos_register_commands",
                 remove_plugins=[p for n, p in found.manager.list_name_plugin() if n != name],
             )
+            before = dict(self.commands)
             try:
                 caller(cli=self)
             except Exception as exc:  # a plugin's bug must not take the CLI down
                 click.echo(f"kos: warning: plugin {name} could not add commands: {exc}", err=True)
+            for command_name, command in self.commands.items():
+                if before.get(command_name) is not command:
+                    report_errors_of(command)  # its errors are one line, as kos's own
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -183,7 +194,7 @@ def _plugin_action(action: str) -> click.Command:
     @reports_errors
     def command(kernel: str | None, wait: bool, timeout: float, name: str) -> None:
         from kos_core._client import connect
-        from kos_core._plugin_control import describe
+        from kos_core._client.plugin_control import describe
 
         with connect(kernel) as kos:
             row = getattr(kos, f"{action}_plugin")(name, wait=wait, timeout=timeout)

@@ -18,6 +18,8 @@ from kos_core._hints import did_you_mean
 from kos_core.errors import InterfaceError, KosError, SetupFileError, UsageError
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+#: marks a function :func:`reports_errors` already wraps
+_REPORTS = "_kos_reports_errors"
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -27,6 +29,8 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def reports_errors(func: _F) -> _F:
     """Turn kos errors into one line on stderr and the documented exit code."""
+    if getattr(func, _REPORTS, False):
+        return func
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -41,7 +45,19 @@ def reports_errors(func: _F) -> _F:
         except BrokenPipeError:
             sys.exit(1)
 
+    setattr(wrapper, _REPORTS, True)
     return wrapper  # type: ignore[return-value]
+
+
+def report_errors_of(command: click.Command) -> None:
+    """Give ``command`` (a plugin's), and each subcommand of it, kos's error reporting,
+    as :func:`reports_errors` gives kos's own commands.
+    """
+    if command.callback is not None:
+        command.callback = reports_errors(command.callback)
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            report_errors_of(subcommand)
 
 
 class HintingGroup(click.Group):

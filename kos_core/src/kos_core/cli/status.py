@@ -44,42 +44,29 @@ def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
         settings = setup.settings_for(plugin.name, plugin.spec.run_at_boot)
         state, pid = live.get(plugin.name, ("stopped" if running else "-", 0))
         rows.append(
-            {
-                "name": plugin.name,
-                "distribution": plugin.distribution,
-                "version": plugin.version,
-                "run_at_boot": settings.run_at_boot,
-                "state": state,
-                "pid": pid or None,
-                "description": plugin.spec.description,
-            }
+            _plugin_row(
+                plugin.name,
+                state,
+                pid,
+                distribution=plugin.distribution,
+                version=plugin.version,
+                run_at_boot=settings.run_at_boot,
+                description=plugin.spec.description,
+            )
         )
     for other, (state, pid) in sorted(live.items()):
         if other not in found.plugins:
-            rows.append(
-                {
-                    "name": other,
-                    "distribution": "-",
-                    "version": "-",
-                    "run_at_boot": setup.settings_for(other, False).run_at_boot
-                    if other in setup.sections
-                    else False,
-                    "state": state,
-                    "pid": pid or None,
-                    "description": "",
-                }
-            )
+            boot = other in setup.sections and setup.settings_for(other, False).run_at_boot
+            rows.append(_plugin_row(other, state, pid, run_at_boot=boot))
     for broken in found.broken:
         rows.append(
-            {
-                "name": broken.name,
-                "distribution": broken.distribution,
-                "version": "-",
-                "run_at_boot": False,
-                "state": "broken",
-                "pid": None,
-                "description": broken.error,
-            }
+            _plugin_row(
+                broken.name,
+                "broken",
+                0,
+                distribution=broken.distribution,
+                description=broken.error,
+            )
         )
     if as_json:
         click.echo(json.dumps({"kernel": name, "running": running, "plugins": rows}, indent=2))
@@ -102,6 +89,28 @@ def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
         click.echo(f"(no kernel named {name!r} is running)", err=True)
     for broken in found.broken:
         click.echo(f"kos: warning: plugin {broken.name} is broken: {broken.error}", err=True)
+
+
+def _plugin_row(
+    name: str,
+    state: str,
+    pid: int,
+    *,
+    distribution: str = "-",
+    version: str = "-",
+    run_at_boot: bool = False,
+    description: str = "",
+) -> dict[str, Any]:
+    """One plugin of ``kos plugins``, as its JSON has it (``pid`` 0: none)."""
+    return {
+        "name": name,
+        "distribution": distribution,
+        "version": version,
+        "run_at_boot": run_at_boot,
+        "state": state,
+        "pid": pid or None,
+        "description": description,
+    }
 
 
 @click.command()

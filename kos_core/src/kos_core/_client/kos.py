@@ -3,99 +3,26 @@
 from __future__ import annotations
 
 import builtins
-import contextlib
-import json
-import os
-import secrets
-import ssl
 import threading
-import time
 from collections.abc import Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from kos_core import _rpc
-from kos_core._net import tls, wire
+from kos_core._client.link import kernel_link
+from kos_core._client.serving import LocalServices
 from kos_core._os import paths
-from kos_core.errors import KernelUnreachable, KosError, ServiceUnavailable, UsageError
+from kos_core.errors import UsageError
 from kos_core.interface import Interface, find_interface
 from kos_core.kernel_api import Kernel as KernelInterface
 from kos_core.kernel_api import PluginRow
 
 if TYPE_CHECKING:
-    from kos_core._watch import WatchEvent
+    from kos_core._client.watch import WatchEvent
 
 _T = TypeVar("_T")
-#: seconds a client keeps trying a live kernel that dropped its connection
-KERNEL_RETRY = 1.0
 
 __all__ = ["Context", "Kos", "connect", "run_kp"]
-
-
-def read_connection_file(kernel: str) -> dict[str, str] | None:
-    """The kernel's connection file as a dict, or ``None`` if there is none."""
-    path = paths.connection_file(kernel)
-    try:
-        data = json.loads(paths.read_private_file(path))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise KernelUnreachable(f"cannot read the connection file {path}: {exc}") from exc
-    if not isinstance(data, dict) or "address" not in data or "secret" not in data:
-        raise KernelUnreachable(f"the connection file {path} is damaged")
-    return {str(k): str(v) for k, v in data.items()}
-
-
-def kernel_link(
-    kernel: str, credential: str | None = None
-) -> tuple[_rpc.ClientConnection, str | None]:
-    """An open, authenticated link to the kernel named ``kernel``, presenting
-    ``credential`` (default: the operator's, from the connection file), and the host the
-    kernel listens on over TCP (``None`` if it listens on its Unix socket only).
-
-    The kernel's Unix socket is used when it is on this machine, else its TCP address.
-    """
-    info = read_connection_file(kernel)
-    if info is None:
-        raise KernelUnreachable(
-            f"no kernel named {kernel!r} is running (no {paths.connection_file(kernel)});"
-            f" start one with: kos run -n {kernel}"
-        )
-    address = wire.Address.parse(info["address"])
-    tcp = wire.Address.parse(info["tcp"]) if info.get("tcp") else None
-    if info.get("ca"):
-        tls.trust(info["ca"])  # the kernel's processes serve TCP with what it signed
-    if tcp is not None and address.path is not None and not os.path.exists(address.path):
-        address = tcp
-    link = _rpc.ClientConnection(address, credential or info["secret"], f"kernel {kernel!r}")
-    give_up = time.monotonic() + KERNEL_RETRY
-    while True:
-        try:
-            link.connect()
-            break
-        except ServiceUnavailable as exc:
-            # A kernel under attack sheds unauthenticated connections (ours among them);
-            # one that is alive on this machine is tried again for a moment.
-            if time.monotonic() >= give_up or not _alive_here(info, address):
-                raise KernelUnreachable(
-                    f"kernel {kernel!r} does not answer at {address} (pid {info.get('pid', '?')}"
-                    f" may have died; stale connection file {paths.connection_file(kernel)})"
-                ) from exc
-            time.sleep(0.02)
-    return link, tcp.host if tcp is not None else None
-
-
-def _alive_here(info: dict[str, str], address: wire.Address) -> bool:
-    """Whether the kernel of a connection file runs on this machine (its pid lives)."""
-    if address.path is None:
-        return False
-    try:
-        os.kill(int(info.get("pid", "0")), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return int(info.get("pid", "0")) > 0
 
 
 class Kos:
@@ -108,18 +35,11 @@ class Kos:
     def __init__(self, name: str, link: _rpc.ClientConnection, tcp_host: str | None = None) -> None:
         self.name = name
         self._link = link
-        #: served objects listen on TCP on this host when the kernel listens on TCP
-        self._tcp_host = tcp_host
         self._kernel: Any = _rpc.make_proxy(KernelInterface, link)
         self._links: list[_rpc.ClientConnection] = []
         self._lock = threading.Lock()
-        self._objects: dict[str, tuple[object, type[Interface]]] = {}
-        self._sids: dict[str, str] = {}
-        self._server: _rpc.Server | None = None
-        self._server_name = f"client-{os.getpid()}"
-        self._stopped = threading.Event()
-        #: where served objects listen on a Unix socket (default: the runtime directory)
-        self.socket_dir: str | None = None
+        #: the objects this connection serves, once it serves any
+        self._services = LocalServices(name, tcp_host, self.bind, self.unbind)
 
     @property
     def kernel(self) -> Any:
@@ -140,7 +60,7 @@ class Kos:
         Raises :class:`~kos_core.errors.NameNotFound` if nothing is bound there.
         """
         if wait > 0:
-            from kos_core._plugin_control import wait_bound
+            from kos_core._client.plugin_control import wait_bound
 
             kind, typename, detail = wait_bound(lambda: self._kernel.Lookup(path), path, wait)
         else:
@@ -177,7 +97,7 @@ class Kos:
         """Unbind something this connection bound."""
         self._kernel.Unbind(path)
 
-    # -- serving objects ----------------------------------------------------------------
+    # -- serving objects (see :class:`LocalServices`) ------------------------------------
 
     def bind_service(self, name: str, obj: object, typename: str) -> str:
         """Serve ``obj`` as a ``typename`` service bound at ``name``; return its sid.
@@ -187,78 +107,30 @@ class Kos:
         :class:`~kos_core.errors.NameAlreadyBound` if the name is taken and
         ``TypeError`` if ``obj`` lacks a method of the interface.
         """
-        if not typename:
-            raise UsageError(
-                "bind_service needs the interface's wire name (e.g. 'BitBucketAPI.BitBucket')"
-            )
-        iface = find_interface(typename)
-        missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
-        if missing:
-            raise TypeError(
-                f"{type(obj).__name__} does not implement {typename}: missing {missing}"
-            )
-        token, sbh = self._serve(obj, iface)
-        try:
-            sid = self.bind(name, typename, sbh)
-        except BaseException:
-            with self._lock:
-                del self._objects[token]
-            raise
-        with self._lock:
-            self._sids[sid] = token
-        return sid
+        return self._services.bind_service(name, obj, typename)
 
     def unbind_service(self, sid: str) -> None:
         """Unbind a service bound with :meth:`bind_service`; new clients can no longer reach
         it. Only forgets it if the kernel is already gone.
         """
-        with self._lock:
-            token = self._sids.pop(sid, None)
-            if token is not None:
-                self._objects.pop(token, None)
-        with contextlib.suppress(ServiceUnavailable):
-            self.unbind(sid)
+        self._services.unbind_service(sid)
 
     def run(self) -> None:
         """Serve bound services until :meth:`stop` is called (or a signal ends the process)."""
-        while not self._stopped.wait(0.5):
-            pass
+        self._services.run()
 
     def stop(self) -> None:
         """Make :meth:`run` return."""
-        self._stopped.set()
+        self._services.stop()
 
-    def _serve(self, obj: object, iface: type[Interface]) -> tuple[str, str]:
-        """Serve ``obj``; return its token and SBH."""
-        server = self._ensure_server()
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._objects[token] = (obj, iface)
-        return token, wire.format_sbh(server.address, token)
+    @property
+    def socket_dir(self) -> str | None:
+        """Where served objects listen on a Unix socket (default: the runtime directory)."""
+        return self._services.socket_dir
 
-    def _ensure_server(self) -> _rpc.Server:
-        with self._lock:
-            if self._server is None:
-                tls = None
-                if self._tcp_host is None:
-                    where = self.socket_dir or str(paths.runtime_dir())
-                    path = os.path.join(where, f"p{os.getpid()}.sock")
-                    address = wire.Address(path=path)
-                else:
-                    address = wire.Address(host=self._tcp_host, port=0)
-                    tls = _server_tls(self.name)
-                self._server = _rpc.Server(
-                    address, self._authorize, name=self._server_name, tls=tls
-                )
-                self._server.start()
-            return self._server
-
-    def _authorize(self, token: str) -> _rpc.ServerSession | None:
-        with self._lock:
-            for known, (obj, iface) in self._objects.items():
-                if wire.tokens_equal(token, known):
-                    return _rpc.ServerSession(obj, iface)
-        return None
+    @socket_dir.setter
+    def socket_dir(self, where: str | None) -> None:
+        self._services.socket_dir = where
 
     # -- the kernel -----------------------------------------------------------------------
 
@@ -282,14 +154,14 @@ class Kos:
         return self._control("Restart", name, wait, timeout)
 
     def _control(self, action: str, name: str, wait: bool, timeout: float) -> PluginRow:
-        from kos_core import _plugin_control
+        from kos_core._client import plugin_control
 
         getattr(self._kernel, f"{action}Plugin")(name)
         if not wait:
-            return _plugin_control.row_of(self._kernel, name)
+            return plugin_control.row_of(self._kernel, name)
         if action == "Stop":
-            return _plugin_control.wait_down(self._kernel, name, timeout)
-        return _plugin_control.wait_up(self._kernel, name, timeout)
+            return plugin_control.wait_down(self._kernel, name, timeout)
+        return plugin_control.wait_up(self._kernel, name, timeout)
 
     def reload(
         self, wait: bool = True, timeout: float = 30.0
@@ -299,14 +171,14 @@ class Kos:
         what was done)`` per changed plugin. With ``wait``, return once each plugin
         started or restarted runs with its services bound.
         """
-        from kos_core import _plugin_control
+        from kos_core._client import plugin_control
 
         directory, files, changes = self._kernel.Reload()
         changes = [(str(name), str(what)) for name, what in changes]
         if wait:
             for name, what in changes:
                 if what in ("started", "restarted"):
-                    _plugin_control.wait_up(self._kernel, name, timeout)
+                    plugin_control.wait_up(self._kernel, name, timeout)
         return str(directory), [str(f) for f in files], changes
 
     def watch(self, path: str = "") -> Generator[WatchEvent, None, None]:
@@ -314,7 +186,7 @@ class Kos:
         :class:`~kos_core.WatchEvent` (``seq, kind, path, typename``), until closed.
         Uses a connection of its own; ``kind`` ``lost`` says events were dropped.
         """
-        from kos_core._watch import watch
+        from kos_core._client.watch import watch
 
         return watch(self._link, path)
 
@@ -326,9 +198,7 @@ class Kos:
         """Stop serving, and close the connection to the kernel and every service
         connection made through it.
         """
-        self._stopped.set()
-        if self._server is not None:
-            self._server.close()
+        self._services.close()
         with self._lock:
             links, self._links = self._links, []
         for link in links:
@@ -345,20 +215,6 @@ class Kos:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _server_tls(kernel: str) -> ssl.SSLContext:
-    """The TLS context this process serves TCP with: the certificate kernel ``kernel``
-    issued for its run (only a process on the kernel's own machine has it).
-    """
-    path = paths.tls_file(kernel)
-    try:
-        return tls.server_context(str(path))
-    except OSError as exc:
-        raise KosError(
-            f"cannot serve over TCP for kernel {kernel!r}: no certificate at {path}"
-            f" ({exc.strerror or exc})"
-        ) from None
 
 
 class Context:
