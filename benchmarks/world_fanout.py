@@ -5,14 +5,18 @@ Usage::
     python benchmarks/world_fanout.py ETCD_URL COUNT CA_FINGERPRINT MAX_SECONDS
 
 Each simulated kernel does what a kernel does to etcd, with kos's own client
-(``kos_core._world.etcd``) and key layout: it holds a lease (TTL
-:data:`~kos_core._world.membership.LEASE_TTL`, renewed every third of it), creates its
+(``kos_core._world.etcd``) and key layout: it holds a lease (TTL :data:`SIM_TTL`,
+renewed every third of it), creates its
 record ``kernels/simNNNN`` and one exported name ``names/simNNNN/bb0`` under that
 lease, and watches the whole prefix on a stream of its own (one thread each, reading every
 event). The watches start once every simulated kernel has joined: watchers opened
 first would each receive every other one's joining, a million events for a
 thousand kernels, which is what a thousand kernels starting at once would cost etcd
-but not what this benchmark times. Prints one JSON line once all are joined and
+but not what this benchmark times. A simulated kernel's lease lives longer than a
+real one's (``LEASE_TTL``, 6 s): a thousand keep-alives
+every two seconds, each a request through etcd's JSON gateway from one Python
+process, take longer than the lease on a busy two-core machine, and the simulated
+kernels' leases expired under them. Prints one JSON line once all are joined and
 watching, then
 runs until its stdin closes or ``MAX_SECONDS`` pass; then it revokes its leases.
 """
@@ -29,11 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 from kos_core._net import wire
 from kos_core._world.etcd import Etcd, Watch, WorldURL
 from kos_core._world.layout import KernelRecord, Layout, Name
-from kos_core._world.membership import LEASE_TTL
 from kos_core.errors import WorldUnavailable
 
 #: threads writing (joining, renewing, revoking)
 WRITERS = 8
+#: the simulated kernels' lease, seconds (renewed every third of it)
+SIM_TTL = 30
 
 
 class Simulated:
@@ -50,7 +55,7 @@ class Simulated:
 
     def join(self) -> None:
         """Take a lease, write the record and the name."""
-        self.lease = self.etcd.grant(LEASE_TTL)
+        self.lease = self.etcd.grant(SIM_TTL)
         record = KernelRecord(
             name=self.name,
             host="simulated",
@@ -97,7 +102,7 @@ def main(argv: list[str]) -> int:
 
     def renew() -> None:  # from the start: joining all may take longer than a lease
         with ThreadPoolExecutor(WRITERS) as pool:
-            while not done.wait(LEASE_TTL / 3) and time.monotonic() < deadline:
+            while not done.wait(SIM_TTL / 3) and time.monotonic() < deadline:
                 joined = [sim.lease for sim in sims if sim.lease]
                 list(pool.map(etcd.keepalive, joined))
         done.set()

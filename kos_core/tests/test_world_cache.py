@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from kos_core._net import tls
+from kos_core._world import cache as cache_module
 from kos_core._world.cache import WorldCache
-from kos_core._world.etcd import Etcd, KeyValue, WorldURL
+from kos_core._world.etcd import Etcd, KeyValue, Watch, WorldURL
 from kos_core._world.layout import KernelRecord, Layout, Name
 from kos_core.errors import NameNotFound, WorldUnavailable
 from kos_core.testing import EtcdProcess, wait_for
@@ -127,5 +128,34 @@ def test_each_change_of_a_name_is_reported_once_also_across_a_new_list(client: E
         wait_for(lambda: len(changes) == 5, 5, "the unbind found by the new list")
         assert changes[4] == ("unbind", "A", "old", "T.Old")
         assert cache.names("A").keys() == {"bb"}
+    finally:
+        cache.stop()
+
+
+def test_a_watch_that_falls_silent_is_found_out_and_replaced(
+    client: Etcd, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    lease = _join(client)
+    real_watch = client.watch
+    watches: list[str] = []
+
+    def first_silent(prefix: str, start_revision: int) -> Watch:
+        # The first watch is a real stream that never carries this world's changes:
+        # as silent as a stalled gateway watch, and as open.
+        watches.append(prefix)
+        return real_watch("/elsewhere/" if len(watches) == 1 else prefix, start_revision)
+
+    monkeypatch.setattr(client, "watch", first_silent)
+    monkeypatch.setattr(cache_module, "CHECK", 0.2)
+    cache = WorldCache(client, LAYOUT, CA)
+    try:
+        with caplog.at_level(logging.WARNING, logger="kos.world"):
+            cache.start()
+            assert cache.wait_live(5)
+            assert not cache.check_progress()  # nothing missing yet
+            client.put(LAYOUT.name_key("A", "bb"), Name("T.T", SBH).encode(), lease)
+            wait_for(lambda: "bb" in cache.names("A"), 10, "the name, after a new list")
+        assert len(watches) == 2
+        assert "the watch fell silent" in caplog.text
     finally:
         cache.stop()

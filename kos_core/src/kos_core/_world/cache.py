@@ -13,6 +13,11 @@ logged once and ignored; a name counts only while its kernel's record is there, 
 by the same lease, and its SBH points at that kernel's host; a record that claims
 an address another kernel holds is ignored (the older one keeps it).
 
+A watch through etcd's JSON gateway can fall silent without ending (seen with a
+thousand watchers and a burst of writes). Every :data:`CHECK` seconds the cache reads
+the prefix's newest modification and key count; if it still lacks a change it lacked
+at the previous check, the watch is closed and the thread lists again.
+
 Each name that appears, changes or goes is reported to ``on_change(kind, kernel, path,
 typename)`` (kind ``bind`` or ``unbind``) once the cache holds it, outside the cache's
 lock: the kernel adds these to its event log, so ``kos watch world`` shows them.
@@ -35,6 +40,8 @@ log = logging.getLogger("kos.world")
 
 #: how long to wait before listing again after etcd failed to answer
 RETRY = 0.25
+#: seconds between two checks that the watch still follows etcd
+CHECK = 2.0
 
 #: ``on_change(kind, kernel, path, typename)``: a world name was bound or unbound
 OnChange = Callable[[str, str, str, str], None]
@@ -76,14 +83,21 @@ class WorldCache:
         self._live = False  # a watch is running on a fresh list
         self._reachable = True  # the membership's keep-alive answers
         self._watch: Watch | None = None
+        self._keys: set[str] = set()  # every key under the prefix, as the watch says
+        self._revision = 0  # the store's revision the cache has caught up with
+        self._behind: tuple[int, int] | None = None  # what a check found missing
         self._stopped = threading.Event()
         #: events applied so far (benchmarks count them)
         self.events = 0
         self._thread = threading.Thread(target=self._loop, name="kos-world-watch", daemon=True)
+        self._checker = threading.Thread(
+            target=self._check_loop, name="kos-world-check", daemon=True
+        )
 
     def start(self) -> None:
-        """Start listing and watching."""
+        """Start listing and watching, and checking that the watch keeps up."""
         self._thread.start()
+        self._checker.start()
 
     def wait_live(self, timeout: float) -> bool:
         """Wait until the cache is live (for the first lookups after joining)."""
@@ -119,7 +133,7 @@ class WorldCache:
         while not self._stopped.is_set():
             try:
                 revision, kvs = self._etcd.range_prefix(self._layout.prefix)
-                self._load(kvs)
+                self._load(kvs, revision)
                 watch = self._etcd.watch(self._layout.prefix, revision + 1)
                 with self._lock:
                     self._watch = watch
@@ -134,7 +148,7 @@ class WorldCache:
                         )
                         watch.close()
                         break
-                    self._apply(batch.events)
+                    self._apply(batch.events, batch.revision)
             except WorldUnavailable as exc:
                 if not self._stopped.is_set():
                     log.debug("world: watch ended (%s)", exc)
@@ -147,9 +161,50 @@ class WorldCache:
                 ended.close()
             self._stopped.wait(RETRY)
 
-    def _load(self, kvs: list[KeyValue]) -> None:
+    def _check_loop(self) -> None:
+        while not self._stopped.wait(CHECK):
+            try:
+                self.check_progress()
+            except WorldUnavailable as exc:
+                log.debug("world: cannot check the watch (%s)", exc)
+
+    def check_progress(self) -> bool:
+        """Compare the cache with etcd's newest change under the prefix; close a watch
+        that has missed, since the previous check, what it missed then. True if it did.
+        """
+        newest, count = self._etcd.newest(self._layout.prefix)
+        with self._lock:
+            if not self._live:
+                self._behind = None
+                return False
+            behind = (
+                (newest, self.events)
+                if (newest > self._revision or count != len(self._keys))
+                else None
+            )
+            previous, self._behind = self._behind, behind
+            stalled = (
+                behind is not None
+                and previous is not None
+                and (self._revision < previous[0] or self.events == previous[1])
+            )
+            watch = self._watch if stalled else None
+            if stalled:
+                self._behind = None
+        if watch is not None:
+            log.warning(
+                "world: the watch fell silent (etcd has revision %d and %d keys, the cache"
+                " revision %d and %d keys); listing again",
+                newest, count, self._revision, len(self._keys),
+            )  # fmt: skip
+            watch.close()
+        return watch is not None
+
+    def _load(self, kvs: list[KeyValue], revision: int) -> None:
         with self._lock:
             before = self._typenames()
+            self._revision = revision
+            self._keys = {kv.key for kv in kvs}
             self._kernels, self._names = {}, {}
             for kv in kvs:
                 self._put(kv)
@@ -166,15 +221,19 @@ class WorldCache:
         ]
         self._report(changes)
 
-    def _apply(self, events: list[tuple[bool, KeyValue]]) -> None:
+    def _apply(self, events: list[tuple[bool, KeyValue]], revision: int = 0) -> None:
         changes: list[_Change] = []
         with self._lock:
             for deleted, kv in events:
                 self.events += 1
                 if deleted:
+                    self._keys.discard(kv.key)
                     self._delete(kv.key, changes)
                 else:
+                    self._keys.add(kv.key)
                     self._put(kv, changes)
+                self._revision = max(self._revision, kv.mod_revision)
+            self._revision = max(self._revision, revision)
         self._report(changes)
 
     def _typenames(self) -> dict[tuple[str, str], str]:

@@ -289,6 +289,16 @@ class Etcd:
         revision = int(reply.get("header", {}).get("revision", 0))
         return revision, [KeyValue.from_json(kv) for kv in reply.get("kvs", [])]
 
+    def newest(self, prefix: str) -> tuple[int, int]:
+        """The newest modification under ``prefix`` (its revision, 0 if empty) and how
+        many keys there are, in one small read.
+        """
+        body = {"key": encode(prefix), "range_end": prefix_end(prefix), "limit": 1}
+        body.update(sort_order="DESCEND", sort_target="MOD", keys_only=True)
+        reply = self.call("kv/range", body)
+        kvs = reply.get("kvs", [])
+        return (int(kvs[0].get("mod_revision", 0)) if kvs else 0), int(reply.get("count", 0))
+
     def watch(self, prefix: str, start_revision: int) -> Watch:
         """A watch of everything under ``prefix`` from ``start_revision`` on."""
         return Watch(self, prefix, start_revision)
