@@ -13,10 +13,11 @@ logged once and ignored; a name counts only while its kernel's record is there, 
 by the same lease, and its SBH points at that kernel's host; a record that claims
 an address another kernel holds is ignored (the older one keeps it).
 
-A watch through etcd's JSON gateway can fall silent without ending (seen with a
-thousand watchers and a burst of writes). Every :data:`CHECK` seconds the cache reads
-the prefix's newest modification and key count; if it still lacks a change it lacked
-at the previous check, the watch is closed and the thread lists again.
+A watch through etcd's JSON gateway has been known to fall silent without ending
+(etcd issues 8237 and 8401). Every :data:`CHECK` seconds the cache reads the prefix's
+newest modification and key count (one small read, though etcd scans the prefix's
+keys to answer it); if it still lacks a change it lacked at the previous check, the
+watch is closed and the thread lists again.
 
 Each name that appears, changes or goes is reported to ``on_change(kind, kernel, path,
 typename)`` (kind ``bind`` or ``unbind``) once the cache holds it, outside the cache's
@@ -40,8 +41,9 @@ log = logging.getLogger("kos.world")
 
 #: how long to wait before listing again after etcd failed to answer
 RETRY = 0.25
-#: seconds between two checks that the watch still follows etcd
-CHECK = 2.0
+#: seconds between two checks that the watch still follows etcd (a silent watch is
+#: replaced within twice this)
+CHECK = 10.0
 
 #: ``on_change(kind, kernel, path, typename)``: a world name was bound or unbound
 OnChange = Callable[[str, str, str, str], None]
