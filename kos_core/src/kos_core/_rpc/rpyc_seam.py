@@ -163,8 +163,6 @@ class RpcPeer(Connection):  # type: ignore[misc]
         served: Served | None = None,
         requests: Mapping[int, Callable[..., Any]] | None = None,
     ) -> None:
-        if requests and not RPYC_HANDLERS.isdisjoint(requests):
-            raise ValueError("kos requests must not reuse rpyc's handler ids")
         root = _Root(served.disconnected if served else _nothing)
         super().__init__(root, channel, _config(call_timeout))
         self._served = served
@@ -198,6 +196,8 @@ class RpcPeer(Connection):  # type: ignore[misc]
         that is not a plain value) for ``served``; ``call`` is the handler whose requests
         ``served.cap_for`` may allow to be longer.
         """
+        if not RPYC_HANDLERS.isdisjoint(requests):
+            raise ValueError("kos requests must not reuse rpyc's handler ids")
 
         def allow(prefix: bytes, length: int) -> bool:
             peeked = peek_call(prefix, call)
