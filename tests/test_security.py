@@ -254,9 +254,9 @@ def test_client_cannot_reach_undeclared_methods(kos_env: KosEnv, bb_kernel: Kern
         assert link is not None
         conn = link.connect()
         for method in ("__class__", "__init__", "entries", "cur_size", "_lock"):
-            status, payload = conn.sync_request(_rpc.HANDLE_KOS_CALL, 0, method, ())
+            status, payload = conn.request(_rpc.HANDLE_KOS_CALL, (0, method, ()), 5.0)
             assert status == _rpc.FAULT
             assert payload[0] == "NoSuchMethod", payload
-        status, payload = conn.sync_request(_rpc.HANDLE_KOS_CALL, 0, "Set", ("n", "not bytes"))
+        status, payload = conn.request(_rpc.HANDLE_KOS_CALL, (0, "Set", ("n", "not bytes")), 5.0)
         assert (status, payload[0]) == (_rpc.FAULT, "TypeError")
         assert "n" not in bb.List()

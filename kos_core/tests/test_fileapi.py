@@ -309,14 +309,15 @@ def test_reading_50_mb_takes_a_constant_number_of_requests(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counts = {"call": 0, "stream": 0, "stream_end": 0}
-    for kind in counts:
-        original = getattr(_rpc.KosConnection, f"_handle_kos_{kind}")
+    answers = {"call": "dispatch", "stream": "open_stream", "stream_end": "end_stream"}
+    for kind, name in answers.items():
+        original = getattr(_rpc.ServerSession, name)
 
-        def counted(conn: Any, *args: Any, _kind: str = kind, _original: Any = original) -> Any:
+        def counted(session: Any, *args: Any, _kind: str = kind, _original: Any = original) -> Any:
             counts[_kind] += 1
-            return _original(conn, *args)
+            return _original(session, *args)
 
-        monkeypatch.setattr(_rpc.KosConnection, f"_handle_kos_{kind}", counted)
+        monkeypatch.setattr(_rpc.ServerSession, name, counted)
     data = os.urandom(50 * 1000 * 1000)
     path = tmp_path / "50mb.bin"
     path.write_bytes(data)

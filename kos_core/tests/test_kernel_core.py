@@ -215,8 +215,9 @@ def test_stale_connection_file_after_a_kill(env: KosEnv, tmp_path: Path) -> None
     finally:
         first.stop()
     assert paths.connection_file(env.kernel).exists()
-    with pytest.raises(KernelUnreachable, match="stale connection file"):
+    with pytest.raises(KernelUnreachable, match="stale connection file") as caught:
         connect()
+    assert caught.value.target == f"kernel {env.kernel!r}"
     second = KernelProcess(env, log_path=tmp_path / "second.log")
     try:
         second.wait_ready()

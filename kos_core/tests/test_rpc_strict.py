@@ -126,7 +126,7 @@ def test_a_list_argument_is_not_passed_by_reference(server: EchoServer) -> None:
     try:
         conn = link.connect()
         with pytest.raises(EOFError):
-            conn.sync_request(_rpc.HANDLE_KOS_CALL, 0, "Str", ["x"])
+            conn.request(_rpc.HANDLE_KOS_CALL, (0, "Str", ["x"]), 5.0)
     finally:
         link.close()
     assert server.impl.calls == []

@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 from kos_core.errors import (
     AuthenticationFailed,
+    CallTimeout,
+    CommunicationError,
+    ConnectionLost,
     InterfaceError,
     InterfaceNotFound,
     KernelUnreachable,
@@ -60,6 +63,9 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AuthenticationFailed",
+    "CallTimeout",
+    "CommunicationError",
+    "ConnectionLost",
     "Context",
     "Interface",
     "InterfaceError",

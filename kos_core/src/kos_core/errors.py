@@ -5,9 +5,13 @@ Every error kos raises on purpose derives from :class:`KosError`::
     KosError
     ├── UsageError                  bad arguments given to a kos API or command
     ├── SetupFileError              a plugin setup file is malformed (file, line, what)
-    ├── KernelUnreachable           no kernel by that name, or it does not answer
-    ├── AuthenticationFailed        the peer refused our credentials (or we refused theirs)
-    ├── ProtocolMismatch            the peer speaks another kos protocol version
+    ├── CommunicationError          talking to another kos process failed (target, method)
+    │   ├── KernelUnreachable       no kernel by that name, or it does not answer
+    │   ├── AuthenticationFailed    the peer refused our credentials (or we refused theirs)
+    │   ├── ProtocolMismatch        the peer speaks another kos protocol (or sent nonsense)
+    │   └── ServiceUnavailable      the process serving an object is gone or not answering
+    │       ├── CallTimeout         a call got no reply in time (its connection is dropped)
+    │       └── ConnectionLost      the serving process died or the connection broke
     ├── RegistrationRefused         the kernel refused a plugin's registration
     ├── PermissionDenied            the credential does not allow what was asked
     ├── KPError                     a KP cannot be run, found or confined
@@ -16,7 +20,6 @@ Every error kos raises on purpose derives from :class:`KosError`::
     │   ├── NameNotFound            lookup/unbind of a name that is not bound
     │   ├── NameAlreadyBound        bind of a name that is already bound
     │   └── NotAContext             a path walks through something that is not a context
-    ├── ServiceUnavailable          the process serving an object is gone or not answering
     ├── WorldUnavailable            the world's etcd cannot be reached (local names still work)
     ├── RemoteError                 the remote side failed in a way its interface does not declare
     ├── InterfaceNotFound           no installed distribution declares this interface
@@ -28,6 +31,9 @@ from __future__ import annotations
 
 __all__ = [
     "AuthenticationFailed",
+    "CallTimeout",
+    "CommunicationError",
+    "ConnectionLost",
     "InterfaceError",
     "InterfaceNotFound",
     "KPError",
@@ -79,16 +85,46 @@ class SetupFileError(KosError):
         super().__init__(f"{where}: {message}")
 
 
-class KernelUnreachable(KosError):
+class CommunicationError(KosError):
+    """Talking to another kos process failed: no kernel, no answer, a broken connection,
+    refused credentials, another protocol.
+
+    ``target`` names what the connection was made for (``"BitBucket at kos+unix://..."``,
+    ``"kernel 'default'"``; never its credential) and ``method`` the call it concerns;
+    each is ``None`` when not known, and ``str()`` shows both when set.
+    """
+
+    def __init__(self, message: str = "", *, target: str | None = None, method: str | None = None):
+        super().__init__(message)
+        self.detail = message
+        self.target = target
+        self.method = method
+
+    def __str__(self) -> str:
+        where = [self.target] if self.target else []
+        if self.method:
+            where.append(f"{self.method}()")
+        return ": ".join([*where, self.detail])
+
+    def concerning(self, target: str, method: str | None = None) -> CommunicationError:
+        """Fill in ``target`` and ``method`` where not already known; returns ``self``."""
+        self.target = self.target or target
+        self.method = self.method or method
+        return self
+
+
+class KernelUnreachable(CommunicationError):
     """No kernel by that name is running, or it does not answer."""
 
 
-class AuthenticationFailed(KosError):
+class AuthenticationFailed(CommunicationError):
     """The peer refused our credentials, or sent bytes that are not a kos handshake."""
 
 
-class ProtocolMismatch(KosError):
-    """The peer speaks another version of the kos protocol."""
+class ProtocolMismatch(CommunicationError):
+    """The peer speaks another version of the kos protocol, or sent a reply that this
+    client cannot decode.
+    """
 
 
 class RegistrationRefused(KosError):
@@ -141,8 +177,23 @@ class NotAContext(NamespaceError):
     wire_name = "KernelAPI.NotAContext"
 
 
-class ServiceUnavailable(KosError):
-    """The process that serves an object is gone or does not answer in time."""
+class ServiceUnavailable(CommunicationError):
+    """The process that serves an object is gone or does not answer in time (it cannot
+    be reached, or one of the two cases below).
+    """
+
+
+class CallTimeout(ServiceUnavailable):
+    """A call got no reply within the call timeout (``$KOS_CALL_TIMEOUT``). Its connection
+    is dropped so a late reply is never taken for another call's; the next call on the
+    same proxy goes out on a new connection.
+    """
+
+
+class ConnectionLost(ServiceUnavailable):
+    """The connection broke before the reply came: the serving process died or closed
+    it (a call's side effects may or may not have happened).
+    """
 
 
 class WorldUnavailable(KosError):

@@ -46,8 +46,9 @@ def kernel_link(
             # one that is alive on this machine is tried again for a moment.
             if time.monotonic() >= give_up or not _alive_here(info, address):
                 raise KernelUnreachable(
-                    f"kernel {kernel!r} does not answer at {address} (pid {info.pid_text}"
-                    f" may have died; stale connection file {paths.connection_file(kernel)})"
+                    f"does not answer at {address} (pid {info.pid_text} may have died;"
+                    f" stale connection file {paths.connection_file(kernel)})",
+                    target=link.what,
                 ) from exc
             time.sleep(0.02)
     return link, tcp.host if tcp is not None else None

@@ -1,7 +1,9 @@
 """kos over rpyc: the names the rest of kos uses, gathered from the modules that make it.
 
-* :mod:`~kos_core._rpc.connection` — the connection layer (stream, channel, the rpyc
-  connection that serves only kos requests, the reply statuses);
+* :mod:`~kos_core._rpc.rpyc_seam` — the only module that touches rpyc: :class:`RpcPeer`,
+  a connection that carries only kos messages, over :mod:`~kos_core._rpc.frames`;
+* :mod:`~kos_core._rpc.connection` — the kos protocol on it (request ids, reply
+  statuses, configuration, what a serving connection answers);
 * :mod:`~kos_core._rpc.session` — the server side of one connection (:class:`ServerSession`);
 * :mod:`~kos_core._rpc.server` — the listener that accepts and authenticates connections;
 * :mod:`~kos_core._rpc.client` — the client side (:class:`ClientConnection`) and the
@@ -33,12 +35,10 @@ from kos_core._rpc.connection import (
     HANDLE_KOS_STREAM,
     HANDLE_KOS_STREAM_END,
     OK,
-    KosChannel,
-    KosConnection,
-    KosStream,
     RpcConfig,
     current_session,
 )
+from kos_core._rpc.rpyc_seam import NoReply, RpcPeer
 from kos_core._rpc.server import Server
 from kos_core._rpc.session import ServerSession
 
@@ -53,11 +53,10 @@ __all__ = [
     "HANDLE_KOS_STREAM_END",
     "OK",
     "ClientConnection",
-    "KosChannel",
-    "KosConnection",
-    "KosStream",
+    "NoReply",
     "RemoteObject",
     "RpcConfig",
+    "RpcPeer",
     "Server",
     "ServerSession",
     "connection_of",

@@ -13,9 +13,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
-from rpyc.core.async_ import AsyncResultTimeout
-from rpyc.core.protocol import Connection
-
 from kos_core._net import wire
 from kos_core._rpc import streams
 from kos_core._rpc.connection import (
@@ -26,12 +23,19 @@ from kos_core._rpc.connection import (
     HANDLE_KOS_STREAM,
     HANDLE_KOS_STREAM_END,
     OK,
-    KosChannel,
-    KosConnection,
-    KosStream,
     RpcConfig,
 )
-from kos_core.errors import AuthenticationFailed, RemoteError, ServiceUnavailable
+from kos_core._rpc.rpyc_seam import NoReply, RpcPeer
+from kos_core.errors import (
+    AuthenticationFailed,
+    CallTimeout,
+    CommunicationError,
+    ConnectionLost,
+    ProtocolMismatch,
+    RemoteError,
+    ServiceUnavailable,
+    UsageError,
+)
 from kos_core.interface import (
     Interface,
     MethodSpec,
@@ -44,20 +48,10 @@ from kos_core.interface import (
 _T = TypeVar("_T")
 
 
-class _ClientRoot:
-    """What a client serves back to its server: nothing."""
-
-    def on_connect(self, conn: Connection) -> None:
-        """Rpyc hook; nothing to do."""
-
-    def on_disconnect(self, conn: Connection) -> None:
-        """Rpyc hook; nothing to do."""
-
-
 class ClientConnection:
     """A client's connection to one served object (connected on first use).
 
-    ``what`` names the object in error messages.
+    ``what`` names the object in error messages (their ``target``).
     """
 
     def __init__(
@@ -71,7 +65,7 @@ class ClientConnection:
         self.token = token
         self.what = what
         self._config = config
-        self._conn: KosConnection | None = None
+        self._conn: RpcPeer | None = None
         self._lock = threading.Lock()
         self._closed = False
         #: a call timed out and its connection was dropped (objects held by reference
@@ -83,7 +77,7 @@ class ClientConnection:
         """True once the connection is open and not closed."""
         return self._conn is not None and not self._conn.closed
 
-    def connect(self) -> KosConnection:
+    def connect(self) -> RpcPeer:
         """Open the connection now (idempotent); raises :class:`ServiceUnavailable` etc."""
         conn = self._conn
         if conn is not None:
@@ -92,11 +86,10 @@ class ClientConnection:
             if self._conn is not None:
                 return self._conn
             if self._closed:
-                raise ServiceUnavailable(f"{self.what}: connection already closed")
-            channel = KosChannel(KosStream(self._open_socket(self.token)))
-            self._conn = KosConnection(_ClientRoot(), channel, self._config.rpyc(), serving=False)
+                raise ServiceUnavailable("connection already closed", target=self.what)
+            self._conn = RpcPeer.client(self._open_socket(self.token), self._config.call_timeout)
             # Dropping the last proxy hangs up: a factory child sees its client go.
-            weakref.finalize(self, _hang_up, channel)
+            weakref.finalize(self, self._conn.hang_up)
             return self._conn
 
     def _open_socket(self, token: str, *, stream: bool = False) -> socket.socket:
@@ -107,19 +100,23 @@ class ClientConnection:
             sock = self.address.connect(self._config.connect_timeout)
         except ssl.SSLCertVerificationError as exc:
             raise AuthenticationFailed(
-                f"{self.what}: the server at {self.address} presented a certificate that no"
-                f" authority this client trusts has signed ({exc.verify_message})"
+                f"the server at {self.address} presented a certificate that no"
+                f" authority this client trusts has signed ({exc.verify_message})",
+                target=self.what,
             ) from None
         except OSError as exc:
             raise ServiceUnavailable(
-                f"{self.what}: cannot connect to {self.address}: {exc.strerror or exc}"
+                f"cannot connect to {self.address}: {exc.strerror or exc}", target=self.what
             ) from exc
         try:
             wire.client_handshake(sock, token, stream=stream)
             sock.settimeout(None)
         except OSError as exc:
             sock.close()
-            raise ServiceUnavailable(f"{self.what}: handshake failed: {exc}") from exc
+            raise ServiceUnavailable(f"handshake failed: {exc}", target=self.what) from exc
+        except CommunicationError as exc:
+            sock.close()
+            raise exc.concerning(self.what) from exc.__cause__
         except BaseException:
             sock.close()
             raise
@@ -136,31 +133,32 @@ class ClientConnection:
         if _is_inline(reply):
             return reply[1]
         if not _is_stream(reply):
-            raise RemoteError("ProtocolError", f"{self.what}: malformed reply to a stream request")
+            message = "malformed reply to a stream request"
+            raise ProtocolMismatch(message, target=self.what, method=spec.name)
         _, token, length = reply
-        data = streams.receive(
-            self._open_socket(token, stream=True), length, self._config.call_timeout, self.what
-        )
+        try:
+            sock = self._open_socket(token, stream=True)
+            data = streams.receive(sock, length, self._config.call_timeout, self.what)
+        except CommunicationError as exc:
+            raise exc.concerning(self.what, spec.name) from exc.__cause__
         self._request(HANDLE_KOS_STREAM_END, spec, (token,))
         if length is not None and len(data) != length:
-            message = f"{self.what}: the stream ended after {len(data)} of {length} bytes"
-            raise RemoteError("ShortStream", message)
+            message = f"the stream ended after {len(data)} of {length} bytes"
+            raise ConnectionLost(message, target=self.what, method=spec.name)
         return data
 
     def _request(self, handler: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
-        conn = self._conn or self.connect()
-        try:
-            status, payload = conn.sync_request(handler, *args)
-        except (AsyncResultTimeout, EOFError, OSError) as exc:
-            raise self._unavailable(spec, exc, conn) from None
+        with self._translated(spec) as conn:
+            status, payload = conn.request(handler, args, self._config.call_timeout)
         return self._result(spec, status, payload)
 
     def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
         """Call ``spec`` on the object ``handle`` names; rebuild the result or exception."""
         if handle and self._dropped:
-            raise ServiceUnavailable(
-                f"{self.what}: this object was held on a connection dropped after a call"
-                " timed out; get it again"
+            raise ConnectionLost(
+                "this object was held on a connection dropped after a call timed out; get it again",
+                target=self.what,
+                method=spec.name,
             )
         return self._request(HANDLE_KOS_CALL, spec, (handle, spec.name, args))
 
@@ -170,46 +168,54 @@ class ClientConnection:
         Several calls in flight on one connection overlap their round trips (used to
         stream a large read in pieces).
         """
-        conn = self._conn or self.connect()
-        with self._translated(spec, conn):
-            pending = conn.async_request(HANDLE_KOS_CALL, handle, spec.name, args)
-        pending.set_expiry(self._config.call_timeout)
+        with self._translated(spec) as conn:
+            call = (handle, spec.name, args)
+            pending = conn.begin(HANDLE_KOS_CALL, call, self._config.call_timeout)
 
         def result() -> Any:
             with self._translated(spec, conn):
-                status, payload = pending.value
+                status, payload = pending()
             return self._result(spec, status, payload)
 
         return result
 
     @contextlib.contextmanager
-    def _translated(self, spec: MethodSpec, conn: KosConnection | None = None) -> Iterator[None]:
+    def _translated(self, spec: MethodSpec, conn: RpcPeer | None = None) -> Iterator[RpcPeer]:
+        """The connection (opened if need be); what breaks on it raised as kos's errors."""
         try:
-            yield
-        except (AsyncResultTimeout, EOFError, OSError) as exc:
-            raise self._unavailable(spec, exc, conn) from None
-
-    def _unavailable(
-        self, spec: MethodSpec, exc: BaseException, conn: KosConnection | None = None
-    ) -> ServiceUnavailable:
-        if isinstance(exc, AsyncResultTimeout):
+            conn = conn or self._conn or self.connect()
+            yield conn
+        except NoReply:
             if conn is not None:
                 self._drop(conn)
-            return ServiceUnavailable(
-                f"{self.what}: no answer to {spec.name}() within {self._config.call_timeout:g} s"
-            )
-        return ServiceUnavailable(f"{self.what}: the serving process is gone ({exc})")
+            raise CallTimeout(
+                f"no answer within {self._config.call_timeout:g} s",
+                target=self.what,
+                method=spec.name,
+            ) from None
+        except (EOFError, OSError) as exc:
+            raise ConnectionLost(
+                f"the serving process is gone ({exc})", target=self.what, method=spec.name
+            ) from None
+        except CommunicationError as exc:
+            raise exc.concerning(self.what, spec.name) from exc.__cause__
 
     def _result(self, spec: MethodSpec, status: int, payload: Any) -> Any:
-        if status == OK:
-            if spec.plain_result:
-                return payload
-            return from_wire(payload, spec.returns, self._make_ref)
-        kind, detail = payload
+        try:
+            if status == OK:
+                if spec.plain_result:
+                    return payload
+                return from_wire(payload, spec.returns, self._make_ref)
+            kind, detail = payload
+            exc_class = spec.exception(kind) if status == DECLARED else None
+            failure = exc_class(*detail) if exc_class is not None else None
+        except (TypeError, ValueError, UsageError) as exc:
+            raise ProtocolMismatch(
+                f"a reply this client cannot decode ({exc})", target=self.what, method=spec.name
+            ) from None
+        if failure is not None:
+            raise failure
         if status == DECLARED:
-            exc_class = spec.exception(kind)
-            if exc_class is not None:
-                raise exc_class(*detail)
             raise RemoteError(kind, " ".join(map(str, detail)))
         raise RemoteError(kind, detail)
 
@@ -221,7 +227,7 @@ class ClientConnection:
         with contextlib.suppress(Exception):
             # No result object: one would keep the connection alive, waiting for a
             # reply that is never read, after its last proxy is gone.
-            conn._async_request(HANDLE_KOS_RELEASE, (handle,))
+            conn.post(HANDLE_KOS_RELEASE, (handle,))
 
     def _make_ref(self, wire: Any, interface: type[Interface]) -> Any:
         if wire is None:
@@ -231,7 +237,7 @@ class ClientConnection:
             return object_of_sbh(value, interface)
         return make_proxy(interface, self, int(value))
 
-    def _drop(self, conn: KosConnection) -> None:
+    def _drop(self, conn: RpcPeer) -> None:
         """Close ``conn`` after a call on it timed out: a late reply must not be taken for
         the next call's, and the server sees the disconnect. The next call reconnects.
         """
@@ -266,11 +272,6 @@ def _is_stream(reply: Any) -> bool:
         return False
     _, token, length = reply
     return type(token) is str and (length is None or (type(length) is int and length >= 0))
-
-
-def _hang_up(channel: KosChannel) -> None:
-    with contextlib.suppress(Exception):
-        channel.close()
 
 
 class RemoteObject:

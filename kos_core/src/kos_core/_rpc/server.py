@@ -20,7 +20,14 @@ from collections.abc import Callable
 
 from kos_core._net import wire
 from kos_core._net.handshakes import PendingHandshakes
-from kos_core._rpc.connection import DEFAULT_CONFIG, KosChannel, KosConnection, KosStream, RpcConfig
+from kos_core._rpc.connection import (
+    DEFAULT_CONFIG,
+    HANDLE_KOS_CALL,
+    UNSENDABLE,
+    RpcConfig,
+    session_requests,
+)
+from kos_core._rpc.rpyc_seam import RpcPeer
 from kos_core._rpc.session import ServerSession
 from kos_core._rpc.streams import PendingStream, StreamTable
 from kos_core.errors import KosError
@@ -39,7 +46,7 @@ class Server:
 
     ``authorize(token)`` returns the :class:`ServerSession` for a credential, or ``None``
     to refuse it. Garbage, wrong credentials and wrong protocol versions are refused
-    during the handshake and never reach rpyc. A TCP listener needs ``tls``: every
+    during the handshake and never reach the rpc layer. A TCP listener needs ``tls``: every
     connection to it speaks TLS (its handshake inside the same deadline) before a
     byte of kos's own; plaintext TCP does not exist.
     """
@@ -71,7 +78,7 @@ class Server:
         if address.path is not None:
             os.chmod(address.path, 0o600)
         self._closed = threading.Event()
-        self._connections: set[KosConnection] = set()
+        self._connections: set[RpcPeer] = set()
         self._stream_sockets: set[socket.socket] = set()
         #: large reads opened on this server's connections, waiting for or on their sockets
         self.streams = StreamTable()
@@ -177,8 +184,15 @@ class Server:
 
     def _serve_session(self, sock: socket.socket, session: ServerSession) -> None:
         session.streams = self.streams
-        channel = KosChannel(KosStream(sock), session.max_request, session.cap_for)
-        conn = KosConnection(session, channel, self._config.rpyc())
+        requests = session_requests(session, self._config)
+        conn = RpcPeer.serving(
+            sock,
+            session,
+            requests,
+            self._config.call_timeout,
+            call=HANDLE_KOS_CALL,
+            unsendable=UNSENDABLE,
+        )
         with self._lock:
             self._connections.add(conn)
         try:
@@ -227,7 +241,7 @@ class Server:
                 sock.shutdown(socket.SHUT_RDWR)
         for conn in conns:
             with contextlib.suppress(Exception):
-                conn._channel.close()
+                conn.hang_up()
 
 
 _NO_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)

@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from rpyc.core.protocol import Connection
-
 from kos_core._rpc.client import sbh_of
 from kos_core._rpc.connection import DECLARED, DEFAULT_MAX_REQUEST, FAULT, OK
 from kos_core._rpc.redact import public_message, value_name
@@ -89,11 +87,8 @@ class ServerSession:
         """Close this connection once the call being served has been answered."""
         self.ending = True
 
-    def on_connect(self, conn: Connection) -> None:
-        """Called by rpyc when the connection is set up."""
-
-    def on_disconnect(self, conn: Connection) -> None:
-        """Called by rpyc when the connection ends: drop references, run the close hook."""
+    def disconnected(self) -> None:
+        """The connection has ended: drop references, run the close hook."""
         self._objects.clear()
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kos_core.errors import ServiceUnavailable
+from kos_core.errors import CallTimeout, ConnectionLost, ServiceUnavailable
 
 #: reads that end within this many bytes come back in the reply itself
 INLINE = 256 * 1024
@@ -164,7 +164,9 @@ def set_os_timeouts(sock: socket.socket, seconds: float) -> None:
 def receive(sock: socket.socket, length: int | None, timeout: float, what: str) -> bytes:
     """Every byte the server sends on ``sock`` (``length`` of them, if known).
 
-    Raises :class:`ServiceUnavailable` if nothing arrives for ``timeout`` seconds.
+    Raises :class:`~kos_core.errors.CallTimeout` if nothing arrives for ``timeout``
+    seconds, :class:`~kos_core.errors.ConnectionLost` if the connection breaks (both
+    with ``what`` as their target).
     """
     set_os_timeouts(sock, timeout)
     try:
@@ -181,9 +183,9 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
             if left is not None:
                 left -= len(part)
     except (BlockingIOError, ssl.SSLWantReadError):
-        raise ServiceUnavailable(f"{what}: no data for {timeout:g} s") from None
+        raise CallTimeout(f"no data for {timeout:g} s", target=what, method="read") from None
     except OSError as exc:
-        raise ServiceUnavailable(f"{what}: stream broken: {exc}") from None
+        raise ConnectionLost(f"stream broken: {exc}", target=what, method="read") from None
     finally:
         with contextlib.suppress(OSError):
             sock.close()
