@@ -186,8 +186,8 @@ def wait_ended(
 
 
 def sbh_pid(handle: object) -> int:
-    """The pid of the factory child serving an SBH or a proxy: the child serves on
-    ``<runtime dir>/p<PID>.sock``.
+    """The pid of the process serving an SBH or a proxy (a plugin or a factory child):
+    it serves on ``<runtime dir>/p<PID>.sock``.
     """
     from kos_core import _rpc
     from kos_core._net import wire
