@@ -1,7 +1,7 @@
 """Fixtures of the cross-distribution integration suite.
 
-``kos_env`` and ``kos_kernel`` come from ``kos_core.testing`` (a pytest plugin that
-the kos-core distribution installs); the fixtures here build on them.
+``kos_env``, ``start_kernel`` and ``kos_kernel`` come from ``kos_core.testing`` (a
+pytest plugin that the kos-core distribution installs); the fixtures here build on them.
 """
 
 from __future__ import annotations
@@ -12,11 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from kos_core.testing import EtcdProcess, KernelProcess, KosEnv, make_env
-from kos_helpers import Cli, HandPlugin, Result, bitbucket_kernel, kos_environ, run
+from kos_core.testing import (
+    EtcdProcess,
+    KernelProcess,
+    KosEnv,
+    StartKernel,
+    make_env,
+    running_kernel,
+)
+from kos_helpers import Cli, HandPlugin, Result, kos_environ, run
 from world_helpers import World
 
-StartKernel = Callable[..., KernelProcess]
 StartPlugin = Callable[..., HandPlugin]
 
 
@@ -62,29 +68,6 @@ def bb_kernel(kos_kernel: KernelProcess) -> KernelProcess:
 
 
 @pytest.fixture
-def start_kernel(kos_env: KosEnv) -> Iterator[StartKernel]:
-    """Start kernels with other options (``start_kernel("--listen", ...)``); all are
-    stopped, with their process groups, after the test.
-    """
-    started: list[KernelProcess] = []
-
-    def start(*args: str, ready: bool = True, env: KosEnv | None = None) -> KernelProcess:
-        place = env or kos_env
-        log = place.state_dir / f"kernel-{place.kernel}-{len(started)}.log"
-        kernel = KernelProcess(place, args, log_path=log)
-        started.append(kernel)
-        if ready:
-            kernel.wait_ready()
-        return kernel
-
-    try:
-        yield start
-    finally:
-        for kernel in started:
-            kernel.stop()
-
-
-@pytest.fixture
 def start_plugin(kos_env: KosEnv, tmp_path: Path) -> Iterator[StartPlugin]:
     """Run plugin scripts by hand (``start_plugin(script, kernel=None, args=())``);
     every one is killed after the test.
@@ -116,10 +99,11 @@ def start_plugin(kos_env: KosEnv, tmp_path: Path) -> Iterator[StartPlugin]:
 
 
 @pytest.fixture
-def station(kos_env: KosEnv) -> Iterator[KernelProcess]:
+def station(start_kernel: StartKernel) -> KernelProcess:
     """A kernel running bitbucket, whose policy lets KPs look it up."""
-    with bitbucket_kernel(kos_env, "[kp-access]\nlookup: bitbucket\n") as kernel:
-        yield kernel
+    kernel = start_kernel(setup="[kp-access]\nlookup: bitbucket\n")
+    kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    return kernel
 
 
 @pytest.fixture(scope="module")
@@ -129,23 +113,16 @@ def module_kernel() -> Iterator[KernelProcess]:
     ``shared_bb_kernel``; for tests that neither stop it nor need it fresh.
     """
     env = make_env("sharedk")
-    with pytest.MonkeyPatch.context() as patch:
-        # KernelProcess's helpers (and the kernel) find their place in the environment
-        for key, value in env.environ().items():
-            patch.setenv(key, value)
-        patch.setenv("KOS_LOAD_PLUGINS", "bitbucket")
-        kernel = KernelProcess(env)
-        try:
-            kernel.wait_ready()
-            kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        except BaseException:
-            kernel.stop()
-            shutil.rmtree(env.runtime_dir.parent, ignore_errors=True)
-            raise
     try:
-        yield kernel
+        with pytest.MonkeyPatch.context() as patch:
+            # KernelProcess's helpers (and the kernel) find their place in the environment
+            for key, value in env.environ().items():
+                patch.setenv(key, value)
+            with running_kernel(env, environ={"KOS_LOAD_PLUGINS": "bitbucket"}) as kernel:
+                kernel.wait_plugin("bitbucket", services=["bitbucket"])
+                patch.undo()
+                yield kernel
     finally:
-        kernel.stop()
         shutil.rmtree(env.runtime_dir.parent, ignore_errors=True)
 
 

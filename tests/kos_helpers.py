@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -110,19 +110,6 @@ def kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def pid_exists(pid: int) -> bool:
-    """True while a process (not a zombie nobody reaped yet) has this pid."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 def group_members(pgid: int) -> list[int]:
     """The live (not zombie) processes of process group ``pgid``."""
     members = []
@@ -136,15 +123,6 @@ def group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             members.append(int(entry.name))
     return members
-
-
-def pid_gone(pid: int) -> bool:
-    """True once ``os.kill(pid, 0)`` raises ProcessLookupError."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def connection_file(kos_env: KosEnv, kernel: str | None = None) -> Path:
@@ -286,18 +264,3 @@ def booting_line(kernel: KernelProcess) -> str:
 def table(stdout: str) -> list[list[str]]:
     """The rows of a table the CLI printed, header first, split on blanks."""
     return [line.split() for line in stdout.splitlines() if line.strip()]
-
-
-@contextlib.contextmanager
-def bitbucket_kernel(env: KosEnv, setup: str, *args: str) -> Iterator[KernelProcess]:
-    """A kernel started with ``args`` under the setup-file text ``setup``, once its
-    bitbucket serves; stopped afterwards.
-    """
-    env.write_setup(setup)
-    kernel = KernelProcess(env, args)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        yield kernel
-    finally:
-        kernel.stop()

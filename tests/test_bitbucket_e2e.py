@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from conftest import StartKernel
 from kos_core.errors import RemoteError
-from kos_core.testing import KernelProcess, KosEnv
+from kos_core.testing import KernelProcess, KosEnv, StartKernel
 from kos_helpers import Cli, Result, assert_one_line_error, dedent, kos_environ
 from kos_plugins_bitbucket import BitBucket, BucketFull, NotFound
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from conftest import StartKernel
-from kos_core.testing import KosEnv, wait_for
+from kos_core.testing import KosEnv, StartKernel, wait_for
 from kos_helpers import Cli, booting_line, dedent
 
 

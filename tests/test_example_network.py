@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, descendants_of
+from kos_core.testing import KosEnv, StartKernel, descendants_of
 from kos_helpers import Cli
 from kp_helpers import row
 
@@ -26,27 +26,25 @@ def load_example() -> ModuleType:
     return module
 
 
-def test_network_serves_as_a_plugin_and_as_a_kp(kos_env: KosEnv, cli: Cli) -> None:
+def test_network_serves_as_a_plugin_and_as_a_kp(
+    kos_env: KosEnv, start_kernel: StartKernel, cli: Cli
+) -> None:
     network = load_example()
     kos_env.write_setup(f"[foo]\nfile: {EXAMPLE}\n")
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        plugin_pid = kernel.wait_plugin("foo", services=["foo"])
-        submitted = cli("kp", "submit", f"{EXAMPLE}:Network")
-        assert submitted.returncode == 0, str(submitted)
-        kp_id = submitted.stdout.strip()
-        with kos_core.connect() as kos:
-            as_plugin = kos.lookup("foo", network.NetworkAPI)
-            assert as_plugin.Where() == ("plugin", kos_env.kernel, "plugins/foo")
-            assert as_plugin.Pid() == plugin_pid
-            as_kp = kos.lookup(f"kps/{kp_id}/foo", network.NetworkAPI)
-            assert as_kp.Where() == ("kp", kos_env.kernel, "")
-            found = row(kos, kp_id)
-            assert found is not None and found["class"] == "Network"
-            assert as_kp.Pid() == found["pid"] != plugin_pid
-            assert {plugin_pid, found["pid"]} <= descendants_of(kernel.pid)
-        log = (kos_env.state_dir / kos_env.kernel / "logs" / f"kp-{kp_id}.log").read_text()
-        assert "confined: landlock" in log  # the same class, confined as a KP
-    finally:
-        kernel.stop()
+    kernel = start_kernel()
+    plugin_pid = kernel.wait_plugin("foo", services=["foo"])
+    submitted = cli("kp", "submit", f"{EXAMPLE}:Network")
+    assert submitted.returncode == 0, str(submitted)
+    kp_id = submitted.stdout.strip()
+    with kos_core.connect() as kos:
+        as_plugin = kos.lookup("foo", network.NetworkAPI)
+        assert as_plugin.Where() == ("plugin", kos_env.kernel, "plugins/foo")
+        assert as_plugin.Pid() == plugin_pid
+        as_kp = kos.lookup(f"kps/{kp_id}/foo", network.NetworkAPI)
+        assert as_kp.Where() == ("kp", kos_env.kernel, "")
+        found = row(kos, kp_id)
+        assert found is not None and found["class"] == "Network"
+        assert as_kp.Pid() == found["pid"] != plugin_pid
+        assert {plugin_pid, found["pid"]} <= descendants_of(kernel.pid)
+    log = (kos_env.state_dir / kos_env.kernel / "logs" / f"kp-{kp_id}.log").read_text()
+    assert "confined: landlock" in log  # the same class, confined as a KP

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from conftest import StartKernel, StartPlugin
+from conftest import StartPlugin
 from kos_core.errors import NameNotFound
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
 from kos_helpers import (
     GETOPT_EXIT,
     Cli,
     HandPlugin,
     assert_one_line_error,
-    pid_exists,
     write_plugin_script,
 )
 from kos_plugins_bitbucket import BitBucket, BucketFull
@@ -163,19 +162,6 @@ def test_plugin_options_are_accepted_by_register(
     script = write_plugin_script(tmp_path, "longopt")
     plugin = start_plugin(script, kernel="nosuchkernel", args=["--kernel", bb_kernel.env.kernel])
     serving(bb_kernel, plugin, "longopt", "longopt")
-
-
-def test_hand_started_plugin_exits_when_the_kernel_goes_away(
-    bb_kernel: KernelProcess, start_plugin: StartPlugin, tmp_path: Path
-) -> None:
-    plugin = start_plugin(write_plugin_script(tmp_path, "lifeline"))
-    serving(bb_kernel, plugin, "lifeline", "lifeline")
-    bb_kernel.process.send_signal(signal.SIGKILL)
-    bb_kernel.process.wait(10)
-    plugin.wait(10)
-    assert not pid_exists(plugin.pid)
-    assert bb_kernel.env.kernel in plugin.stderr()  # it says which kernel went away
-    assert "Traceback" not in plugin.stderr()
 
 
 def test_binding_a_taken_service_name_fails_the_plugin(

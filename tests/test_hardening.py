@@ -33,11 +33,18 @@ import pytest
 from rpyc.core import brine, consts
 
 import kos_core
-from conftest import StartKernel
 from kos_core import _rpc
 from kos_core._net import wire
 from kos_core.errors import ServiceUnavailable
-from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ended, wait_for
+from kos_core.testing import (
+    KernelProcess,
+    KosEnv,
+    StartKernel,
+    descendants_of,
+    process_ended,
+    sbh_pid,
+    wait_for,
+)
 from kos_helpers import Cli, connection_info, dedent, kos_environ, run
 from kos_plugins_bitbucket import BitBucket, BucketFull
 from kos_plugins_http import Factory
@@ -107,17 +114,6 @@ def fetch(requester: Any, url: str) -> bytes:
 
 def assert_page(requester: Any, url: str) -> None:
     assert fetch(requester, url) == PAGE
-
-
-def serving_pid(proxy: Any) -> int:
-    """The pid of the process serving ``proxy`` (its socket is ``p<PID>.sock``)."""
-    sbh = _rpc.sbh_of(proxy)
-    assert sbh is not None
-    path = wire.parse_sbh(sbh)[0].path
-    assert path is not None
-    match = re.fullmatch(r"p(\d+)\.sock", Path(path).name)
-    assert match, path
-    return int(match.group(1))
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -482,12 +478,6 @@ def test_announced_bytes_are_not_allocated_before_they_arrive(
 # ------------------------------------------------------------------------ no orphans
 
 
-def requester_pid(requester: Any) -> int:
-    """The pid of a requester child: it serves on ``<runtime dir>/p<PID>.sock``."""
-    address, _ = wire.parse_sbh(_rpc.sbh_of(requester) or "")
-    return int(Path(address.path or "p0").stem[1:])
-
-
 def test_no_orphans_when_the_kernel_is_killed(http_kernel: KernelProcess, page_url: str) -> None:
     plugin_pids = [http_kernel.wait_plugin(name) for name in ("bitbucket", "http")]
     family: set[int] = set()
@@ -497,7 +487,7 @@ def test_no_orphans_when_the_kernel_is_killed(http_kernel: KernelProcess, page_u
         requesters = [factory.GetHTTPRequester() for _ in range(2)]
         for requester in requesters:
             assert_page(requester, page_url)  # live and connected
-        handed = {requester_pid(requester) for requester in requesters}
+        handed = {sbh_pid(requester) for requester in requesters}
         # Under http: the fork server, the two requesters and the spare forked after them.
         http_pid = plugin_pids[1]
         wait_for(lambda: len(descendants_of(http_pid)) == 4, 10, "the spare after the requesters")
@@ -538,7 +528,7 @@ def test_dropped_requester_ends_its_child(http_kernel: KernelProcess, page_url: 
     """
     with kos_core.connect() as kos:
         requester = kos.lookup("http", Factory).GetHTTPRequester()
-        child = serving_pid(requester)
+        child = sbh_pid(requester)
         assert_page(requester, page_url)  # a body by reference, read and closed
         gc.disable()
         try:
@@ -677,7 +667,7 @@ def test_oversized_value_is_refused_without_being_held(bb_kernel: KernelProcess)
         bb = kos.lookup("bitbucket", BitBucket)
         bb.Set("small", b"before")
         assert bb.Get("small") == b"before"
-        pid = serving_pid(bb)
+        pid = sbh_pid(bb)
         before = memory_kib(pid)
         huge = bytes(50 * 1024 * 1024)
         started = time.monotonic()
@@ -811,7 +801,7 @@ def test_call_to_a_stopped_plugin_fails_fast(kos_env: KosEnv, start_kernel: Star
     with kos_core.connect() as kos:
         bb = kos.lookup("bitbucket", BitBucket)
         bb.Set("k", b"v")
-        pid = serving_pid(bb)  # the process this proxy talks to
+        pid = sbh_pid(bb)  # the process this proxy talks to
         os.kill(pid, signal.SIGSTOP)
         try:
             # SIGSTOP takes effect asynchronously: wait until the process is stopped.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
 from kos_plugins_bitbucket import BitBucket
 from kp_helpers import reported, submit, write_kp
 
@@ -70,18 +70,16 @@ class Looker:
 
 
 @pytest.fixture
-def attacked(kos_env: KosEnv, tmp_path: Path) -> Iterator[tuple[KernelProcess, str, Any]]:
+def attacked(
+    kos_env: KosEnv, start_kernel: StartKernel, tmp_path: Path
+) -> Iterator[tuple[KernelProcess, str, Any]]:
     """A station whose policy opens bitbucket, and the report of a KP that tried the rest."""
     kos_env.write_setup("[kp-access]\nlookup: bitbucket\n")
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        with kos_core.connect() as kos:
-            kp_id = submit(kos, write_kp(tmp_path, "attacker", ATTACKER), "Attacker")
-            yield kernel, kp_id, reported(kos, "attacks")
-    finally:
-        kernel.stop()
+    kernel = start_kernel()
+    kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    with kos_core.connect() as kos:
+        kp_id = submit(kos, write_kp(tmp_path, "attacker", ATTACKER), "Attacker")
+        yield kernel, kp_id, reported(kos, "attacks")
 
 
 def test_a_kp_looks_up_only_what_the_policy_allows(attacked: Any) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, process_ended, wait_for
 from kos_helpers import Cli, assert_one_line_error
 from kp_helpers import reported, submit, wait_ended, write_kp
 
@@ -148,28 +148,24 @@ def test_memory_cpu_and_wall_clock_limits_hold(station: KernelProcess, tmp_path:
 
 
 def test_a_station_that_cannot_confine_refuses_unless_told(
-    kos_env: KosEnv, cli: Cli, tmp_path: Path
+    kos_env: KosEnv, start_kernel: StartKernel, cli: Cli, tmp_path: Path
 ) -> None:
     kos_env.write_setup("[kp-access]\nlookup: bitbucket\nlandlock: 99\n")
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        path = write_kp(
-            tmp_path, "free", "class Free:\n    def __main__(self, kos):\n        time.sleep(60)\n"
-        )
-        assert_one_line_error(
-            cli("kp", "submit", str(path)),
-            1,
-            "cannot confine a KP",
-            "older than the 99 this station requires",
-            "--unconfined",
-        )
-        result = cli("kp", "submit", "--unconfined", str(path))
-        assert result.returncode == 0, str(result)
-        kp_id = result.stdout.strip()
-        wait_for(lambda: f"KP {kp_id} (Free) runs UNCONFINED" in kernel.log(), 5)
-        log = kernel.env.state_dir / kernel.env.kernel / "logs" / f"kp-{kp_id}.log"
-        assert "UNCONFINED" in wait_for(log.read_text, 5)
-    finally:
-        kernel.stop()
+    kernel = start_kernel()
+    kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    path = write_kp(
+        tmp_path, "free", "class Free:\n    def __main__(self, kos):\n        time.sleep(60)\n"
+    )
+    assert_one_line_error(
+        cli("kp", "submit", str(path)),
+        1,
+        "cannot confine a KP",
+        "older than the 99 this station requires",
+        "--unconfined",
+    )
+    result = cli("kp", "submit", "--unconfined", str(path))
+    assert result.returncode == 0, str(result)
+    kp_id = result.stdout.strip()
+    wait_for(lambda: f"KP {kp_id} (Free) runs UNCONFINED" in kernel.log(), 5)
+    log = kernel.env.state_dir / kernel.env.kernel / "logs" / f"kp-{kp_id}.log"
+    assert "UNCONFINED" in wait_for(log.read_text, 5)

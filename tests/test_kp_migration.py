@@ -9,14 +9,21 @@ import dataclasses
 import hashlib
 import json
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import kos_core
 from kos_core.errors import PermissionDenied
-from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ended, wait_for
+from kos_core.testing import (
+    KernelProcess,
+    KosEnv,
+    StartKernel,
+    descendants_of,
+    process_ended,
+    wait_for,
+)
 from kos_helpers import Cli
 from kp_helpers import reported, row, submit, wait_ended, write_kp
 
@@ -89,29 +96,26 @@ StartPair = Callable[..., tuple[KernelProcess, KernelProcess]]
 
 
 @pytest.fixture
-def start_pair(kos_env: KosEnv) -> Iterator[StartPair]:
+def start_pair(kos_env: KosEnv, start_kernel: StartKernel) -> StartPair:
     """Start kernels ``testk`` (A) and ``kb`` (B) in one runtime directory, both running
     bitbucket and letting KPs look it up; ``start_pair(accept=False)`` makes B refuse
     incoming KPs. Both are stopped after the test.
     """
-    started: list[KernelProcess] = []
 
     def start(accept: bool = True) -> tuple[KernelProcess, KernelProcess]:
         kos_env.write_setup("[kp-access]\nlookup: bitbucket\n")
         if not accept:
             kos_env.write_setup("[kp-access]\naccept: no\n", layer=f"plugins.{AWAY}")
-        for env in (kos_env, dataclasses.replace(kos_env, kernel=AWAY)):
-            started.append(KernelProcess(env))
+        started = [
+            start_kernel(env=env, ready=False)
+            for env in (kos_env, dataclasses.replace(kos_env, kernel=AWAY))
+        ]
         for kernel in started:
             kernel.wait_ready()
             kernel.wait_plugin("bitbucket", services=["bitbucket"])
         return started[0], started[1]
 
-    try:
-        yield start
-    finally:
-        for kernel in started:
-            kernel.stop()
+    return start
 
 
 def test_a_kp_migrates_with_its_state_and_its_old_station_keeps_nothing(

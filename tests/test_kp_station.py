@@ -11,7 +11,7 @@ from pathlib import Path
 
 import kos_core
 from kos_core.testing import KernelProcess, descendants_of, process_ended, wait_for
-from kos_helpers import Cli, assert_one_line_error, pid_exists
+from kos_helpers import Cli, assert_one_line_error
 from kp_helpers import reported, row, submit, wait_ended, write_kp
 
 STORE = """
@@ -88,7 +88,7 @@ def test_kill_ends_the_kp_and_every_process_it_started(
     with kos_core.connect() as kos:
         kp_id = submit(kos, path, "Parent")
         pids = reported(kos, "parent")
-        assert pid_exists(pids["pid"]) and pid_exists(pids["child"])
+        assert not process_ended(pids["pid"]) and not process_ended(pids["child"])
         result = cli("kp", "kill", kp_id)
         assert result.returncode == 0 and result.stdout.strip() == f"{kp_id}: ended"
         wait_for(lambda: process_ended(pids["pid"]) and process_ended(pids["child"]), 5)

@@ -16,7 +16,7 @@ import pytest
 
 import kos_core
 from kos_core import PermissionDenied, RegistrationRefused, RemoteError
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
 from kos_helpers import connection_info, dedent
 from kos_plugins_bitbucket import BitBucket
 
@@ -87,7 +87,7 @@ NOTES = dedent(
 
 
 @pytest.fixture
-def attacked(kos_env: KosEnv, tmp_path: Path) -> Any:
+def attacked(kos_env: KosEnv, start_kernel: StartKernel, tmp_path: Path) -> Any:
     """A kernel running bitbucket, a stopped ``notes`` plugin that declares ``notes``,
     and ``mallory``, which tried every attack; returns (kernel, report).
     """
@@ -98,15 +98,11 @@ def attacked(kos_env: KosEnv, tmp_path: Path) -> Any:
         f"[mallory]\nfile: {tmp_path / 'mallory.py'}\nservices: mallory\nreport: {report}\n"
         f"[notes]\nfile: {tmp_path / 'notes.py'}\nservices: notes\nrun-at-boot: no\n"
     )
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("bitbucket", services=["bitbucket"])
-        kernel.wait_plugin("mallory")
-        wait_for(report.exists, 15, "the attacker's report")
-        yield kernel, json.loads(report.read_text())
-    finally:
-        kernel.stop()
+    kernel = start_kernel()
+    kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    kernel.wait_plugin("mallory")
+    wait_for(report.exists, 15, "the attacker's report")
+    yield kernel, json.loads(report.read_text())
 
 
 def test_a_plugin_cannot_control_other_plugins(attacked: Any) -> None:

@@ -10,9 +10,8 @@ import time
 import pytest
 
 import kos_core
-from conftest import StartKernel
 from kos_core.errors import KosError, NameNotFound
-from kos_core.testing import KosEnv, wait_for
+from kos_core.testing import KosEnv, StartKernel, wait_for
 from kos_helpers import Cli, assert_one_line_error
 
 SILENT = "import time\nprint('thinking', flush=True)\ntime.sleep(600)\n"

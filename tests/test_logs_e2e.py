@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import StartKernel
-from kos_core.testing import KosEnv, wait_for
+from kos_core.testing import KosEnv, StartKernel, wait_for
 from kos_helpers import Cli, assert_one_line_error
 
 #: What every log line starts with: its local date and time (logging's asctime).

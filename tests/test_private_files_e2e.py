@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from conftest import StartKernel
 from kos_core.errors import KosError, UsageError
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
 from kos_helpers import Cli, assert_one_line_error, connection_file
 
 

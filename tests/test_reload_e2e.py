@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kos_core.errors import NameNotFound
-from kos_core.testing import KernelProcess, KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
 from kos_helpers import Cli, assert_one_line_error, write_plugin_script
 
 
@@ -27,20 +27,18 @@ def scripts(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def kernel(kos_env: KosEnv, scripts: dict[str, Path]) -> Iterator[KernelProcess]:
+def kernel(
+    kos_env: KosEnv, start_kernel: StartKernel, scripts: dict[str, Path]
+) -> Iterator[KernelProcess]:
     """A kernel running plugins keep, change and gone (bitbucket does not boot)."""
     kos_env.write_setup(
         "[bitbucket]\nrun-at-boot: no\n"
         + "".join(section(n, scripts[n]) for n in ("keep", "change", "gone"))
     )
-    process = KernelProcess(kos_env)
-    try:
-        process.wait_ready()
-        for name in ("keep", "change", "gone"):
-            process.wait_plugin(name, services=[name])
-        yield process
-    finally:
-        process.stop()
+    process = start_kernel()
+    for name in ("keep", "change", "gone"):
+        process.wait_plugin(name, services=[name])
+    yield process
 
 
 def pids(kernel: KernelProcess) -> dict[str, int]:

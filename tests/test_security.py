@@ -6,16 +6,14 @@ import contextlib
 import os
 import socket
 import stat
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import kos_core
 from kos_core import _rpc
 from kos_core._net import wire
-from kos_core.errors import AuthenticationFailed, ProtocolMismatch
+from kos_core.errors import AuthenticationFailed
 from kos_core.kernel_api import Kernel as KernelInterface
 from kos_core.testing import KernelProcess, KosEnv
 from kos_helpers import connection_file, connection_info
@@ -162,38 +160,15 @@ def test_protocol_version_mismatch_gets_a_no_line(
     assert_still_serves(kos_env)
 
 
-def test_client_side_sees_protocol_mismatch(kos_env: KosEnv, tmp_path: Path) -> None:
-    # a fake server of another version: the client raises ProtocolMismatch, not a hang
-    path = str(tmp_path / "fake.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(1)
-
-    def serve() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.recv(256)
-            conn.sendall(b"NO protocol KOS/1 not supported; this side speaks KOS/2\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    link = _rpc.ClientConnection(wire.Address(path=path), "token", "fake server")
-    try:
-        with pytest.raises(ProtocolMismatch):
-            link.connect()
-    finally:
-        link.close()
-        thread.join(5)
-        listener.close()
-
-
+#: garbage, and the kernel's answer before it hangs up: ``NO not a kos handshake`` to a
+#: readable line that is not one, nothing to the rest (unreadable, or not one line)
 GARBAGE = {
-    "random bytes": os.urandom(4096),
-    "huge line without newline": b"A" * (1 << 20),
-    "not a handshake": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-    "binary with newline": b"\x00\xff\xfe\n",
-    "empty token": b"KOS/1 \n",
-    "bytes after the handshake line": b"KOS/1 token\n\x00\x00\x00\x10" + b"\x01" * 16,
+    "random bytes": (os.urandom(4096), b""),
+    "huge line without newline": (b"A" * (1 << 20), b""),
+    "not a handshake": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b""),
+    "binary with newline": (b"\x00\xff\xfe\n", b""),
+    "empty token": (b"KOS/1 \n", b"NO not a kos handshake\n"),
+    "bytes after the handshake line": (b"KOS/1 token\n\x00\x00\x00\x10" + b"\x01" * 16, b""),
 }
 
 
@@ -203,9 +178,9 @@ def test_garbage_does_not_stop_the_kernel(
 ) -> None:
     with contextlib.closing(raw_socket(kernel_address(kos_env))) as sock:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(GARBAGE[garbage])
+            sock.sendall(GARBAGE[garbage][0])
         reply = read_until_closed(sock)  # refused and hung up on, quickly
-    assert reply == b"" or reply.startswith(b"NO "), reply
+    assert reply == GARBAGE[garbage][1]
     assert bb_kernel.process.poll() is None
     assert_still_serves(kos_env)
 
@@ -217,7 +192,7 @@ def test_a_silent_half_handshake_is_dropped_after_the_timeout(
         sock.sendall(b"KOS/1 no-newline-yet")
         assert_still_serves(kos_env)  # meanwhile, others are served
         reply = read_until_closed(sock, wire.HANDSHAKE_TIMEOUT + 5)
-    assert reply == b"" or reply.startswith(b"NO "), reply
+    assert reply == b""  # cut without an answer
     assert_still_serves(kos_env)
 
 

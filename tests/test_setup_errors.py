@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from conftest import StartKernel
-from kos_core.testing import KosEnv, wait_for
+from kos_core.testing import KosEnv, StartKernel, wait_for
 from kos_helpers import Cli, assert_one_line_error, connection_file
 from kos_plugins_bitbucket import BucketFull
 

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 import kos_core
-from conftest import StartKernel
 from kos_core.errors import NameNotFound, ServiceUnavailable
-from kos_core.testing import KernelProcess, KosEnv, wait_for
-from kos_helpers import Cli, assert_one_line_error, pid_gone, table
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, process_reaped, wait_for
+from kos_helpers import Cli, assert_one_line_error, table
 
 FAST = "backoff: 0.1\nbackoff-max: 0.2\n"
 
@@ -43,7 +42,7 @@ def test_killed_plugin_is_restarted_by_default(bb_kernel: KernelProcess, cli: Cl
         kos.lookup("bitbucket").Set("lost", b"with the process")
     os.kill(pid, signal.SIGKILL)
     new_pid = running_again(bb_kernel, "bitbucket", pid)
-    assert pid_gone(pid)
+    assert process_reaped(pid)
     row = row_of(bb_kernel, "bitbucket")
     assert "SIGKILL" in row[5]
     assert row[6] == 1  # restarts
@@ -64,7 +63,7 @@ def test_operator_stop_keeps_a_plugin_stopped_until_started(
     result = cli("plugin", "stop", "bitbucket")
     assert result.returncode == 0, str(result)
     wait_for(lambda: row_of(kernel, "bitbucket")[1] == "stopped", 10, "bitbucket to stop")
-    assert pid_gone(pid)
+    assert process_reaped(pid)
     with kos_core.connect() as kos:
         assert "bitbucket" not in kos.list()
     # not restarted behind the operator's back, though its backoff is 0.1 s
@@ -84,7 +83,7 @@ def test_operator_restart(kos_env: KosEnv, start_kernel: StartKernel, cli: Cli) 
     result = cli("plugin", "restart", "bitbucket")
     assert result.returncode == 0, str(result)
     running_again(kernel, "bitbucket", pid)
-    assert pid_gone(pid)
+    assert process_reaped(pid)
 
 
 def test_unanswering_plugin_is_unbound_killed_and_restarted(
@@ -101,7 +100,7 @@ def test_unanswering_plugin_is_unbound_killed_and_restarted(
             wait_for(lambda: "bitbucket" not in kos.list(), 10, "the wedged plugin to be unbound")
             with pytest.raises(NameNotFound):
                 kos.lookup("bitbucket")
-            wait_for(lambda: pid_gone(pid), 10, "the wedged plugin to be killed")
+            wait_for(lambda: process_reaped(pid), 10, "the wedged plugin to be killed")
             with pytest.raises(ServiceUnavailable):
                 bb.Get("k")
         finally:

@@ -13,14 +13,13 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, wait_for
-from kos_helpers import Cli, assert_one_line_error, bitbucket_kernel, connection_info
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
+from kos_helpers import Cli, assert_one_line_error, connection_info
 from kos_plugins_bitbucket import BitBucket
 
 _ETH_P_ALL = 0x0003
@@ -71,11 +70,12 @@ class LoopbackCapture:
 
 
 @pytest.fixture
-def tcp_kernel(kos_env: KosEnv) -> Iterator[KernelProcess]:
+def tcp_kernel(start_kernel: StartKernel) -> KernelProcess:
     """A kernel listening on loopback TCP too, with bitbucket running."""
     setup = "[bitbucket]\nhealth-interval: 0.2\n"
-    with bitbucket_kernel(kos_env, setup, "--listen", "127.0.0.1:0") as kernel:
-        yield kernel
+    kernel = start_kernel("--listen", "127.0.0.1:0", setup=setup)
+    kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    return kernel
 
 
 def elsewhere(kos_env: KosEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 import os
 import socket
 
-from kos_core.testing import KernelProcess, wait_for
+from kos_core.testing import KernelProcess, running_kernel, wait_for
 from kos_helpers import CLI, Cli, assert_one_line_error, run
 from world_helpers import World
 
@@ -33,11 +33,8 @@ def test_a_second_kernel_of_a_taken_name_exits_2_naming_the_holders_host(world: 
     holder = world.start("A")
     env = world.env("A")  # a place of its own: another host's kernel of the same name
     args = ["--world", world.etcd.url, "--listen", "127.0.0.9:0", "--tls-dir", str(world.tls_dir)]
-    second = KernelProcess(env, args, log_path=world.base / "second.log")
-    try:
+    with running_kernel(env, *args, ready=False, log_path=world.base / "second.log") as second:
         assert second.process.wait(30) == 2
-    finally:
-        second.stop()
     lines = [line for line in second.log().splitlines() if line.startswith("kos: error:")]
     assert len(lines) == 1, second.log()
     assert "kernel name 'A' is taken" in lines[0]

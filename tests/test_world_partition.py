@@ -20,7 +20,7 @@ import pytest
 
 from kos_core._world.membership import LEASE_TTL
 from kos_core.errors import WorldUnavailable
-from kos_core.testing import EtcdProcess, require_etcd, wait_for
+from kos_core.testing import EtcdProcess, require, require_etcd, wait_for
 from kos_helpers import CLI, run
 from world_helpers import World
 
@@ -50,10 +50,10 @@ def _ip(*args: str) -> None:
 
 @pytest.fixture
 def netns() -> Iterator[Netns]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        if os.environ.get("CI"):
-            pytest.fail("the partition test needs root and iproute2 (CI runs as root)")
-        pytest.skip("the partition test needs root and iproute2 to make a network namespace")
+    require(
+        os.geteuid() == 0 and shutil.which("ip") is not None,
+        "the partition test needs root and iproute2 to make a network namespace",
+    )
     tag = os.getpid() % 10000
     subnet = f"10.213.{os.getpid() % 250}"
     space = Netns(f"kos-test-{tag}", f"kt{tag}h", f"{subnet}.1", f"{subnet}.2")

@@ -17,7 +17,14 @@ from typing import Any
 
 from kos_core._net import tls
 from kos_core._world.etcd import Etcd, WorldURL
-from kos_core.testing import EtcdProcess, KernelProcess, KosEnv, make_env, wait_for
+from kos_core.testing import (
+    EtcdProcess,
+    KernelProcess,
+    KosEnv,
+    make_env,
+    running_kernel,
+    wait_for,
+)
 from kos_helpers import CLI, Result, run
 
 #: every bitbucket in these tests exports unless a test says otherwise
@@ -37,6 +44,7 @@ class World:
         self.kernels: dict[str, KernelProcess] = {}
         self.envs: dict[str, KosEnv] = {}
         self._hosts = 1
+        self._running = contextlib.ExitStack()  # every kernel started, closed by stop()
 
     def issue(self, name: str) -> None:
         """Write the world certificate of kernel ``name`` into the TLS directory."""
@@ -72,11 +80,16 @@ class World:
             self._hosts += 1
             host = f"127.0.0.{self._hosts}"
         args = ["--world", self.etcd.url, "--listen", f"{host}:0", "--tls-dir", str(self.tls_dir)]
-        with self.environ(name, plugins):
-            kernel = KernelProcess(
-                env, [*args, *extra], log_path=self.base / f"{name}.log", prefix=prefix
-            )
-        self.kernels[name] = kernel
+        started = running_kernel(
+            env,
+            *args,
+            *extra,
+            ready=False,
+            environ={"KOS_LOAD_PLUGINS": plugins},
+            log_path=self.base / f"{name}.log",
+            prefix=prefix,
+        )
+        kernel = self.kernels[name] = self._running.enter_context(started)
         if ready:
             with self.environ(name, plugins):
                 kernel.wait_ready()
@@ -127,8 +140,7 @@ class World:
 
     def stop(self) -> None:
         """Stop every kernel and remove every place."""
-        for kernel in self.kernels.values():
-            kernel.stop()
+        self._running.close()
         for env in self.envs.values():
             shutil.rmtree(env.runtime_dir.parent, ignore_errors=True)
 

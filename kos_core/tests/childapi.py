@@ -2,7 +2,7 @@
 
 Only kos-core may be imported here. The module is used three ways:
 
-* imported by the tests, for the ``ChildTest.Counter`` interface and :func:`reaped`;
+* imported by the tests, for the ``ChildTest.Counter`` interface;
 * as ``module:callable`` target of a :class:`~kos_core.pluginlib.ChildFactory`
   (``childapi:make_counter``; this folder must be on ``PYTHONPATH``);
 * run as a script (``python childapi.py ...``): as a
@@ -97,23 +97,6 @@ def make_counter(*args: str) -> CounterImpl:
             gate.connect(args[1])
             gate.recv(1)
     return CounterImpl([str(a) for a in args])
-
-
-# -------------------------------------------------------------------- processes
-
-
-def reaped(pid: int) -> bool:
-    """True once ``pid`` has ended *and* been reaped (``os.kill`` finds no process).
-
-    Children of a live parent are checked with this; an orphan (its parent was
-    killed) goes to pid 1, which may never reap it, so it is checked with
-    :func:`kos_core.testing.process_ended` instead.
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 # -------------------------------------------------------------------- as a script

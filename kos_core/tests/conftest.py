@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from coretest_util import python_env
-from kos_core.testing import KernelProcess, KosEnv
+from kos_core.testing import KernelProcess, KosEnv, StartKernel
 
 
 @pytest.fixture
@@ -21,11 +19,6 @@ def env(kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
 
 
 @pytest.fixture
-def kernel(env: KosEnv) -> Iterator[KernelProcess]:
+def kernel(env: KosEnv, start_kernel: StartKernel) -> KernelProcess:
     """A kernel in ``env``, with no plugins of its own."""
-    process = KernelProcess(env)
-    try:
-        process.wait_ready()
-        yield process
-    finally:
-        process.stop()
+    return start_kernel()

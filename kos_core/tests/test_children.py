@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,20 @@ from childapi import (
     TARGET,
     WIRE_NAME,
     Counter,
-    reaped,
 )
 from coretest_util import connection_of, python_env, short_dir
 from kos_core import _rpc, pluginlib
 from kos_core._net import wire
 from kos_core.errors import AuthenticationFailed, ServiceUnavailable
-from kos_core.testing import KosEnv, children_of, process_ended, wait_for
+from kos_core.testing import (
+    KosEnv,
+    children_of,
+    idle_spare,
+    process_ended,
+    process_reaped,
+    wait_ended,
+    wait_for,
+)
 
 # ---------------------------------------------------------------------------- fixtures
 
@@ -100,19 +107,9 @@ def fork_server_of(factory: pluginlib.ChildFactory) -> int:
     return process.pid
 
 
-def the_spare(fork_server: int, but: set[int] | None = None) -> int:
-    """The one process under ``fork_server`` not in ``but``: its idle spare (waited for)."""
-
-    def one() -> int:
-        found = children_of(fork_server) - (but or set())
-        return found.pop() if len(found) == 1 else 0
-
-    return wait_for(one, 10, f"one spare under the fork server {fork_server}")
-
-
 def listening_spare(factory: pluginlib.ChildFactory, env: KosEnv) -> int:
     """``factory``'s idle spare, once it listens on its socket."""
-    spare = the_spare(fork_server_of(factory))
+    spare = idle_spare(fork_server_of(factory))
     wait_for(lambda: socket_file(env, spare).exists(), 10, "the spare to listen")
     return spare
 
@@ -123,7 +120,7 @@ def close_factory(factory: pluginlib.ChildFactory) -> None:
     left = children_of(process.pid) if process is not None else set()
     factory.close()
     for pid in left:
-        wait_gone(pid, 10, process_ended)
+        wait_ended(pid, timeout=10)
 
 
 @pytest.fixture
@@ -191,10 +188,6 @@ def socket_file(kos_env: KosEnv, pid: int) -> Path:
     return kos_env.runtime_dir / f"p{pid}.sock"
 
 
-def wait_gone(pid: int, timeout: float, check: Callable[[int], bool] = reaped) -> None:
-    wait_for(lambda: check(pid), timeout, f"process {pid} to end")
-
-
 # ---------------------------------------------------------------------------- spawnserver
 
 
@@ -240,8 +233,8 @@ def test_spawnserver_flagoption_is_used_on_the_command_line(
 def test_missing_script_gives_empty_sbh_and_a_reaped_child(track: Tracker, tmp_path: Path) -> None:
     sbh, pid, pids = pluginlib.spawnserver(str(tmp_path / "no-such-script.py"))
     assert sbh == ""
-    assert pid in pids or reaped(pid)
-    assert reaped(pid), f"child {pid} of a failed spawn is still there (a zombie?)"
+    assert pid in pids or process_reaped(pid)
+    assert process_reaped(pid), f"child {pid} of a failed spawn is still there (a zombie?)"
 
 
 def test_child_writing_garbage_instead_of_an_sbh_is_stopped_and_reaped(
@@ -251,8 +244,8 @@ def test_child_writing_garbage_instead_of_an_sbh_is_stopped_and_reaped(
     sbh, pid, pids = spawn(track)
     assert sbh == ""
     assert pid > 0
-    assert pid in pids or reaped(pid)
-    assert reaped(pid)
+    assert pid in pids or process_reaped(pid)
+    assert process_reaped(pid)
 
 
 def test_a_second_client_with_the_same_sbh_is_refused(track: Tracker) -> None:
@@ -280,7 +273,7 @@ def test_close_ends_the_child_and_the_next_call_fails(track: Tracker, child_env:
     assert counter.Incr() == 1
     assert socket_file(child_env, pid).exists()
     assert counter.Close() is None
-    wait_gone(pid, 10)
+    wait_ended(pid, timeout=10, reaped=True)
     with pytest.raises(ServiceUnavailable):
         counter.Incr()
     assert not socket_file(child_env, pid).exists()
@@ -294,14 +287,14 @@ def test_dropping_the_connection_without_close_ends_the_child(track: Tracker) ->
     counter = track.proxy(sbh)
     assert counter.Incr() == 1
     connection_of(counter).close()
-    wait_gone(pid, 10)
+    wait_ended(pid, timeout=10, reaped=True)
 
 
 def test_sigterm_ends_a_child(track: Tracker) -> None:
     sbh, pid, _ = spawn(track)
     assert track.proxy(sbh).Incr() == 1
     os.kill(pid, signal.SIGTERM)
-    wait_gone(pid, 10)
+    wait_ended(pid, timeout=10, reaped=True)
 
 
 def test_a_child_whose_client_never_comes_ends_after_the_client_timeout(
@@ -311,7 +304,7 @@ def test_a_child_whose_client_never_comes_ends_after_the_client_timeout(
     sbh, pid, _ = spawn(track)
     started = time.monotonic()
     assert sbh
-    wait_gone(pid, 10)
+    wait_ended(pid, timeout=10, reaped=True)
     assert time.monotonic() - started > 0.5  # it waited for a client first
 
 
@@ -341,7 +334,7 @@ def test_killing_the_parent_ends_its_child_within_two_seconds(parents: Parents) 
         assert counter.ParentPid() == parent.pid
         parent.kill()
         parent.wait()
-        wait_gone(pid, 2.0, process_ended)
+        wait_ended(pid, timeout=2.0)
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
@@ -392,7 +385,7 @@ def test_child_factory_reports_exited_children(
     counter = track.proxy(sbh)
     assert counter.Incr() == 1
     counter.Close()
-    wait_gone(pid, 10)  # the fork server reaped it
+    wait_ended(pid, timeout=10, reaped=True)  # the fork server reaped it
     with pytest.raises(ServiceUnavailable):
         counter.Incr()
 
@@ -401,7 +394,7 @@ def test_child_factory_reports_exited_children(
     link = connection_of(track.proxy(sbh2))
     link.connect()
     link.close()  # a dropped connection ends a forked child too
-    wait_gone(pid2, 10)
+    wait_ended(pid2, timeout=10, reaped=True)
 
     _sbh3, _pid3, exited = track.spawned(factory.spawn())
     assert pid2 in exited
@@ -416,7 +409,7 @@ def test_child_factory_child_without_client_ends_after_the_client_timeout(
     try:
         sbh, pid, _ = track.spawned(made.spawn())
         assert sbh
-        wait_gone(pid, 10)
+        wait_ended(pid, timeout=10, reaped=True)
     finally:
         track.close()
         close_factory(made)
@@ -428,7 +421,7 @@ def test_child_factory_child_that_cannot_build_its_object_gives_empty_sbh(
     sbh, pid, _ = track.spawned(factory.spawn("fail"))
     assert sbh == ""
     if pid:
-        wait_gone(pid, 10)
+        wait_ended(pid, timeout=10, reaped=True)
     sbh2, _pid2, _ = track.spawned(factory.spawn("fine"))  # the fork server is still working
     assert track.proxy(sbh2).Argv() == ["fine"]
 
@@ -437,11 +430,11 @@ def test_child_factory_restarts_a_dead_fork_server(
     factory: pluginlib.ChildFactory, track: Tracker
 ) -> None:
     counter, pid, fork_server = forked_counter(factory, track)
-    spare = the_spare(fork_server, but={pid})
+    spare = idle_spare(fork_server, but={pid})
     os.kill(fork_server, signal.SIGKILL)
     # Our child: the ChildFactory reaps it when it notices.
-    wait_gone(fork_server, 10, process_ended)
-    wait_gone(spare, 10, process_ended)  # an idle spare sees its fork server go
+    wait_ended(fork_server, timeout=10)
+    wait_ended(spare, timeout=10)  # an idle spare sees its fork server go
 
     sbh2, _pid2, _ = track.spawned(factory.spawn("again"))
     assert sbh2
@@ -451,7 +444,7 @@ def test_child_factory_restarts_a_dead_fork_server(
     # A child made before keeps serving its client until its own end.
     assert counter.Incr() == 1
     counter.Close()
-    wait_gone(pid, 10, process_ended)
+    wait_ended(pid, timeout=10)
 
 
 def test_spawn_does_not_hang_when_the_fork_server_dies_during_a_request(
@@ -485,7 +478,7 @@ def test_spawn_does_not_hang_when_the_fork_server_dies_during_a_request(
             held.close()  # the waiting child goes on (and finds its fork server gone)
         if not returned_on_its_own:
             counter.Close()  # the last holders of the dead fork server's socket go away
-            wait_gone(waiting, 10, process_ended)
+            wait_ended(waiting, timeout=10)
             request.join(15)
     assert not request.is_alive(), "ChildFactory.spawn() still hangs"
     for reply in replies:
@@ -510,14 +503,14 @@ def test_killing_the_factory_owner_ends_the_fork_server_and_all_its_children(
     fork_server = servers.pop()
     pids = set(made["pids"])
     assert pids <= children_of(fork_server)
-    spare = the_spare(fork_server, but=pids)
+    spare = idle_spare(fork_server, but=pids)
     counter = _rpc.object_of_sbh(made["sbhs"][0], Counter)  # one of them has a client
     try:
         assert counter.Incr() == 1
         parent.kill()
         parent.wait()
         for pid in [fork_server, *pids, spare]:
-            wait_gone(pid, 5.0, process_ended)
+            wait_ended(pid, timeout=5.0)
         with pytest.raises(ServiceUnavailable):
             counter.Incr()
     finally:
@@ -535,7 +528,7 @@ def test_spares_are_handed_the_args_of_each_spawn(
     assert pid == spare  # the spare made before the spawn, not a new fork
     first = track.proxy(sbh)
     assert first.Argv() == ["first", "1"]
-    replacement = the_spare(fork_server_of(factory), but={spare})  # forked after the answer
+    replacement = idle_spare(fork_server_of(factory), but={spare})  # forked after the answer
     sbh2, pid2, _ = track.spawned(factory.spawn("second"))
     assert pid2 == replacement
     second = track.proxy(sbh2)
@@ -547,11 +540,11 @@ def test_spares_are_handed_the_args_of_each_spawn(
 def test_a_spare_whose_make_raises_gives_empty_sbh_and_the_next_spawn_works(
     factory: pluginlib.ChildFactory, track: Tracker, child_env: KosEnv
 ) -> None:
-    spare = the_spare(fork_server_of(factory))
+    spare = idle_spare(fork_server_of(factory))
     sbh, pid, _ = track.spawned(factory.spawn("fail"))
     assert (sbh, pid) == ("", spare)
     assert "make_counter was asked to fail" in factory.last_error
-    wait_gone(spare, 10)
+    wait_ended(spare, timeout=10, reaped=True)
     assert not socket_file(child_env, spare).exists()
     sbh2, pid2, _ = track.spawned(factory.spawn("fine"))
     assert sbh2 and pid2 != spare
@@ -584,7 +577,7 @@ def test_sigterm_ends_an_idle_spare_and_the_next_spawn_still_works(
 ) -> None:
     spare = listening_spare(factory, child_env)
     os.kill(spare, signal.SIGTERM)
-    wait_gone(spare, 10)  # reaped by the fork server
+    wait_ended(spare, timeout=10, reaped=True)  # reaped by the fork server
     assert not socket_file(child_env, spare).exists()
     sbh, pid, _ = track.spawned(factory.spawn("after"))
     assert sbh and pid != spare
@@ -596,7 +589,7 @@ def test_sigkill_of_an_idle_spare_leaves_no_socket_file(
 ) -> None:
     spare = listening_spare(factory, child_env)
     os.kill(spare, signal.SIGKILL)  # it cannot remove its own socket file
-    wait_gone(spare, 10)
+    wait_ended(spare, timeout=10, reaped=True)
     wait_for(lambda: not socket_file(child_env, spare).exists(), 10, "the fork server to clean up")
     sbh, _pid, _ = track.spawned(factory.spawn("after"))
     assert track.proxy(sbh).Argv() == ["after"]
@@ -608,7 +601,7 @@ def test_sigkill_of_a_forked_child_leaves_no_socket_file(
     _counter, pid, _ = forked_counter(factory, track)
     assert socket_file(child_env, pid).exists()
     os.kill(pid, signal.SIGKILL)
-    wait_gone(pid, 10)
+    wait_ended(pid, timeout=10, reaped=True)
     wait_for(lambda: not socket_file(child_env, pid).exists(), 10, "the fork server to clean up")
 
 
@@ -628,7 +621,7 @@ def test_closing_the_factory_ends_its_idle_spare(child_env: KosEnv, track: Track
         spare = listening_spare(made, child_env)
     finally:
         made.close()
-    wait_gone(spare, 10, process_ended)
+    wait_ended(spare, timeout=10)
     assert not socket_file(child_env, spare).exists()
 
 
@@ -638,12 +631,12 @@ def test_killing_the_factory_owner_ends_its_idle_spare(parents: Parents, child_e
     servers = wait_for(lambda: children_of(parent.pid), 10, "the fork server")
     assert len(servers) == 1, f"expected one fork server under {parent.pid}: {servers}"
     fork_server = servers.pop()
-    spare = the_spare(fork_server)
+    spare = idle_spare(fork_server)
     wait_for(lambda: socket_file(child_env, spare).exists(), 10, "the spare to listen")
     parent.kill()
     parent.wait()
     for pid in (fork_server, spare):
-        wait_gone(pid, 5.0, process_ended)
+        wait_ended(pid, timeout=5.0)
     assert not socket_file(child_env, spare).exists()
 
 
@@ -655,12 +648,12 @@ def test_no_spares_forks_each_child_on_demand(child_env: KosEnv, track: Tracker)
         counter = track.proxy(sbh)
         assert counter.Argv() == ["one"]
         counter.Close()
-        wait_gone(pid, 10)
+        wait_ended(pid, timeout=10, reaped=True)
         # With a spare, one would have been forked right after the first answer.
         sbh2, pid2, _ = track.spawned(made.spawn("two"))
         assert children_of(fork_server) == {pid2}
         track.proxy(sbh2).Close()
-        wait_gone(pid2, 10)
+        wait_ended(pid2, timeout=10, reaped=True)
         assert children_of(fork_server) == set()  # nothing under it while idle
     finally:
         track.close()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
+import math
 import typing
 from typing import Any, Optional
 
@@ -361,10 +361,27 @@ def test_nested_values_round_trip(value: list[tuple[str, list[bytes]]]) -> None:
 
 
 @given(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary()))
-def test_check_value_either_accepts_or_raises_type_error(value: Any) -> None:
-    for tp in (str, bytes, int, float, bool, type(None), list[str], str | None):
-        with contextlib.suppress(TypeError):
-            check_value(value, tp, "v")
+def test_check_value_accepts_exactly_the_declared_scalars(value: Any) -> None:
+    # what each declared type accepts, and the wire form it gives (bool is no int)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    expected: dict[Any, tuple[bool, Any]] = {
+        str: (isinstance(value, str), value),
+        bytes: (isinstance(value, bytes), value),
+        int: (is_int, value),
+        float: (is_int or isinstance(value, float), float(value) if is_int else value),
+        bool: (isinstance(value, bool), value),
+        type(None): (value is None, None),
+        list[str]: (False, None),
+        str | None: (value is None or isinstance(value, str), value),
+    }
+    for tp, (accepted, wire_form) in expected.items():
+        if accepted:
+            result = check_value(value, tp, "v")
+            assert type(result) is type(wire_form), (tp, value, result)
+            assert result == wire_form or (math.isnan(result) and math.isnan(wire_form))
+        else:
+            with pytest.raises(TypeError, match=r"^v must be "):
+                check_value(value, tp, "v")
 
 
 def test_method_spec_is_hashable_and_frozen() -> None:

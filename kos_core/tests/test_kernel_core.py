@@ -37,7 +37,7 @@ from kos_core.errors import (
     RegistrationRefused,
     UsageError,
 )
-from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, process_ended, wait_for
 from toyapi import Echo
 
 
@@ -190,41 +190,19 @@ def test_register_plugin_rules(kernel: KernelProcess) -> None:
     wait_for(forgotten, 5.0, "the registration to end with its connection")
 
 
-def test_a_second_kernel_of_the_same_name_is_refused(
-    env: KosEnv, kernel: KernelProcess, tmp_path: Path
-) -> None:
-    second = KernelProcess(env, log_path=tmp_path / "second.log")
-    try:
-        code = second.process.wait(30)
-    finally:
-        second.stop()
-    assert code != 0
-    log = second.log_path.read_text()
-    assert "already running" in log
-    assert "Traceback" not in log
-    with kernel.connect() as kos:
-        assert kos.kernel.Info()[1] == kernel.pid
-
-
-def test_stale_connection_file_after_a_kill(env: KosEnv, tmp_path: Path) -> None:
-    first = KernelProcess(env)
-    try:
-        first.wait_ready()
-        os.kill(first.pid, signal.SIGKILL)
-        first.process.wait(5)
-    finally:
-        first.stop()
-    assert paths.connection_file(env.kernel).exists()
+def test_stale_connection_file_after_a_kill(env: KosEnv, start_kernel: StartKernel) -> None:
+    first = start_kernel()
+    os.kill(first.pid, signal.SIGKILL)
+    first.process.wait(5)
+    first.kill_group()
+    assert paths.connection_file(env.kernel).exists()  # left behind by the killed kernel
     with pytest.raises(KernelUnreachable, match="stale connection file") as caught:
         connect()
     assert caught.value.target == f"kernel {env.kernel!r}"
-    second = KernelProcess(env, log_path=tmp_path / "second.log")
-    try:
-        second.wait_ready()
-        with second.connect() as kos:
-            assert kos.kernel.Info()[1] == second.pid
-    finally:
-        second.stop()
+    second = start_kernel()  # not blocked by it
+    assert json.loads(paths.connection_file(env.kernel).read_text())["pid"] == second.pid
+    with second.connect() as kos:
+        assert kos.kernel.Info()[1] == second.pid
 
 
 def test_no_kernel_is_kernel_unreachable(env: KosEnv) -> None:
@@ -234,16 +212,13 @@ def test_no_kernel_is_kernel_unreachable(env: KosEnv) -> None:
         connect("bad name")
 
 
-def test_sigterm_stops_plugins_and_cleans_up(env: KosEnv, tmp_path: Path) -> None:
+def test_sigterm_stops_plugins_and_cleans_up(
+    env: KosEnv, start_kernel: StartKernel, tmp_path: Path
+) -> None:
     script = write_script(tmp_path / "toyplugin.py", TOY_PLUGIN)
-    env.write_setup(f"[toy]\nfile: {script}\n{TOY_SERVICES}")
-    kernel = KernelProcess(env)
-    try:
-        kernel.wait_ready()
-        pid = kernel.wait_plugin("toy", services=["toy-echo"])
-        assert kernel.stop() == 0
-    finally:
-        kernel.stop()
+    kernel = start_kernel(setup=f"[toy]\nfile: {script}\n{TOY_SERVICES}")
+    pid = kernel.wait_plugin("toy", services=["toy-echo"])
+    assert kernel.stop() == 0
     assert process_ended(pid)
     assert not paths.connection_file(env.kernel).exists()
     assert [p.name for p in env.runtime_dir.iterdir()] == []
@@ -265,20 +240,16 @@ finally:
 
 
 def test_a_plugins_last_output_is_not_lost_when_the_kernel_stops(
-    env: KosEnv, tmp_path: Path
+    env: KosEnv, start_kernel: StartKernel, tmp_path: Path
 ) -> None:
     # KernelProcess.log() is "everything the kernel and its plugins printed": what a
     # plugin prints while it stops must be there once the kernel has exited.
     script = write_script(tmp_path / "chatty.py", CHATTY_PLUGIN)
-    env.write_setup(f"[chatty]\nfile: {script}\n")
-    kernel = KernelProcess(env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("chatty")
-        # printed once register() has returned (and armed its signal handlers)
-        wait_for(lambda: "chatty ready" in kernel.log(), 10.0, "the plugin to be ready")
-    finally:
-        assert kernel.stop() == 0
+    kernel = start_kernel(setup=f"[chatty]\nfile: {script}\n")
+    kernel.wait_plugin("chatty")
+    # printed once register() has returned (and armed its signal handlers)
+    wait_for(lambda: "chatty ready" in kernel.log(), 10.0, "the plugin to be ready")
+    assert kernel.stop() == 0
     log = kernel.log_path.read_text()
     assert "chatty stopping, line 1999" in log
     assert "chatty LAST LINE" in log
@@ -288,12 +259,11 @@ def test_a_plugins_last_output_is_not_lost_when_the_kernel_stops(
             assert "chatty LAST LINE" in path.read_text(), path
 
 
-def test_tcp_kernel_and_plugin(env: KosEnv, tmp_path: Path) -> None:
+def test_tcp_kernel_and_plugin(env: KosEnv, start_kernel: StartKernel, tmp_path: Path) -> None:
     script = write_script(tmp_path / "toyplugin.py", TOY_PLUGIN)
     procs = Processes()
-    kernel = KernelProcess(env, ["--listen", "127.0.0.1:0"])
+    kernel = start_kernel("--listen", "127.0.0.1:0")
     try:
-        kernel.wait_ready()
         data = json.loads(paths.connection_file(env.kernel).read_text())
         assert wire.Address.parse(data["address"]).path is not None  # always its socket
         address = wire.Address.parse(data["tcp"])
@@ -308,15 +278,12 @@ def test_tcp_kernel_and_plugin(env: KosEnv, tmp_path: Path) -> None:
             assert kos.lookup("toy-echo").Str("over tcp") == "over tcp"
     finally:
         procs.stop_all()
-        kernel.stop()
 
 
-def test_kernel_log_is_readable_after_stop(env: KosEnv) -> None:
+def test_kernel_log_is_readable_after_stop(env: KosEnv, start_kernel: StartKernel) -> None:
     # KernelProcess is kos_core.testing's public helper: reading the log once the
     # kernel has stopped (to check what it printed on the way out) must work.
-    kernel = KernelProcess(env)
-    try:
-        kernel.wait_ready()
-    finally:
-        kernel.stop()
+    kernel = start_kernel()
+    assert kernel.name == env.kernel
+    kernel.stop()
     assert "stopped" in kernel.log()

@@ -28,7 +28,7 @@ from coretest_util import (
 )
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed, NameNotFound
-from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, process_ended, wait_for
 from toyapi import Echo
 
 
@@ -60,27 +60,24 @@ def read_report(path: Path, kernel: KernelProcess | None = None) -> dict[str, An
 
 @pytest.fixture
 def booted(
-    env: KosEnv, script: Path, tmp_path: Path
-) -> Iterator[tuple[KernelProcess, dict[str, Any]]]:
+    env: KosEnv, start_kernel: StartKernel, script: Path, tmp_path: Path
+) -> tuple[KernelProcess, dict[str, Any]]:
     """A kernel that launched the toy plugin from its setup file; and the plugin's report."""
     report = tmp_path / "report.json"
-    env.write_setup(
-        "# the toy plugin, run from a file\n"
-        "[toy]\n"
-        f"file: {script}\n"
-        "args: --color=blue extra-arg\n"
-        f"report: {report}\n"
-        "service: toy-echo\n"
-        f"{TOY_SERVICES}"
-        "greeting: hello %(service)s\n"
+    kernel = start_kernel(
+        setup=(
+            "# the toy plugin, run from a file\n"
+            "[toy]\n"
+            f"file: {script}\n"
+            "args: --color=blue extra-arg\n"
+            f"report: {report}\n"
+            "service: toy-echo\n"
+            f"{TOY_SERVICES}"
+            "greeting: hello %(service)s\n"
+        )
     )
-    kernel = KernelProcess(env)
-    try:
-        kernel.wait_ready()
-        kernel.wait_plugin("toy", services=["toy-echo"])
-        yield kernel, read_report(report, kernel)
-    finally:
-        kernel.stop()
+    kernel.wait_plugin("toy", services=["toy-echo"])
+    return kernel, read_report(report, kernel)
 
 
 def start_by_hand(
@@ -222,6 +219,9 @@ def test_plugin_exits_when_the_kernel_is_killed(
     kernel.process.wait(5)
     wait_for(lambda: all(process_ended(pid) for pid in pids), 2.0, "the plugins to exit")
     assert by_hand.wait(1) == 0
+    said = (tmp_path / "hand.log").read_text()
+    assert f"kernel {env.kernel!r} went away" in said  # it says which kernel went away
+    assert "Traceback" not in said
 
 
 # -- plugins started by hand --------------------------------------------------------------

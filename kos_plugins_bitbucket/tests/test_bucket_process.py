@@ -6,12 +6,11 @@ Run with ``pytest -s`` to see the figures.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kos_core.testing import KernelProcess, KosEnv
+from kos_core.testing import KernelProcess, StartKernel
 from kos_plugins_bitbucket import BitBucket, BucketFull
 
 ONLY_BITBUCKET = "[DEFAULTS]\nrun-at-boot: no\n\n[bitbucket]\nrun-at-boot: yes\n"
@@ -28,15 +27,10 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.fixture
-def bucket(kos_env: KosEnv) -> Iterator[tuple[KernelProcess, int]]:
+def bucket(start_kernel: StartKernel) -> tuple[KernelProcess, int]:
     """A kernel running only bitbucket (default capacity), and the plugin's pid."""
-    kos_env.write_setup(ONLY_BITBUCKET)
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        yield kernel, kernel.wait_plugin("bitbucket", services=["bitbucket"])
-    finally:
-        kernel.stop()
+    kernel = start_kernel(setup=ONLY_BITBUCKET)
+    return kernel, kernel.wait_plugin("bitbucket", services=["bitbucket"])
 
 
 def test_many_long_names_are_refused_and_memory_stays_bounded(

@@ -13,7 +13,7 @@ import trustme
 from pytest_httpserver import HTTPServer
 
 from httptest_helpers import LOOPBACK, ONLY_HTTP, FtpSite, HttpPlugin, start_http_plugin
-from kos_core.testing import KernelProcess, KosEnv
+from kos_core.testing import StartKernel
 
 StartHttp = Callable[..., HttpPlugin]
 
@@ -88,25 +88,20 @@ def ftp_site(tmp_path: Path) -> Iterator[FtpSite]:
 
 
 @pytest.fixture
-def start_http(kos_env: KosEnv) -> Iterator[StartHttp]:
+def start_http(start_kernel: StartKernel) -> Iterator[StartHttp]:
     """``start_http(section)`` writes ``[http]`` with ``section`` (default: the loopback
     servers allowed), starts a kernel and waits for the http plugin. Everything is
     stopped after the test.
     """
-    started: list[tuple[KernelProcess, HttpPlugin | None]] = []
+    plugins: list[HttpPlugin] = []
 
     def start(section: str = LOOPBACK) -> HttpPlugin:
-        kos_env.write_setup(f"{ONLY_HTTP}[http]\nrun-at-boot: yes\n{section}")
-        kernel = KernelProcess(kos_env)
-        started.append((kernel, None))
-        plugin = start_http_plugin(kernel, fork="child-start: exec" not in section)
-        started[-1] = (kernel, plugin)
-        return plugin
+        kernel = start_kernel(setup=f"{ONLY_HTTP}[http]\nrun-at-boot: yes\n{section}")
+        plugins.append(start_http_plugin(kernel, fork="child-start: exec" not in section))
+        return plugins[-1]
 
     try:
         yield start
     finally:
-        for kernel, plugin in started:
-            if plugin is not None:
-                plugin.close()
-            kernel.stop()
+        for plugin in plugins:  # before start_kernel closes the kernels
+            plugin.close()

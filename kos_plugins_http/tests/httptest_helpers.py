@@ -29,24 +29,6 @@ LOOPBACK = "allow-hosts: 127.0.0.1 localhost\n"
 # ---------------------------------------------------------------------------- processes
 
 
-def reaped(pid: int) -> bool:
-    """True once ``pid`` has ended and its parent has reaped it (an orphan, whose new
-    parent may never reap it, is checked with :func:`kos_core.testing.process_ended`).
-    """
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
-def sbh_pid(sbh: str) -> int:
-    """The pid in a factory child's SBH (its socket is ``p<pid>.sock``)."""
-    name = sbh.partition("#")[0].rpartition("/")[2]
-    assert name.startswith("p") and name.endswith(".sock"), sbh
-    return int(name[1:-5])
-
-
 def listening_process(path: str, candidates: set[int]) -> int:
     """The one of ``candidates`` that holds the Unix socket bound at ``path`` (found from
     ``/proc``, not from the name of the socket).
@@ -129,16 +111,6 @@ class HttpPlugin:
         assert len(children) == 1, f"expected one fork server under {self.pid}: {children}"
         return children.pop()
 
-    def spare(self, but: set[int] | None = None) -> int:
-        """The fork server's idle spare: its one child not in ``but`` (waited for)."""
-        fork_server = self.fork_server()
-
-        def one() -> int:
-            found = children_of(fork_server) - (but or set())
-            return found.pop() if len(found) == 1 else 0
-
-        return wait_for(one, 10, f"one spare under the fork server {fork_server}")
-
     def requesters_parent(self) -> int:
         """The process whose children the requesters are: the fork server, or (with
         ``child-start: exec``) the plugin itself.
@@ -167,10 +139,9 @@ class HttpPlugin:
 
 
 def start_http_plugin(kernel: KernelProcess, fork: bool = True) -> HttpPlugin:
-    """Wait for ``kernel`` and its http plugin (and, with ``fork``, its fork server);
-    connect a client.
+    """Wait for ``kernel``'s http plugin (and, with ``fork``, its fork server); connect
+    a client.
     """
-    kernel.wait_ready()
     pid = kernel.wait_plugin("http", services=["http"])
     if fork:
         wait_for(lambda: len(children_of(pid)) == 1, 10, "the http plugin's fork server")

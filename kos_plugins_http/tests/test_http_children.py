@@ -16,15 +16,18 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from conftest import StartHttp
-from httptest_helpers import LOOPBACK, ONLY_HTTP, HttpPlugin, reaped, sbh_pid
+from httptest_helpers import LOOPBACK, ONLY_HTTP, HttpPlugin
 from kos_core import _rpc
 from kos_core.errors import ServiceUnavailable
 from kos_core.testing import (
-    KernelProcess,
     KosEnv,
+    StartKernel,
     children_of,
     descendants_of,
+    idle_spare,
     process_ended,
+    sbh_pid,
+    wait_ended,
     wait_for,
 )
 from kos_plugins_http import FileIOError
@@ -35,10 +38,6 @@ TEXT = b"some text\n"
 def serve_text(web: HTTPServer) -> str:
     web.expect_request("/text").respond_with_data(TEXT)
     return web.url_for("/text")
-
-
-def wait_reaped(pid: int, timeout: float = 10.0) -> None:
-    wait_for(lambda: reaped(pid), timeout, f"requester {pid} to end and be reaped")
 
 
 def process_state(pid: int) -> str:
@@ -68,7 +67,7 @@ def test_close_ends_the_requester_child(start_http: StartHttp, web: HTTPServer) 
     assert requester.Get(serve_text(web)).read() == TEXT
     assert f"p{pid}.sock" in child_sockets(plugin)
     requester.Close()
-    wait_reaped(pid)
+    wait_ended(pid, "requester", reaped=True)
     with pytest.raises(ServiceUnavailable):
         requester.Get(web.url_for("/text"))
     assert f"p{pid}.sock" not in child_sockets(plugin)
@@ -85,14 +84,14 @@ def test_dropping_the_connection_without_close_ends_the_child(
     link = _rpc.connection_of(requester)
     assert link is not None
     link.close()
-    wait_reaped(pid)
+    wait_ended(pid, "requester", reaped=True)
 
     # Dropping the last reference to the proxy closes the connection too.
     unused, unused_pid = plugin.requester_with_pid(keep=False)
     assert unused.Get(url).read() == TEXT
     del unused
     gc.collect()
-    wait_reaped(unused_pid)
+    wait_ended(unused_pid, "requester", reaped=True)
 
 
 def test_a_requester_nobody_uses_ends_after_the_client_timeout(
@@ -101,7 +100,7 @@ def test_a_requester_nobody_uses_ends_after_the_client_timeout(
     monkeypatch.setenv("KOS_CHILD_CLIENT_TIMEOUT", "1")  # inherited by kernel, plugin, children
     plugin = start_http()
     _requester, pid = plugin.requester_with_pid()  # never called: no client ever connects
-    wait_reaped(pid)
+    wait_ended(pid, "requester", reaped=True)
 
 
 def test_killing_the_plugin_ends_its_fork_server_and_children(
@@ -112,7 +111,7 @@ def test_killing_the_plugin_ends_its_fork_server_and_children(
     assert used.Get(serve_text(web)).read() == TEXT
     _idle, idle_pid = plugin.requester_with_pid()
     fork_server = plugin.fork_server()
-    spare = plugin.spare(but={used_pid, idle_pid})
+    spare = idle_spare(plugin.fork_server(), but={used_pid, idle_pid})
     assert descendants_of(plugin.pid) == {fork_server, used_pid, idle_pid, spare}
     os.kill(plugin.pid, signal.SIGKILL)
     for pid in (fork_server, used_pid, idle_pid, spare):
@@ -132,7 +131,7 @@ def test_many_requesters_made_and_dropped_leave_no_children(
     for i in range(200):
         try:
             requester = factory.GetHTTPRequester()
-            handed.add(sbh_pid(_rpc.sbh_of(requester) or ""))
+            handed.add(sbh_pid(requester))
             if i % 50 == 0:
                 assert requester.Get(url).read() == TEXT
             else:
@@ -153,7 +152,7 @@ def test_many_requesters_made_and_dropped_leave_no_children(
         states = {pid: process_state(pid) for pid in sorted(left() & handed)}
         raise AssertionError(f"{exc}: {len(states)} left: {states}") from None
     # What stays under the fork server is its one spare, which nobody was handed.
-    spare = plugin.spare()
+    spare = idle_spare(plugin.fork_server())
     assert left() == {spare} and spare not in handed
     assert child_sockets(plugin) == {f"p{spare}.sock"}
     assert plugin.factory.GetHTTPRequester().Get(url).read() == TEXT  # still serving
@@ -171,7 +170,7 @@ def test_spare_children_sets_how_many_requesters_wait_forked(
     assert requester.Get(serve_text(web)).read() == TEXT
     assert (pid in idle) == (spares > 0)  # with spares, a waiting one was handed out
     requester.Close()
-    wait_reaped(pid)
+    wait_ended(pid, "requester", reaped=True)
     wait_for(lambda: len(children_of(fork_server)) == spares, 10, f"{spares} spares again")
 
 
@@ -192,7 +191,7 @@ def test_child_start_exec_uses_spawnserver(start_http: StartHttp, web: HTTPServe
     assert ("Content-Length", str(len(TEXT))) in headers
     assert body.readline() == TEXT
     requester.Close()
-    wait_reaped(pid)
+    wait_ended(pid, "requester", reaped=True)
 
 
 def test_child_start_exec_children_end_on_disconnect_and_plugin_death(
@@ -204,7 +203,7 @@ def test_child_start_exec_children_end_on_disconnect_and_plugin_death(
     link = _rpc.connection_of(dropped)
     assert link is not None
     link.close()
-    wait_reaped(dropped_pid)
+    wait_ended(dropped_pid, "requester", reaped=True)
 
     kept, kept_pid = plugin.requester_with_pid()
     assert kept.Get(web.url_for("/text")).read() == TEXT
@@ -227,26 +226,21 @@ BAD_SETTINGS = [
 
 
 def test_a_bad_setting_stops_the_plugin_with_one_clear_line(
-    kos_env: KosEnv, tmp_path: Path
+    kos_env: KosEnv, start_kernel: StartKernel, tmp_path: Path
 ) -> None:
-    kos_env.write_setup(ONLY_HTTP)  # a kernel without the http plugin running
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        for options, fragment in BAD_SETTINGS:
-            plugin = subprocess.run(
-                [sys.executable, "-m", "kos_plugins_http.plugin", "-n", kos_env.kernel],
-                env={**os.environ, "KOS_PLUGIN_OPTIONS": json.dumps(options)},
-                cwd=tmp_path,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=False,
-            )
-            lines = [line for line in plugin.stderr.splitlines() if line.strip()]
-            assert plugin.returncode == 2, plugin
-            assert len(lines) == 1, plugin.stderr
-            assert "bad setting in [http]" in lines[0] and fragment in lines[0], lines[0]
-    finally:
-        kernel.stop()
+    start_kernel(setup=ONLY_HTTP)  # a kernel without the http plugin running
+    for options, fragment in BAD_SETTINGS:
+        plugin = subprocess.run(
+            [sys.executable, "-m", "kos_plugins_http.plugin", "-n", kos_env.kernel],
+            env={**os.environ, "KOS_PLUGIN_OPTIONS": json.dumps(options)},
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        lines = [line for line in plugin.stderr.splitlines() if line.strip()]
+        assert plugin.returncode == 2, plugin
+        assert len(lines) == 1, plugin.stderr
+        assert "bad setting in [http]" in lines[0] and fragment in lines[0], lines[0]

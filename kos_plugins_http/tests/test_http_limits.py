@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import StartHttp
-from httptest_helpers import LOOPBACK, reaped, sbh_pid
-from kos_core import _rpc
+from httptest_helpers import LOOPBACK
 from kos_core._children import factory
-from kos_core.testing import descendants_of, wait_for
+from kos_core.testing import descendants_of, process_reaped, sbh_pid, wait_for
 from kos_plugins_http import FactoryFailed, FileIOError, Requester
 
 ATTEMPTS = 300
@@ -51,9 +50,9 @@ def rss_mib(pids: set[int]) -> int:
 
 def close_and_wait(requester: Requester) -> None:
     """Close ``requester`` and wait until its process has ended (until then it counts)."""
-    pid = sbh_pid(_rpc.sbh_of(requester) or "")
+    pid = sbh_pid(requester)
     requester.Close()
-    wait_for(lambda: reaped(pid), 10, f"requester {pid} to end")
+    wait_for(lambda: process_reaped(pid), 10, f"requester {pid} to end")
 
 
 @pytest.mark.parametrize("child_start", ["fork", "exec"])
@@ -111,7 +110,7 @@ def test_a_requester_nobody_connects_to_ends_within_the_default_timeout(
     plugin = start_http()
     started = time.monotonic()
     _unused, pid = plugin.requester_with_pid()  # its SBH is never used
-    wait_for(lambda: reaped(pid), factory.CLIENT_TIMEOUT + 3, f"requester {pid} to end")
+    wait_for(lambda: process_reaped(pid), factory.CLIENT_TIMEOUT + 3, f"requester {pid} to end")
     took = time.monotonic() - started
     print(f"\nunclaimed requester ended after {took:.1f} s")
     assert took >= factory.CLIENT_TIMEOUT - 0.5  # not before its client could come

@@ -17,11 +17,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from conftest import StartHttp
-from httptest_helpers import LOOPBACK, FtpSite, sbh_pid
+from httptest_helpers import LOOPBACK, FtpSite
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed
 from kos_core.fileapi import File
-from kos_core.testing import KosEnv
+from kos_core.testing import KosEnv, sbh_pid
 from kos_plugins_http import FileIOError, Requester
 
 TEXT = b"first line\nsecond line\nthird line\n"
@@ -454,8 +454,8 @@ def test_each_client_gets_its_own_process(start_http: StartHttp, web: HTTPServer
     first, first_pid = plugin.requester_with_pid()
     second, second_pid = plugin.requester_with_pid()
     assert first_pid != second_pid
-    assert sbh_pid(_rpc.sbh_of(first) or "") == first_pid
-    assert sbh_pid(_rpc.sbh_of(second) or "") == second_pid
+    assert sbh_pid(first) == first_pid
+    assert sbh_pid(second) == second_pid
     # Both fetch at the same time: the server answers only once both requests are in.
     both_in = threading.Barrier(2, timeout=15)
 

@@ -9,30 +9,19 @@ fail instead (``.ci/run`` installs the packages).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from kos_core.testing import KosEnv
-from simpleio_helpers import TOOL_PACKAGES, Screen, SimpleIOKernel, StartKernel, Xvfb
-
-
-def missing_x_tools() -> list[str]:
-    """The Debian packages of the X tools that are not on ``PATH``."""
-    return sorted({package for name, package in TOOL_PACKAGES.items() if not shutil.which(name)})
+from kos_core.testing import KernelProcess, StartKernel, require
+from simpleio_helpers import TOOL_PACKAGES, Screen, StartSimpleIO, Xvfb
 
 
 def need_x_tools() -> None:
     """Skip the test at once when an X tool is missing (fail instead when ``CI`` is set)."""
-    missing = missing_x_tools()
-    if missing:
-        reason = f"X tools missing: install the Debian packages {' '.join(missing)}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    missing = sorted({pkg for name, pkg in TOOL_PACKAGES.items() if not shutil.which(name)})
+    require(not missing, f"X tools missing: install the Debian packages {' '.join(missing)}")
 
 
 @pytest.fixture(scope="session")
@@ -53,33 +42,26 @@ def screen(xvfb: str) -> Screen:
 
 
 @pytest.fixture
-def start_kernel(
-    kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Iterator[StartKernel]:
+def start_simpleio(start_kernel: StartKernel, monkeypatch: pytest.MonkeyPatch) -> StartSimpleIO:
     """Start a kernel booting only simpleio, with ``DISPLAY`` set to the given display
-    (or unset for ``None``). Every kernel is stopped after the test, and every process
-    it left behind is killed.
+    (or unset for ``None``), once its plugin runs. Every kernel is stopped after the
+    test, and every process it left behind is killed.
     """
     monkeypatch.setenv("KOS_LOAD_PLUGINS", "simpleio")
-    started: list[SimpleIOKernel] = []
 
-    def start(display: str | None) -> SimpleIOKernel:
+    def start(display: str | None) -> KernelProcess:
         if display is None:
             monkeypatch.delenv("DISPLAY", raising=False)
         else:
             monkeypatch.setenv("DISPLAY", display)
-        kernel = SimpleIOKernel(kos_env, tmp_path / f"kernel-{len(started)}.log")
-        started.append(kernel)
+        kernel = start_kernel()
+        kernel.wait_plugin("simpleio", services=["simpleio"])
         return kernel
 
-    try:
-        yield start
-    finally:
-        for kernel in started:
-            kernel.stop()
+    return start
 
 
 @pytest.fixture
-def kernel(start_kernel: StartKernel, xvfb: str) -> SimpleIOKernel:
+def kernel(start_simpleio: StartSimpleIO, xvfb: str) -> KernelProcess:
     """A kernel on the test display with its simpleio plugin running."""
-    return start_kernel(xvfb)
+    return start_simpleio(xvfb)

@@ -22,8 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import kos_core
-from kos_core.testing import KernelProcess, KosEnv, descendants_of, process_ended, wait_for
+from kos_core.testing import KernelProcess, descendants_of, process_ended, wait_for
 
 #: Every window the plugin opens is titled "simpleio window N".
 TITLE = "simpleio window"
@@ -404,50 +403,17 @@ def kill_quietly(pids: set[int] | Sequence[int]) -> None:
 # --------------------------------------------------------------------------- kernels
 
 
-class SimpleIOKernel:
-    """A kernel (in the test's kos place) whose simpleio plugin is running."""
-
-    def __init__(self, env: KosEnv, log_path: Path) -> None:
-        self.process = KernelProcess(env, log_path=log_path)
-        try:
-            self.process.wait_ready()
-            self.plugin_pid = self.process.wait_plugin("simpleio", services=["simpleio"])
-        except BaseException:
-            self.stop()
-            raise
-
-    def connect(self) -> kos_core.Kos:
-        """A client connection to the kernel."""
-        return kos_core.connect(self.process.env.kernel)
-
-    def log(self) -> str:
-        """What the kernel and its plugin printed."""
-        return self.process.log()
-
-    def stop(self) -> None:
-        """Stop the kernel; kill whatever it started that is still left."""
-        left = live_descendants(self.process.pid)
-        self.process.stop()
-        try:
-            wait_for(lambda: all(map(process_ended, left)), 5.0, "the kernel's processes to end")
-        except TimeoutError:
-            kill_quietly(left)
-
-
-def window_child(kernel: SimpleIOKernel, before: set[int]) -> int:
+def window_child(kernel: KernelProcess, before: set[int]) -> int:
     """The one process the plugin started since ``before`` (its descendants then)."""
-    new = wait_for(lambda: live_descendants(kernel.plugin_pid) - before, 10, "the window process")
+    plugin = kernel.plugin_pids["simpleio"]
+    new = wait_for(lambda: live_descendants(plugin) - before, 10, "the window process")
     assert len(new) == 1, f"more than one new process under the plugin: {new}"
     return new.pop()
 
 
-def wait_ended(pid: int, what: str = "the window process") -> None:
-    """Wait (with a deadline) until ``pid`` no longer exists (nor is a zombie)."""
-    wait_for(lambda: process_ended(pid), 10, f"{what} ({pid}) to end")
-
-
-#: The ``start_kernel`` fixture: a kernel with ``DISPLAY`` set to this (``None``: unset).
-StartKernel = Callable[[str | None], SimpleIOKernel]
+#: The ``start_simpleio`` fixture: a kernel with ``DISPLAY`` set to this (``None``:
+#: unset), once its simpleio plugin runs (its pid in ``kernel.plugin_pids["simpleio"]``).
+StartSimpleIO = Callable[[str | None], KernelProcess]
 
 
 # --------------------------------------------------------------------------- calls

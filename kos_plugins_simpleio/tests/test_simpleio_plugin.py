@@ -14,33 +14,31 @@ from pathlib import Path
 import pytest
 
 from kos_core.errors import ServiceUnavailable
-from kos_core.testing import KosEnv, wait_for
+from kos_core.testing import KernelProcess, KosEnv, wait_ended, wait_for
 from kos_plugins_simpleio import SpawnError
 from simpleio_helpers import (
     Pending,
     Screen,
-    SimpleIOKernel,
-    StartKernel,
+    StartSimpleIO,
     display_free,
     kill_quietly,
     live_descendants,
-    wait_ended,
     window_child,
 )
 
 # --------------------------------------------------------------------------- no display
 
 
-def test_no_display_is_SpawnError(start_kernel: StartKernel) -> None:
-    kernel = start_kernel(None)  # DISPLAY unset for the kernel
+def test_no_display_is_SpawnError(start_simpleio: StartSimpleIO) -> None:
+    kernel = start_simpleio(None)  # DISPLAY unset for the kernel
     with kernel.connect() as kos:
         factory = kos.lookup("simpleio")
         with pytest.raises(SpawnError, match=r"(?i)display"):
             factory.GetNewSimpleIO()
         with pytest.raises(SpawnError, match=r"(?i)display"):
             factory.GetNewSimpleIOWH(10, 40)
-    row = kernel.process.plugin_row("simpleio")
-    assert row is not None and row[1] == "running" and row[2] == kernel.plugin_pid
+    row = kernel.plugin_row("simpleio")
+    assert row is not None and row[1] == "running" and row[2] == kernel.plugin_pids["simpleio"]
 
 
 def _unused_display() -> str:
@@ -50,10 +48,10 @@ def _unused_display() -> str:
     return f":{number}"
 
 
-def test_a_display_with_no_X_server_is_SpawnError(start_kernel: StartKernel) -> None:
+def test_a_display_with_no_X_server_is_SpawnError(start_simpleio: StartSimpleIO) -> None:
     display = _unused_display()
-    kernel = start_kernel(display)
-    before = live_descendants(kernel.plugin_pid)
+    kernel = start_simpleio(display)
+    before = live_descendants(kernel.plugin_pids["simpleio"])
     with kernel.connect() as kos:
         factory = kos.lookup("simpleio")
         # Tk fails at once on a display nobody serves: well before the plugin's own
@@ -67,28 +65,30 @@ def test_a_display_with_no_X_server_is_SpawnError(start_kernel: StartKernel) -> 
         again = Pending(lambda: factory.GetNewSimpleIOWH(5, 20), "GetNewSimpleIOWH()").error(8)
         assert isinstance(again, SpawnError), repr(again)
     # No failed window process is left behind.
-    wait_for(lambda: live_descendants(kernel.plugin_pid) == before, 10, "no process left")
+    wait_for(
+        lambda: live_descendants(kernel.plugin_pids["simpleio"]) == before, 10, "no process left"
+    )
 
 
 # --------------------------------------------------------------------------- lifetimes
 
 
 def test_close_ends_the_window_and_its_process(
-    kernel: SimpleIOKernel, screen: Screen, kos_env: KosEnv
+    kernel: KernelProcess, screen: Screen, kos_env: KosEnv
 ) -> None:
-    before_pids, before_windows = live_descendants(kernel.plugin_pid), screen.windows()
+    before_pids, before_windows = live_descendants(kernel.plugin_pids["simpleio"]), screen.windows()
     with kernel.connect() as kos:
         file = kos.lookup("simpleio").GetNewSimpleIO()
         wid = screen.new_window(before_windows)
         pid = window_child(kernel, before_pids)
         file.write("goodbye\n")
         file.close()
-        wait_ended(pid)
+        wait_ended(pid, "the window process")
         screen.wait_gone(wid)
         assert not (kos_env.runtime_dir / f"p{pid}.sock").exists()
         with pytest.raises(ServiceUnavailable):
             file.write("too late\n")
-    assert live_descendants(kernel.plugin_pid) == before_pids  # only the fork server
+    assert live_descendants(kernel.plugin_pids["simpleio"]) == before_pids  # only the fork server
 
 
 CLIENT = """\
@@ -106,11 +106,11 @@ sys.stdin.readline()  # then leave, without file.close() or kos.close()
 
 @pytest.mark.parametrize("how", ["exits", "is killed"])
 def test_a_client_that_goes_away_without_close_ends_its_window(
-    kernel: SimpleIOKernel, screen: Screen, tmp_path: Path, how: str
+    kernel: KernelProcess, screen: Screen, tmp_path: Path, how: str
 ) -> None:
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
-    before_pids, before_windows = live_descendants(kernel.plugin_pid), screen.windows()
+    before_pids, before_windows = live_descendants(kernel.plugin_pids["simpleio"]), screen.windows()
     client = subprocess.Popen(
         [sys.executable, str(script)],
         stdin=subprocess.PIPE,
@@ -132,7 +132,7 @@ def test_a_client_that_goes_away_without_close_ends_its_window(
             client.stdin.write("go\n")
             client.stdin.flush()
         client.wait(20)
-        wait_ended(pid)
+        wait_ended(pid, "the window process")
         screen.wait_gone(wid)
     finally:
         kill_quietly([client.pid])
@@ -144,8 +144,8 @@ def test_a_client_that_goes_away_without_close_ends_its_window(
         assert client.returncode == 0
 
 
-def test_killing_the_plugin_ends_its_windows(kernel: SimpleIOKernel, screen: Screen) -> None:
-    before_pids = live_descendants(kernel.plugin_pid)
+def test_killing_the_plugin_ends_its_windows(kernel: KernelProcess, screen: Screen) -> None:
+    before_pids = live_descendants(kernel.plugin_pids["simpleio"])
     with kernel.connect() as kos:
         files, wids, pids = [], [], []
         for _ in range(2):
@@ -153,8 +153,8 @@ def test_killing_the_plugin_ends_its_windows(kernel: SimpleIOKernel, screen: Scr
             files.append(kos.lookup("simpleio").GetNewSimpleIO())
             wids.append(screen.new_window(windows))
             pids.append(window_child(kernel, before_pids | set(pids)))
-        everything = live_descendants(kernel.plugin_pid)
-        os.kill(kernel.plugin_pid, signal.SIGKILL)
+        everything = live_descendants(kernel.plugin_pids["simpleio"])
+        os.kill(kernel.plugin_pids["simpleio"], signal.SIGKILL)
         for pid in everything:
             wait_ended(pid, "a process of the killed plugin")
         for wid in wids:

@@ -20,17 +20,15 @@ import pytest
 
 from kos_core.errors import ServiceUnavailable
 from kos_core.fileapi import FileIOError
-from kos_core.testing import process_ended, wait_for
+from kos_core.testing import KernelProcess, process_ended, wait_ended, wait_for
 from kos_plugins_simpleio import SpawnError
 from simpleio_helpers import (
     TITLE,
     Pending,
     Screen,
-    SimpleIOKernel,
     live_descendants,
     luminances,
     read_png,
-    wait_ended,
     window_child,
 )
 
@@ -39,7 +37,7 @@ Window = tuple[Any, str]
 
 
 @contextlib.contextmanager
-def open_window(kernel: SimpleIOKernel, screen: Screen, *size: int) -> Iterator[Window]:
+def open_window(kernel: KernelProcess, screen: Screen, *size: int) -> Iterator[Window]:
     """``(file, window id)``: a new window (of ``size`` ``(height, width)`` if given),
     once it is on the screen, opened by a client connection that is closed afterwards.
     """
@@ -51,15 +49,15 @@ def open_window(kernel: SimpleIOKernel, screen: Screen, *size: int) -> Iterator[
 
 
 @contextlib.contextmanager
-def open_window_process(kernel: SimpleIOKernel, screen: Screen) -> Iterator[tuple[Any, str, int]]:
+def open_window_process(kernel: KernelProcess, screen: Screen) -> Iterator[tuple[Any, str, int]]:
     """:func:`open_window`, and the pid of the process the plugin started for the window."""
-    before = live_descendants(kernel.plugin_pid)
+    before = live_descendants(kernel.plugin_pids["simpleio"])
     with open_window(kernel, screen) as (file, wid):
         yield file, wid, window_child(kernel, before)
 
 
 @pytest.fixture
-def window(kernel: SimpleIOKernel, screen: Screen) -> Iterator[Window]:
+def window(kernel: KernelProcess, screen: Screen) -> Iterator[Window]:
     """``(file, window id)``: a window of the default size, opened for the test."""
     with open_window(kernel, screen) as opened:
         yield opened
@@ -106,7 +104,7 @@ def test_typed_text_comes_back_from_read_n(screen: Screen, window: Window) -> No
     file.close()
 
 
-def test_two_clients_get_two_windows(kernel: SimpleIOKernel, screen: Screen) -> None:
+def test_two_clients_get_two_windows(kernel: KernelProcess, screen: Screen) -> None:
     with open_window(kernel, screen) as (file1, wid1):
         with open_window(kernel, screen) as (file2, wid2):
             assert wid1 != wid2
@@ -129,7 +127,7 @@ def test_two_clients_get_two_windows(kernel: SimpleIOKernel, screen: Screen) -> 
 
 
 def test_GetNewSimpleIOWH_gives_a_window_of_that_size(
-    kernel: SimpleIOKernel, screen: Screen
+    kernel: KernelProcess, screen: Screen
 ) -> None:
     with open_window(kernel, screen) as (file1, default_wid):
         with open_window(kernel, screen, 10, 40) as (file2, small_wid):
@@ -146,7 +144,7 @@ def test_GetNewSimpleIOWH_gives_a_window_of_that_size(
 
 @pytest.mark.parametrize(("height", "width"), [(0, 40), (10, 0), (-1, -1), (501, 10), (10, 501)])
 def test_bad_sizes_are_SpawnError(
-    kernel: SimpleIOKernel, screen: Screen, height: int, width: int
+    kernel: KernelProcess, screen: Screen, height: int, width: int
 ) -> None:
     before = screen.windows()
     with kernel.connect() as kos, pytest.raises(SpawnError, match="between 1 and 500"):
@@ -189,7 +187,7 @@ def test_screenshot_of_a_window_with_text(screen: Screen, window: Window, tmp_pa
 
 
 def test_closing_the_window_as_a_person_ends_a_pending_readline(
-    kernel: SimpleIOKernel, screen: Screen
+    kernel: KernelProcess, screen: Screen
 ) -> None:
     with open_window_process(kernel, screen) as (file, wid, pid):
         pending = ask(file, "Waiting for you...\n")
@@ -202,7 +200,7 @@ def test_closing_the_window_as_a_person_ends_a_pending_readline(
             file.write("anyone there?\n")
         assert not process_ended(pid)  # still answering its client...
         file.close()
-        wait_ended(pid)  # ... until the client closes the file
+        wait_ended(pid, "the window process")  # ... until the client closes the file
 
 
 def test_a_window_destroyed_from_outside_ends_a_pending_readline(
@@ -224,7 +222,7 @@ def test_a_window_destroyed_from_outside_ends_a_pending_readline(
 
 
 def test_a_window_whose_X_connection_is_killed_fails_a_pending_readline(
-    kernel: SimpleIOKernel, screen: Screen
+    kernel: KernelProcess, screen: Screen
 ) -> None:
     # xkill (here `xdotool windowkill`) drops the window's connection to the X
     # server: the window process cannot go on, and its client learns it at once.
@@ -233,7 +231,7 @@ def test_a_window_whose_X_connection_is_killed_fails_a_pending_readline(
         screen.run("xdotool", "windowkill", wid)
         assert isinstance(pending.error(10), ServiceUnavailable)
         screen.wait_gone(wid)
-        wait_ended(pid)
+        wait_ended(pid, "the window process")
 
 
 def test_a_pending_readline_does_not_block_write_or_close(screen: Screen, window: Window) -> None:

@@ -4,14 +4,27 @@ Fixtures:
 
 * ``kos_env`` — a private runtime, state and config directory and kernel name,
   set in the environment for the test (and for every process it starts).
-* ``kos_kernel`` — a real kernel (``kos run``) in that environment, booted with
-  the installed plugins; stopped, with every process it started, after the test.
+* ``start_kernel`` — starts real kernels (``kos run``):
+  ``start_kernel("--listen", "127.0.0.1:0", setup="[bitbucket]\\n...", env=other_env)``
+  writes the setup file (if given), starts the kernel, waits until it answers (unless
+  ``ready=False``) and returns its :class:`KernelProcess` (``name``, ``env``,
+  ``process``, ``log()``, ``connect()``, ``wait_plugin()``, ``stop()``). Every kernel
+  it started is stopped after the test, pass or fail, and every process the kernel
+  started is ended with it.
+* ``kos_kernel`` — one such kernel, booted with the installed plugins.
 * ``etcd`` — a real ``etcd`` (from ``PATH``) on loopback ports with a temporary data
-  directory, stopped after the test. Without ``etcd`` the test is skipped, or fails
-  when ``$CI`` is set (CI installs it).
+  directory, stopped after the test.
 
-Helpers: :class:`KernelProcess` to start kernels with other options, and
-:func:`wait_for` to wait on a condition with a deadline (never a bare sleep).
+Outside a test function (a module-scoped fixture, a script), :func:`running_kernel`
+is the same as a context manager: ``with running_kernel(make_env()) as kernel: ...``.
+
+Helpers: :func:`wait_for` waits on a condition with a deadline (never a bare sleep);
+:func:`process_ended`, :func:`process_reaped` and :func:`wait_ended` tell when a
+process has gone; :func:`children_of`, :func:`descendants_of`, :func:`sbh_pid` and
+:func:`idle_spare` find processes; :func:`require` skips a test that cannot run
+here, or fails it when ``$CI`` is set (CI installs what the tests need: a skipped
+test there would be a missing test). With ``$CI`` set, hypothesis runs with the
+``ci`` settings profile (no per-example deadline: a shared CI machine is slow).
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,15 +53,46 @@ __all__ = [
     "EtcdProcess",
     "KernelProcess",
     "KosEnv",
+    "StartKernel",
     "children_of",
     "descendants_of",
     "etcd",
+    "idle_spare",
     "kos_env",
     "kos_kernel",
+    "make_env",
     "process_ended",
+    "process_reaped",
+    "require",
     "require_etcd",
+    "running_kernel",
+    "sbh_pid",
+    "start_kernel",
+    "wait_ended",
     "wait_for",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With ``$CI`` set, load hypothesis's ``ci`` profile (no per-example deadline)."""
+    try:
+        from hypothesis import settings
+    except ImportError:  # hypothesis is a test tool, not a dependency of kos-core
+        return
+    settings.register_profile("ci", deadline=None)
+    if os.environ.get("CI"):
+        settings.load_profile("ci")
+
+
+def require(condition: object, why: str) -> None:
+    """Skip the calling test unless ``condition`` holds; fail it instead when ``$CI`` is
+    set. ``why`` says what is missing and how to get it.
+    """
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI must provide it: a skipped test there is a missing test)")
+    pytest.skip(why)
 
 
 def wait_for(
@@ -74,6 +118,9 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}") from last_exc
         time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------- processes
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -116,6 +163,55 @@ def process_ended(pid: int) -> bool:
     return fields is None or fields[0] == "Z"
 
 
+def process_reaped(pid: int) -> bool:
+    """True once ``pid`` has ended *and* been reaped (``os.kill`` finds no process): the
+    check for a child of a live parent, which must reap it. An orphan may never be
+    reaped (its new parent may not reap): check it with :func:`process_ended`.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def wait_ended(
+    pid: int, what: str = "the process", timeout: float = 10.0, reaped: bool = False
+) -> None:
+    """Wait until ``pid`` has ended (:func:`process_ended`), or with ``reaped`` until it
+    has also been reaped (:func:`process_reaped`); ``TimeoutError`` after ``timeout``.
+    """
+    check = process_reaped if reaped else process_ended
+    wait_for(lambda: check(pid), timeout, f"{what} ({pid}) to end")
+
+
+def sbh_pid(handle: object) -> int:
+    """The pid of the process serving an SBH or a proxy (a plugin or a factory child):
+    it serves on ``<runtime dir>/p<PID>.sock``.
+    """
+    from kos_core import _rpc
+    from kos_core._net import wire
+
+    sbh = handle if isinstance(handle, str) else _rpc.sbh_of(handle)
+    assert sbh is not None, f"{handle!r} has no SBH"
+    name = Path(wire.parse_sbh(sbh)[0].path or "").name
+    assert name.startswith("p") and name.endswith(".sock") and name[1:-5].isdigit(), sbh
+    return int(name[1:-5])
+
+
+def idle_spare(fork_server: int, but: set[int] | None = None, timeout: float = 10.0) -> int:
+    """The one child of ``fork_server`` not in ``but``: its idle spare (waited for)."""
+
+    def one() -> int:
+        found = children_of(fork_server) - (but or set())
+        return found.pop() if len(found) == 1 else 0
+
+    return wait_for(one, timeout, f"one spare under the fork server {fork_server}")
+
+
+# ---------------------------------------------------------------------------- kernels
+
+
 @dataclass
 class KosEnv:
     """A private place for kernels: directories and a kernel name."""
@@ -154,8 +250,8 @@ def make_env(kernel: str = "testk") -> KosEnv:
 
 
 class KernelProcess:
-    """A ``kos run`` process in its own process group, so that stopping it can
-    also sweep up every plugin and child it started.
+    """A ``kos run`` process in its own process group. Stopping it also sweeps up its
+    process group; :meth:`close` also ends every plugin it was seen to run.
     """
 
     def __init__(
@@ -164,22 +260,32 @@ class KernelProcess:
         args: Sequence[str] = (),
         log_path: Path | None = None,
         prefix: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        """Start ``kos run -n <env.kernel> ARGS``; ``prefix`` is a command that execs
-        it (``ip netns exec NS``: the kernel keeps the pid it starts with).
+        """Start ``kos run -n <env.kernel> ARGS`` with ``environ`` added to the
+        environment; ``prefix`` is a command that execs it (``ip netns exec NS``: the
+        kernel keeps the pid it starts with).
         """
         self.env = env
         self.log_path = log_path or env.state_dir / f"kernel-{env.kernel}.log"
+        #: the pids of the plugins :meth:`wait_plugin` found, by plugin name
+        self.plugin_pids: dict[str, int] = {}
+        self._seen: set[int] = set()  # processes it started: ended by close()
         command = [*prefix, sys.executable, "-m", "kos_core.cli", "run", "-n", env.kernel, *args]
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed by stop())
         self.process = subprocess.Popen(
             command,
-            env={**os.environ, **env.environ()},
+            env={**os.environ, **env.environ(), **(environ or {})},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    @property
+    def name(self) -> str:
+        """The kernel's name."""
+        return self.env.kernel
 
     @property
     def pid(self) -> int:
@@ -236,15 +342,20 @@ class KernelProcess:
             return int(row[2])
 
         try:
-            return wait_for(ready, timeout, f"plugin {name} to be running")
+            pid = wait_for(ready, timeout, f"plugin {name} to be running")
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n{self.log()}") from None
+        self.plugin_pids[name] = pid
+        self._seen.add(pid)
+        return pid
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM the kernel and wait; return its exit status. Anything left in its
-        process group is killed.
+        process group is killed (its plugins, in their own groups, are left to it:
+        :meth:`close` ends those it failed to end).
         """
         if self.process.poll() is None:
+            self._seen |= descendants_of(self.process.pid)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout)
@@ -255,10 +366,54 @@ class KernelProcess:
         self._log.close()
         return self.process.returncode
 
+    def close(self, grace: float = 5.0) -> None:
+        """:meth:`stop`, then give every process it was seen to run ``grace`` seconds to
+        end, and SIGKILL those left. For after the test: what a test checks about
+        stopping, it checks after :meth:`stop`.
+        """
+        self.stop()
+        left = {pid for pid in self._seen if not process_ended(pid)}
+        with contextlib.suppress(TimeoutError):
+            wait_for(lambda: all(map(process_ended, left)), grace, "the kernel's processes")
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if not process_ended(pid):
+                    os.kill(pid, signal.SIGKILL)
+
     def kill_group(self) -> None:
         """SIGKILL every process left in the kernel's process group."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_kernel(
+    env: KosEnv,
+    *args: str,
+    setup: str | None = None,
+    ready: bool = True,
+    environ: Mapping[str, str] | None = None,
+    log_path: Path | None = None,
+    prefix: Sequence[str] = (),
+) -> Iterator[KernelProcess]:
+    """A kernel in ``env`` started with ``args`` (after writing the setup file ``setup``,
+    if given), once it answers (unless ``ready`` is false); closed afterwards
+    (:meth:`KernelProcess.close`), however the block ends.
+    """
+    if setup is not None:
+        env.write_setup(setup)
+    kernel = KernelProcess(env, args, log_path=log_path, prefix=prefix, environ=environ)
+    try:
+        if ready:
+            kernel.wait_ready()
+        yield kernel
+    finally:
+        kernel.close()
+
+
+#: The ``start_kernel`` fixture: :func:`running_kernel`'s arguments but ``env`` (the
+#: test's ``kos_env`` unless given) and ``log_path`` (a file per kernel).
+StartKernel = Callable[..., KernelProcess]
 
 
 @pytest.fixture
@@ -274,25 +429,39 @@ def kos_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[KosEnv]:
 
 
 @pytest.fixture
-def kos_kernel(kos_env: KosEnv) -> Iterator[KernelProcess]:
+def start_kernel(kos_env: KosEnv) -> Iterator[StartKernel]:
+    """Start kernels (``start(*args, env=None, **running_kernel_options)``); all are
+    closed after the test, pass or fail.
+    """
+    with contextlib.ExitStack() as stack:
+        count = 0
+
+        def start(*args: str, env: KosEnv | None = None, **options: Any) -> KernelProcess:
+            nonlocal count
+            place = env or kos_env
+            log_path = place.state_dir / f"kernel-{place.kernel}-{count}.log"
+            count += 1
+            kernel = running_kernel(place, *args, log_path=log_path, **options)
+            return stack.enter_context(kernel)
+
+        yield start
+
+
+@pytest.fixture
+def kos_kernel(start_kernel: StartKernel) -> KernelProcess:
     """A running kernel with the installed plugins booted (per the test's setup files)."""
-    kernel = KernelProcess(kos_env)
-    try:
-        kernel.wait_ready()
-        yield kernel
-    finally:
-        kernel.stop()
+    return start_kernel()
+
+
+# ---------------------------------------------------------------------------- etcd
 
 
 def require_etcd() -> None:
-    """Skip the calling test when ``etcd`` is not on ``PATH``, or fail it when ``$CI``
-    is set (CI installs etcd: a skipped world test there would be a missing test).
-    """
-    if etcd_binary() is not None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail("etcd is not on PATH in CI (.ci/run installs the Debian package etcd-server)")
-    pytest.skip("etcd is not on PATH: install etcd-server to run the world tests")
+    """Skip the calling test when ``etcd`` is not on ``PATH`` (fail it when ``$CI`` is set)."""
+    require(
+        etcd_binary() is not None,
+        "etcd is not on PATH: install the Debian package etcd-server to run the world tests",
+    )
 
 
 @pytest.fixture

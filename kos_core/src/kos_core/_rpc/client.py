@@ -214,7 +214,10 @@ class ClientConnection:
                 f"a reply this client cannot decode ({exc})", target=self.what, method=spec.name
             ) from None
         if failure is not None:
-            raise failure
+            try:
+                raise failure
+            finally:  # the traceback holds this frame: keep the frame from holding it
+                del failure
         if status == DECLARED:
             raise RemoteError(kind, " ".join(map(str, detail)))
         raise RemoteError(kind, detail)
