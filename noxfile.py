@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import nox
+import nox.command
 
 ROOT = Path(__file__).parent
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("kos_*") if (p / "pyproject.toml").is_file())
@@ -66,6 +67,35 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over every distribution's source."""
     session.install("mypy>=1.11", *(f"./{d}" for d in DISTRIBUTIONS), *TEST_TOOLS)
     session.run("mypy", "--strict", *(f"{d}/src" for d in DISTRIBUTIONS), "_template/src")
+
+
+@nox.session(python=PYTHONS[-1], default=False)
+def coverage(session: nox.Session) -> None:
+    """Line coverage of every distribution, installed non-editable, over every test suite:
+    the test process, the kernels, plugins, fork servers and children they start
+    (``[tool.coverage]`` in pyproject.toml); not part of the default run.
+    """
+    session.install(
+        *(f"./{d}[test]" for d in DISTRIBUTIONS),
+        *TEST_TOOLS,
+        "pip",
+        "hatchling",
+        "coverage[toml]>=7.10",  # [run] patch: subprocesses, forks and os._exit
+    )
+    session.run("coverage", "erase")
+    # One pytest run per folder, as the tests and integration sessions run them (each
+    # folder has its own conftest.py); the simpleio tests one at a time, as there.
+    failed = []
+    for folder in [*(f"{d}/tests" for d in DISTRIBUTIONS), "tests"]:
+        workers = [] if folder.startswith("kos_plugins_simpleio") else WORKERS
+        try:
+            session.run("coverage", "run", "-m", "pytest", *workers, folder, *session.posargs)
+        except nox.command.CommandFailed:
+            failed.append(folder)  # the figures are still worth seeing
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report")
+    if failed:
+        session.error(f"tests failed in {', '.join(failed)}")
 
 
 @nox.session(python=PYTHONS[0], default=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -173,8 +174,8 @@ def is_public(address: Address) -> bool:
 def setting_number(
     options: Mapping[str, str], key: str, default: float, kind: type[int] | type[float]
 ) -> float:
-    """The non-negative number of setup-file key ``key`` (``default`` when unset);
-    raises ``ValueError`` naming the key.
+    """The non-negative, finite number of setup-file key ``key`` (``default`` when
+    unset); raises ``ValueError`` naming the key.
     """
     raw = options.get(key, "").strip()
     if not raw:
@@ -183,6 +184,8 @@ def setting_number(
         value = kind(raw)
     except ValueError:
         raise ValueError(f"{key}: {raw!r} is not a number") from None
+    if not math.isfinite(value):  # nan or inf: every request would fail, not the start
+        raise ValueError(f"{key}: {raw!r} is not a finite number")
     if value < 0:
         raise ValueError(f"{key}: must not be negative")
     return value

@@ -16,10 +16,14 @@ health-timeout     2            seconds a ping may take before the plugin is unh
 log-max-bytes      1048576      size at which the plugin's log file is rotated
 log-backups        3            rotated log files kept
 =================  ===========  =====================================================
+
+Numbers must be finite and not negative: ``nan``, ``inf`` or ``-1`` is an error that
+names the file and line.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -83,6 +87,10 @@ def parse_supervision(
         except ValueError:
             noun = "a whole number" if kind is int else "a number"
             report(key, f'bad value for {key}: "{raw.strip()}" (use {noun})')
+            ok = False
+            continue
+        if not math.isfinite(number):  # nan would switch a check off without a word
+            report(key, f'bad value for {key}: "{raw.strip()}" (use a finite number)')
             ok = False
             continue
         if number < 0:
