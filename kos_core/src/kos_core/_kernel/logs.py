@@ -95,6 +95,9 @@ def follow_file(path: Path, interval: float = 0.2) -> Iterator[str]:
             except FileNotFoundError:
                 rotated = False
             if rotated:
+                # what was written to the old file after the last read, then the new file
+                yield from (partial + fh.read()).splitlines()
+                partial = ""
                 fh.close()
                 fh = path.open(encoding="utf-8", errors="replace")
                 inode = os.fstat(fh.fileno()).st_ino
