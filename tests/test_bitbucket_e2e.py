@@ -60,7 +60,7 @@ def test_round_trip_from_the_cli(bb_kernel: KernelProcess, cli: Cli) -> None:
         return result
 
     assert ok("call", "bitbucket", "Set", "greeting", "hello").stdout == ""
-    assert ok("call", "bitbucket", "Get", "greeting").stdout == "hello\n"
+    assert ok("call", "bitbucket", "Get", "greeting").stdout == "hello"  # raw bytes
     ok("call", "bitbucket", "Set", "other", "x")
     assert ok("call", "bitbucket", "List").stdout.split() == ["greeting", "other"]
     with kos_core.connect() as kos:  # the CLI sent bytes, as the interface declares

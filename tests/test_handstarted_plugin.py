@@ -77,7 +77,7 @@ def test_hand_started_plugin_registers_and_serves(
         # its links lead back to the top context
         assert "bitbucket" in kos.list("plugins/handbucket/kos")
         assert kos.lookup("plugins/handbucket/kos/handbucket", BitBucket).Get("hand") == b"made"
-    assert cli("call", "handbucket", "Get", "hand").stdout == "made\n"
+    assert cli("call", "handbucket", "Get", "hand").stdout == "made"
 
 
 def test_hand_started_plugin_ends_cleanly_on_sigterm(

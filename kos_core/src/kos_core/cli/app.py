@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from kos_core import __version__
+from kos_core.cli.call import call
 from kos_core.cli.common import config_option, kernel_option, print_table, wait_options
 from kos_core.cli.errors import (
     HintingGroup,
@@ -240,70 +239,7 @@ def ls(kernel: str | None, path: str) -> None:
         print_table(["NAME", "TYPE"], rows)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
-@kernel_option
-@click.argument("service")
-@click.argument("method", required=False)
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@reports_errors
-def call(kernel: str | None, service: str, method: str | None, args: tuple[str, ...]) -> None:
-    """Call METHOD of the service bound at SERVICE with ARGS.
-
-    Arguments are converted to the types the interface declares (for example
-    'kos call bitbucket Set greeting hello' sends the bytes b"hello").
-    Without METHOD, list the service's methods.
-    """
-    from kos_core._client import connect
-    from kos_core.interface import Interface, from_word
-
-    with connect(kernel) as kos:
-        kind, typename, _ = kos.kernel.Lookup(service)
-        if kind != "service":
-            raise UsageError(f"{service} is a context, not a service (try: kos ls {service})")
-        from kos_core.interface import find_interface
-
-        iface: type[Interface] = find_interface(typename)
-        methods = iface.methods()
-        if method is None:
-            click.echo(f"{service}: {typename}")
-            for each in methods.values():
-                click.echo(f"  {each.signature()}")
-            return
-        found = methods.get(method)
-        if found is None:
-            raise UsageError(
-                f"{typename} has no method {method!r} (it has: {', '.join(methods) or 'none'})"
-            )
-        spec = found
-        if not spec.required <= len(args) <= len(spec.params):
-            raise UsageError(f"usage: kos call {service} {spec.signature()}")
-        values = [
-            from_word(word, param.type, f"argument {param.name!r}")
-            for word, param in zip(args, spec.params[: len(args)], strict=True)
-        ]
-        proxy = kos.lookup(service)
-        result = getattr(proxy, method)(*values)
-        _print_result(result)
-
-
-def _print_result(result: Any) -> None:
-    if result is None:
-        return
-    if isinstance(result, bytes):
-        try:
-            click.echo(result.decode("utf-8"))
-        except UnicodeDecodeError:
-            sys.stdout.buffer.write(result)
-            sys.stdout.buffer.flush()
-    elif isinstance(result, list):
-        for item in result:
-            _print_result(item)
-    elif isinstance(result, str):
-        click.echo(result)
-    else:
-        click.echo(repr(result))
-
-
+cli.add_command(call)
 cli.add_command(world)
 cli.add_command(plugins)
 cli.add_command(status)
