@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from childapi import TARGET, WIRE_NAME, Counter, reaped
+from childapi import TARGET, WIRE_NAME, Counter
 from coretest_util import python_env, short_dir, write_script
 from kos_core import _rpc, pluginlib
-from kos_core.testing import KosEnv, children_of, process_ended, wait_for
+from kos_core.testing import KosEnv, children_of, process_ended, process_reaped, wait_for
 
 TIMEOUT = "1"
 
@@ -96,7 +96,9 @@ def test_a_child_factory_gives_up_on_a_child_that_writes_no_sbh_in_time(
             assert factory.last_error == f"the child wrote no SBH within {TIMEOUT} s"
             assert pid > 0
             made.append(pid)
-            wait_for(lambda: reaped(pid) or process_ended(pid), 10, "the silent child to end")
+            wait_for(
+                lambda: process_reaped(pid) or process_ended(pid), 10, "the silent child to end"
+            )
             assert pid not in children_of(fork_server)
         sbh, pid, _ = factory.spawn("fine")  # the factory goes on
         made.append(pid)

@@ -127,6 +127,7 @@ def test_each_change_of_a_name_is_reported_once_also_across_a_new_list(client: E
         cache.set_reachable(True)
         wait_for(lambda: len(changes) == 5, 5, "the unbind found by the new list")
         assert changes[4] == ("unbind", "A", "old", "T.Old")
+        assert cache.wait_live(5)
         assert cache.names("A").keys() == {"bb"}
     finally:
         cache.stop()
