@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kos_core._world.etcd import WorldURL
+from kos_core._world.url import WorldURL
 from kos_core.errors import UsageError
 
 

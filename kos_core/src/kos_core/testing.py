@@ -44,19 +44,21 @@ from typing import Any, TypeVar
 
 import pytest
 
-from kos_core._world.etcd_process import EtcdProcess, etcd_binary
+from kos_core._world.etcd_process import EtcdProcess, EtcdTLS, etcd_binary, etcd_cluster
 from kos_core.errors import KosError
 
 _T = TypeVar("_T")
 
 __all__ = [
     "EtcdProcess",
+    "EtcdTLS",
     "KernelProcess",
     "KosEnv",
     "StartKernel",
     "children_of",
     "descendants_of",
     "etcd",
+    "etcd_cluster",
     "idle_spare",
     "kos_env",
     "kos_kernel",

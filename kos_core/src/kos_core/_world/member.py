@@ -22,10 +22,11 @@ from kos_core._kernel import namespace
 from kos_core._kernel.store import ServiceNode, Store
 from kos_core._net import tls, wire
 from kos_core._world.cache import WorldCache
-from kos_core._world.etcd import Etcd, WorldURL
+from kos_core._world.etcd import Etcd
 from kos_core._world.exports import Exports
 from kos_core._world.layout import KernelRecord, Layout, Name
 from kos_core._world.membership import LEASE_TTL, Membership
+from kos_core._world.url import WorldURL
 from kos_core.errors import KosError, UsageError
 from kos_core.kernel_api import WorldRow
 
