@@ -145,8 +145,10 @@ class WorldCache:
                 for batch in watch:
                     if batch.cancelled:
                         log.info(
-                            "world: watch cancelled (compacted to %d); listing again",
-                            batch.compacted_to,
+                            "world: watch cancelled (%s); listing again",
+                            f"compacted to {batch.compacted_to}"
+                            if batch.compacted_to
+                            else batch.reason or "no reason given",
                         )
                         watch.close()
                         break

@@ -75,13 +75,15 @@ class KeyValue:
 @dataclass(frozen=True)
 class WatchBatch:
     """One response of a watch stream: events (``(deleted, kv)``), or the end of the
-    watch (``cancelled``; ``compacted_to`` > 0 when history was compacted away).
+    watch (``cancelled``; ``compacted_to`` > 0 when history was compacted away, else
+    etcd's ``reason``: an auth token it no longer knows...).
     """
 
     revision: int
     events: list[tuple[bool, KeyValue]]
     cancelled: bool = False
     compacted_to: int = 0
+    reason: str = ""
 
 
 class Etcd:
@@ -345,6 +347,7 @@ def _batch(line: bytes) -> WatchBatch:
             events,
             cancelled=bool(result.get("canceled")),
             compacted_to=int(result.get("compact_revision", 0)),
+            reason=str(result.get("cancel_reason", ""))[:200],
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WorldUnavailable(f"etcd sent a watch response kos cannot read: {exc}") from None

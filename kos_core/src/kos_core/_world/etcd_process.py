@@ -23,11 +23,21 @@ from pathlib import Path
 START_TIMEOUT = 20.0
 
 
+#: the ports :func:`free_port` handed out in this process (never handed out twice)
+_given: set[tuple[str, int]] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port nobody listens on right now, and that this process was not given before
+    (the members of a cluster each get ports of their own before any of them binds).
+    """
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if (host, port) not in _given:
+            _given.add((host, port))
+            return port
 
 
 def etcd_binary() -> str | None:
@@ -260,6 +270,7 @@ def etcd_cluster(
     """Start a cluster of ``size`` members on loopback (data under ``base``) and wait
     until every member answers; the caller stops them (each one's :meth:`~EtcdProcess.kill`).
     """
+    base.mkdir(parents=True, exist_ok=True)
     members = [
         EtcdProcess(base / f"member{i}", name=f"member{i}", options=options) for i in range(size)
     ]
