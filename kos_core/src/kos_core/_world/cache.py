@@ -279,6 +279,8 @@ class WorldCache:
                     raise BadValue(f"a name of kernel {kernel!r} not held by its lease")
                 if held is not None and held.record.listen_host != address.host:
                     raise BadValue(f"a name of kernel {kernel!r} served from another host")
+                if address.kernel not in (None, kernel):
+                    raise BadValue(f"a name of kernel {kernel!r} naming kernel {address.kernel!r}")
                 names = self._names.setdefault(kernel, {})
                 old = names.get(path)
                 names[path] = _Entry(name, kv.lease, address.host)
