@@ -81,4 +81,4 @@ def test_a_wrong_password_or_no_user_stops_a_joining_kernel_with_one_line(
     anonymous = auth_world.join_refused("D", f"etcd://{auth_world.etcd.endpoint}")
     assert_one_line_error(anonymous, 1, "user name is empty", "etcd://USER@")
     elsewhere = auth_world.join_refused("E", f"{url}?prefix=/other/", password=PASSWORD)
-    assert_one_line_error(elsewhere, 1, "permission denied")
+    assert_one_line_error(elsewhere, 1, "permission denied", "may not use the prefix /other/")

@@ -171,16 +171,23 @@ class Etcd:
 
     def _authorize(self, client: Any) -> str | None:
         """The user's token (asked for if there is none) in ``client``'s headers."""
+        import etcd3gw.exceptions as gw
+
         if not self.url.user:
             return None
         with self._lock:
             token = self._token
         if token is None:
-            reply = client.post(
-                client.get_url("auth/authenticate"),
-                json={"name": self.url.user, "password": self.url.password or ""},
-                headers={"Authorization": None},  # an expired token would be refused
-            )
+            try:
+                reply = client.post(
+                    client.get_url("auth/authenticate"),
+                    json={"name": self.url.user, "password": self.url.password or ""},
+                    headers={"Authorization": None},  # an expired token would be refused
+                )
+            except (gw.ConnectionFailedError, gw.ConnectionTimeoutError):
+                raise
+            except gw.Etcd3Exception as exc:
+                raise refusal(self.url, "auth/authenticate", detail(exc)) from None
             token = str(reply.get("token", "")) if isinstance(reply, dict) else ""
             if not token:
                 raise EtcdDenied(f"etcd gave user {self.url.user!r} no token")

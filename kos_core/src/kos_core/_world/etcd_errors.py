@@ -56,6 +56,9 @@ def refusal(url: WorldURL, path: str, detail: str) -> WorldUnavailable:
     if any(text in detail for text in _DENIED_TEXTS) or INVALID_TOKEN in detail:
         if "user name is empty" in detail:
             detail += f" (authentication is on: join as etcd://USER@{_endpoints(url)})"
+        elif "permission denied" in detail:
+            who = f"user {url.user!r}" if url.user else "this client"
+            detail += f" ({who} may not use the prefix {url.prefix})"
         elif url.user:
             detail += f" (user {url.user!r}; the password is $KOS_WORLD_PASSWORD)"
         return EtcdDenied(f"etcd at {url} refused {path}: {detail}")
