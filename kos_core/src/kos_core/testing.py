@@ -13,7 +13,9 @@ Fixtures:
   started is ended with it.
 * ``kos_kernel`` — one such kernel, booted with the installed plugins.
 * ``etcd`` — a real ``etcd`` (from ``PATH``) on loopback ports with a temporary data
-  directory, stopped after the test.
+  directory, stopped after the test. :class:`EtcdProcess` itself takes TLS with client
+  certificates (:class:`EtcdTLS`) and more etcd flags; :func:`etcd_cluster` starts
+  several members.
 
 Outside a test function (a module-scoped fixture, a script), :func:`running_kernel`
 is the same as a context manager: ``with running_kernel(make_env()) as kernel: ...``.
