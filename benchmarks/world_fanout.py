@@ -31,8 +31,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from kos_core._net import wire
-from kos_core._world.etcd import Etcd, Watch, WorldURL
+from kos_core._world.etcd import Etcd, Watch
 from kos_core._world.layout import KernelRecord, Layout, Name
+from kos_core._world.url import WorldURL
 from kos_core.errors import WorldUnavailable
 
 #: threads writing (joining, renewing, revoking)

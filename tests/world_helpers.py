@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from kos_core._net import tls
-from kos_core._world.etcd import Etcd, WorldURL
+from kos_core._world.etcd import Etcd
+from kos_core._world.url import WorldURL
 from kos_core.testing import (
     EtcdProcess,
     KernelProcess,
@@ -34,8 +35,14 @@ EXPORTED_BITBUCKET = "[bitbucket]\nexport: yes\n"
 class World:
     """Kernels joined to one etcd; :meth:`stop` ends every one of them."""
 
-    def __init__(self, etcd: EtcdProcess, base: Path) -> None:
+    def __init__(
+        self, etcd: EtcdProcess, base: Path, url: str | None = None, password: str | None = None
+    ) -> None:
         self.etcd = etcd
+        #: the world URL kernels join with (default: ``etcd``'s), and the password
+        #: (``$KOS_WORLD_PASSWORD``) of its user
+        self.url = url or etcd.url
+        self.password = password
         self.base = base
         self.tls_dir = base / "tls"
         self.tls_dir.mkdir(mode=0o700)
@@ -73,19 +80,26 @@ class World:
         extra: Sequence[str] = (),
         host: str | None = None,
         prefix: Sequence[str] = (),
+        url: str | None = None,
+        password: str | None = None,
     ) -> KernelProcess:
-        """Start kernel ``name`` in the world on a loopback address of its own."""
+        """Start kernel ``name`` in the world on a loopback address of its own (joining
+        with ``url`` and ``password`` if given, else the world's).
+        """
         env = self.env(name, setup)
         if host is None:
             self._hosts += 1
             host = f"127.0.0.{self._hosts}"
-        args = ["--world", self.etcd.url, "--listen", f"{host}:0", "--tls-dir", str(self.tls_dir)]
+        args = ["--world", url or self.url, "--listen", f"{host}:0", "--tls-dir", str(self.tls_dir)]
+        environ = {"KOS_LOAD_PLUGINS": plugins}
+        if password or self.password:
+            environ["KOS_WORLD_PASSWORD"] = password or self.password or ""
         started = running_kernel(
             env,
             *args,
             *extra,
             ready=False,
-            environ={"KOS_LOAD_PLUGINS": plugins},
+            environ=environ,
             log_path=self.base / f"{name}.log",
             prefix=prefix,
         )
@@ -129,14 +143,34 @@ class World:
         env = {**os.environ, **self.envs[name].environ()}
         return run([*CLI, *args], env=env, cwd=self.envs[name].state_dir, timeout=timeout)
 
+    def join_refused(
+        self,
+        name: str,
+        url: str,
+        password: str | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> Result:
+        """``kos run`` of kernel ``name`` joining with ``url``, run to its end (for a
+        kernel the world refuses: it must exit by itself).
+        """
+        env = self.env(name)
+        full = {**os.environ, **env.environ(), "KOS_LOAD_PLUGINS": "bitbucket", **(environ or {})}
+        full.pop("KOS_WORLD_PASSWORD", None)
+        if password is not None:
+            full["KOS_WORLD_PASSWORD"] = password
+        self._hosts += 1
+        command = [*CLI, "run", "-n", name, "--world", url, "--listen", f"127.0.0.{self._hosts}:0"]
+        command += ["--tls-dir", str(self.tls_dir)]
+        return run(command, env=full, cwd=self.base, timeout=30)
+
     def names_seen_by(self, name: str, path: str = "world") -> list[str]:
         """What kernel ``name`` lists at ``path`` (``[]`` if it cannot)."""
         with self.client(name) as kos:
             return list(kos.list(path))
 
-    def etcd_client(self) -> Etcd:
-        """A kos etcd client of this world's etcd (to read or plant keys)."""
-        return Etcd(WorldURL.parse(self.etcd.url))
+    def etcd_client(self, url: str | None = None, password: str | None = None) -> Etcd:
+        """A kos etcd client of this world's etcd (to read or plant keys), or of ``url``."""
+        return Etcd(WorldURL.parse(url or self.url, password or self.password))
 
     def stop(self) -> None:
         """Stop every kernel and remove every place."""

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from kos_core._net import tls
+from kos_core._net import tls, wire
+from kos_core.errors import AuthenticationFailed
 
 VALIDITY = datetime.timedelta(days=1)
 
@@ -92,6 +93,29 @@ def test_a_peer_of_another_authority_is_refused(tmp_path: Path) -> None:
         tls.client_context().wrap_socket(raw)
     thread.join(5)
     assert errors  # the server saw the handshake fail too
+
+
+def test_a_client_asking_for_one_kernel_refuses_another_kernel_of_the_same_authority(
+    tmp_path: Path,
+) -> None:
+    world = tls.new_authority("kos world")
+    tls.trust(world.cert_pem)
+    impostor = write_pair(tmp_path / "B.pem", world.issue("B", ["127.0.0.1"], VALIDITY))
+    listener, thread, errors = serve_once(tls.server_context(impostor))
+    host, port = listener.getsockname()
+    with listener, pytest.raises(AuthenticationFailed) as refused:
+        wire.Address(host=host, port=port, kernel="A").connect(5)
+    thread.join(5)
+    assert "kernel 'B', not of kernel 'A'" in str(refused.value)
+    listener, thread, errors = serve_once(tls.server_context(impostor))
+    with (
+        listener,
+        wire.Address(host=host, port=listener.getsockname()[1], kernel="B").connect(5) as ok,
+    ):
+        ok.sendall(b"hello")
+        assert ok.recv(64) == b"hello"
+    thread.join(5)
+    assert not errors
 
 
 def test_an_older_tls_version_is_refused(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from hypothesis import given
@@ -120,11 +121,23 @@ def test_tcp_listen_resolves_port_zero() -> None:
         (Address(path="/run/kos/p1.sock"), "kos+unix:///run/kos/p1.sock#abc-DEF_123"),
         (Address(host="127.0.0.1", port=7000), "kos+tcp://127.0.0.1:7000#abc-DEF_123"),
         (Address(host="::1", port=7000), "kos+tcp://[::1]:7000#abc-DEF_123"),
+        (
+            Address(host="127.0.0.1", port=7000, kernel="A.1"),
+            "kos+tcp://127.0.0.1:7000?kernel=A.1#abc-DEF_123",
+        ),
     ],
 )
 def test_sbh_format_and_parse(address: Address, sbh: str) -> None:
     assert format_sbh(address, "abc-DEF_123") == sbh
     assert parse_sbh(sbh) == (address, "abc-DEF_123")
+
+
+def test_an_sbh_naming_its_kernel_reads_as_before_where_the_name_is_not_known() -> None:
+    # what a reader that predates ?kernel= sees: the same host, port and token
+    parts = urlsplit("kos+tcp://127.0.0.1:7000?kernel=A#tok")
+    assert (parts.hostname, parts.port, parts.fragment) == ("127.0.0.1", 7000, "tok")
+    assert parse_sbh("kos+tcp://127.0.0.1:7000#tok")[0].kernel is None
+    assert parse_sbh("kos+tcp://127.0.0.1:7000?other=1#tok")[0].kernel is None
 
 
 @given(

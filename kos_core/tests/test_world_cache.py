@@ -10,8 +10,9 @@ import pytest
 from kos_core._net import tls
 from kos_core._world import cache as cache_module
 from kos_core._world.cache import WorldCache
-from kos_core._world.etcd import Etcd, KeyValue, Watch, WorldURL
+from kos_core._world.etcd import Etcd, KeyValue, Watch
 from kos_core._world.layout import KernelRecord, Layout, Name
+from kos_core._world.url import WorldURL
 from kos_core.errors import NameNotFound, WorldUnavailable
 from kos_core.testing import EtcdProcess, wait_for
 

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 import pytest
 
 from kos_core._world import membership
-from kos_core._world.etcd import Etcd, EtcdRefused, WorldURL
+from kos_core._world.etcd import Etcd
+from kos_core._world.etcd_errors import EtcdRefused
 from kos_core._world.layout import KernelRecord, Layout
 from kos_core._world.membership import Membership
+from kos_core._world.url import WorldURL
 from kos_core.errors import WorldUnavailable
 from kos_core.testing import EtcdProcess, wait_for
 

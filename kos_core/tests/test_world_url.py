@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kos_core._world.etcd import WorldURL
+from kos_core._world.url import WorldURL
 from kos_core.errors import UsageError
 
 
@@ -35,6 +35,7 @@ def test_etcds_takes_tls_files_a_user_and_a_prefix() -> None:
         ("etcd://h:1?prefix=kos", "start and end with '/'"),
         ("etcd://h:1?ca=/x", "etcds://"),
         ("etcd://h:1?bogus=1", "unknown option 'bogus'"),
+        ("etcds://h:1?key=/k-key.pem", "key= needs cert="),
     ],
 )
 def test_a_bad_world_url_is_refused_saying_what_is_wrong(text: str, fragment: str) -> None:

@@ -13,7 +13,9 @@ Fixtures:
   started is ended with it.
 * ``kos_kernel`` — one such kernel, booted with the installed plugins.
 * ``etcd`` — a real ``etcd`` (from ``PATH``) on loopback ports with a temporary data
-  directory, stopped after the test.
+  directory, stopped after the test. :class:`EtcdProcess` itself takes TLS with client
+  certificates (:class:`EtcdTLS`) and more etcd flags; :func:`etcd_cluster` starts
+  several members.
 
 Outside a test function (a module-scoped fixture, a script), :func:`running_kernel`
 is the same as a context manager: ``with running_kernel(make_env()) as kernel: ...``.
@@ -56,16 +58,18 @@ from kos_core._testkit.processes import (
     wait_ended,
     wait_for,
 )
-from kos_core._world.etcd_process import EtcdProcess, etcd_binary
+from kos_core._world.etcd_process import EtcdProcess, EtcdTLS, etcd_binary, etcd_cluster
 
 __all__ = [
     "EtcdProcess",
+    "EtcdTLS",
     "KernelProcess",
     "KosEnv",
     "StartKernel",
     "children_of",
     "descendants_of",
     "etcd",
+    "etcd_cluster",
     "idle_spare",
     "kos_env",
     "kos_kernel",

@@ -17,7 +17,7 @@ import ipaddress
 import ssl
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kos_core._os import paths
 from kos_core.errors import KosError
@@ -199,6 +199,18 @@ def trust(cert_pem: str) -> None:
 def client_context() -> ssl.SSLContext:
     """The client context of this process: TLS 1.3, peers signed by a trusted authority."""
     return _trust.context
+
+
+def peer_name(sock: ssl.SSLSocket) -> str | None:
+    """The subject's common name in the certificate the peer of ``sock`` presented
+    (the kernel an authority issued it to), or ``None``.
+    """
+    subject: Any = (sock.getpeercert() or {}).get("subject", ())
+    for rdn in subject:
+        for attribute in rdn:
+            if attribute[0] == "commonName":
+                return str(attribute[1])
+    return None
 
 
 def write_pem_pair(issued: Issued) -> bytes:

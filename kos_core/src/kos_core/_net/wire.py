@@ -4,6 +4,13 @@ An SBH names one object and carries the one credential that reaches it::
 
     kos+unix:///run/user/1000/kos/p4242.sock#<token>
     kos+tcp://127.0.0.1:7000#<token>
+    kos+tcp://127.0.0.1:7000?kernel=A#<token>
+
+The last names the kernel whose certificate the server must present (its subject's
+common name): a world lookup hands out such SBHs, so that another kernel of the world
+(whose certificate the same authority signed) cannot answer for the address. An SBH
+without it accepts any certificate a trusted authority signed; a reader that predates
+it ignores it.
 
 Before rpyc speaks, the client sends ``KOS/<version> <token>\\n`` and the server answers
 ``OK KOS/<version>\\n`` or ``NO <reason>\\n`` and hangs up. Anything else is refused
@@ -18,7 +25,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from kos_core._net import tls
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
@@ -36,11 +43,14 @@ _MAX_UNIX_PATH = 107
 
 @dataclass(frozen=True)
 class Address:
-    """Where a kos server listens: a Unix socket path, or a TCP host and port."""
+    """Where a kos server listens: a Unix socket path, or a TCP host and port (and the
+    kernel whose certificate the server there must present, if that is known).
+    """
 
     path: str | None = None
     host: str | None = None
     port: int = 0
+    kernel: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Address:
@@ -70,7 +80,8 @@ class Address:
         Over TCP (``TCP_NODELAY``) the socket speaks TLS 1.3 and the server's
         certificate has been checked against the authorities this process trusts
         (:func:`kos_core._net.tls.trust`): a server it cannot verify raises
-        ``ssl.SSLCertVerificationError`` before anything is sent.
+        ``ssl.SSLCertVerificationError`` before anything is sent. With :attr:`kernel`,
+        a certificate issued to another kernel raises :class:`AuthenticationFailed`.
 
         A Unix socket whose listen backlog is full refuses at once (``EAGAIN``); that
         is retried for up to :data:`CONNECT_RETRY` seconds.
@@ -80,10 +91,19 @@ class Address:
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             sock = _connected(family, (self.host, self.port), timeout)
             try:
-                return tls.client_context().wrap_socket(sock)
+                secure = tls.client_context().wrap_socket(sock)
             except BaseException:
                 sock.close()
                 raise
+            if self.kernel is not None:
+                holder = tls.peer_name(secure)
+                if holder != self.kernel:
+                    secure.close()
+                    raise AuthenticationFailed(
+                        f"the server at {self} presented the certificate of kernel"
+                        f" {holder!r}, not of kernel {self.kernel!r}"
+                    )
+            return secure
         give_up = time.monotonic() + min(CONNECT_RETRY, timeout)
         pause = 0.005
         while True:
@@ -147,7 +167,8 @@ def format_sbh(address: Address, token: str) -> str:
     if address.path is not None:
         return f"kos+unix://{quote(address.path)}#{token}"
     host = f"[{address.host}]" if address.host and ":" in address.host else address.host
-    return f"kos+tcp://{host}:{address.port}#{token}"
+    kernel = f"?kernel={quote(address.kernel, safe='')}" if address.kernel else ""
+    return f"kos+tcp://{host}:{address.port}{kernel}#{token}"
 
 
 def parse_sbh(sbh: str) -> tuple[Address, str]:
@@ -158,7 +179,8 @@ def parse_sbh(sbh: str) -> tuple[Address, str]:
         if parts.scheme == "kos+unix" and parts.path.startswith("/") and not parts.netloc:
             address = Address(path=unquote(parts.path))
         elif parts.scheme == "kos+tcp" and parts.hostname and parts.port is not None:
-            address = Address(host=parts.hostname, port=parts.port)
+            kernel = parse_qs(parts.query).get("kernel", [None])[-1]
+            address = Address(host=parts.hostname, port=parts.port, kernel=kernel or None)
         else:
             raise ValueError(sbh)
     except ValueError:

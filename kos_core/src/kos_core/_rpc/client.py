@@ -98,6 +98,8 @@ class ClientConnection:
         """
         try:
             sock = self.address.connect(self._config.connect_timeout)
+        except AuthenticationFailed as exc:  # a certificate of another kernel
+            raise exc.concerning(self.what) from None
         except ssl.SSLCertVerificationError as exc:
             raise AuthenticationFailed(
                 f"the server at {self.address} presented a certificate that no"

@@ -145,8 +145,10 @@ class WorldCache:
                 for batch in watch:
                     if batch.cancelled:
                         log.info(
-                            "world: watch cancelled (compacted to %d); listing again",
-                            batch.compacted_to,
+                            "world: watch cancelled (%s); listing again",
+                            f"compacted to {batch.compacted_to}"
+                            if batch.compacted_to
+                            else batch.reason or "no reason given",
                         )
                         watch.close()
                         break
@@ -277,6 +279,8 @@ class WorldCache:
                     raise BadValue(f"a name of kernel {kernel!r} not held by its lease")
                 if held is not None and held.record.listen_host != address.host:
                     raise BadValue(f"a name of kernel {kernel!r} served from another host")
+                if address.kernel not in (None, kernel):
+                    raise BadValue(f"a name of kernel {kernel!r} naming kernel {address.kernel!r}")
                 names = self._names.setdefault(kernel, {})
                 old = names.get(path)
                 names[path] = _Entry(name, kv.lease, address.host)

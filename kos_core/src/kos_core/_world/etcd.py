@@ -15,87 +15,23 @@ import contextlib
 import json
 import socket
 import threading
-import urllib.parse
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from kos_core.errors import UsageError, WorldUnavailable
+from kos_core._world.etcd_errors import (
+    INVALID_TOKEN,
+    EtcdDenied,
+    LeaseLost,
+    detail,
+    refusal,
+    unreachable,
+)
+from kos_core._world.url import WorldURL
+from kos_core.errors import WorldUnavailable
 
 #: seconds a unary call to etcd may take
 CALL_TIMEOUT = 2.0
-
-
-class LeaseLost(WorldUnavailable):
-    """etcd answers, but the lease a call named no longer exists."""
-
-
-class EtcdRefused(WorldUnavailable):
-    """etcd answered, with an error: it is reachable, but did not do what was asked
-    (overloaded: "request timed out"; or a permission or a malformed request).
-    """
-
-
-@dataclass(frozen=True)
-class WorldURL:
-    """Where a world's etcd is: ``etcd://HOST:PORT[,HOST:PORT...]`` (plain HTTP) or
-    ``etcds://...`` (TLS, with ``?ca=FILE&cert=FILE&key=FILE``), and the prefix its
-    keys are under (``?prefix=/kos/``). A user and password (``etcd://USER@...`` and
-    ``$KOS_WORLD_PASSWORD``) are for a cluster with authentication on.
-    """
-
-    endpoints: tuple[tuple[str, int], ...]
-    tls: bool = False
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    prefix: str = "/kos/"
-
-    @classmethod
-    def parse(cls, text: str, password: str | None = None) -> WorldURL:
-        """Parse a world URL; raise :class:`UsageError` naming what is wrong."""
-        parts = urllib.parse.urlsplit(text)
-        if parts.scheme not in ("etcd", "etcds"):
-            raise UsageError(f"bad world {text!r}: use etcd://HOST:PORT or etcds://HOST:PORT")
-        user, _, hosts = parts.netloc.rpartition("@")
-        if ":" in user:
-            raise UsageError("put the etcd password in $KOS_WORLD_PASSWORD, not in the URL")
-        endpoints: list[tuple[str, int]] = []
-        for item in hosts.split(","):
-            host, _, port = item.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise UsageError(f"bad world {text!r}: {item!r} is not HOST:PORT")
-            endpoints.append((host.strip("[]"), int(port)))
-        query = dict(urllib.parse.parse_qsl(parts.query))
-        unknown = set(query) - {"ca", "cert", "key", "prefix"}
-        if unknown:
-            raise UsageError(f"bad world {text!r}: unknown option {sorted(unknown)[0]!r}")
-        prefix = query.get("prefix", "/kos/")
-        if not prefix.startswith("/") or not prefix.endswith("/"):
-            raise UsageError(f"bad world {text!r}: the prefix must start and end with '/'")
-        if parts.scheme == "etcd" and {"ca", "cert", "key"} & set(query):
-            raise UsageError(f"bad world {text!r}: ca, cert and key are for etcds://")
-        return cls(
-            tuple(endpoints),
-            tls=parts.scheme == "etcds",
-            ca=query.get("ca"),
-            cert=query.get("cert"),
-            key=query.get("key"),
-            user=user or None,
-            password=password,
-            prefix=prefix,
-        )
-
-    @property
-    def loopback_only(self) -> bool:
-        """True if every endpoint is on this machine's loopback."""
-        return all(h in ("localhost", "::1") or h.startswith("127.") for h, _ in self.endpoints)
-
-    def __str__(self) -> str:
-        hosts = ",".join(f"{h}:{p}" for h, p in self.endpoints)
-        return f"{'etcds' if self.tls else 'etcd'}://{hosts}"
 
 
 def encode(data: str | bytes) -> str:
@@ -139,13 +75,15 @@ class KeyValue:
 @dataclass(frozen=True)
 class WatchBatch:
     """One response of a watch stream: events (``(deleted, kv)``), or the end of the
-    watch (``cancelled``; ``compacted_to`` > 0 when history was compacted away).
+    watch (``cancelled``; ``compacted_to`` > 0 when history was compacted away, else
+    etcd's ``reason``: an auth token it no longer knows...).
     """
 
     revision: int
     events: list[tuple[bool, KeyValue]]
     cancelled: bool = False
     compacted_to: int = 0
+    reason: str = ""
 
 
 class Etcd:
@@ -157,7 +95,7 @@ class Etcd:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._current = 0  # the endpoint that answered last
-        self._token: str | None = None
+        self._token: str | None = None  # etcd's auth token for the user, once given one
 
     def _client(self, index: int) -> Any:
         import etcd3gw
@@ -175,11 +113,14 @@ class Etcd:
                 timeout=self.timeout,
                 api_path="/v3/",  # etcd >= 3.4
             )
+            # Exactly the TLS of the world URL: requests would otherwise let
+            # $REQUESTS_CA_BUNDLE replace ca=, a proxy carry the traffic, ~/.netrc the
+            # Authorization header.
+            client.session.trust_env = False
+            if self.url.cert is not None and self.url.key is None:
+                client.session.cert = self.url.cert  # one file: certificate and key
             clients[index] = client
-        client = clients[index]
-        if self._token is not None:
-            client.session.headers["Authorization"] = self._token
-        return client
+        return clients[index]
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to the gateway's ``path`` (``kv/range``...) at the first
@@ -191,39 +132,69 @@ class Etcd:
         last: Exception | None = None
         for attempt in range(count + 1):
             index = (self._current + attempt) % count
-            client = self._client(index)
             try:
-                if self.url.user and self._token is None:
-                    self._authenticate(client)
-                reply = client.post(client.get_url(path), json=body)
+                reply = self._post(self._client(index), path, body)
             except (gw.ConnectionFailedError, gw.ConnectionTimeoutError) as exc:
                 last = exc
                 continue
             except gw.Etcd3Exception as exc:
-                if "lease not found" in str(exc.detail_text):
+                text = detail(exc)
+                if "lease not found" in text:
                     raise LeaseLost(f"etcd no longer has the lease ({path})") from None
-                if self.url.user and "token" in str(exc.detail_text) and attempt == 0:
-                    self._token = None  # expired: authenticate again
-                    continue
-                raise EtcdRefused(f"etcd refused {path}: {_detail(exc)}") from None
+                raise refusal(self.url, path, text) from None
             except ValueError as exc:  # not JSON
                 raise WorldUnavailable(f"etcd sent a reply kos cannot read: {exc}") from None
             self._current = index
             if not isinstance(reply, dict):
                 raise WorldUnavailable(f"etcd sent a reply kos cannot read to {path}")
             return reply
-        raise WorldUnavailable(f"etcd at {self.url} does not answer ({_detail(last)})")
+        raise unreachable(self.url, last)
 
-    def _authenticate(self, client: Any) -> None:
-        reply = client.post(
-            client.get_url("auth/authenticate"),
-            json={"name": self.url.user, "password": self.url.password or ""},
-        )
+    def _post(self, client: Any, path: str, body: dict[str, Any]) -> Any:
+        """One call to one endpoint, as the world's user if there is one: a token etcd
+        no longer knows (it expires ``--auth-token-ttl`` after its last use) is
+        replaced once.
+        """
+        import etcd3gw.exceptions as gw
+
+        token = self._authorize(client)
+        try:
+            return client.post(client.get_url(path), json=body)
+        except gw.Etcd3Exception as exc:
+            if token is None or INVALID_TOKEN not in detail(exc):
+                raise
         with self._lock:
-            self._token = str(reply.get("token", "")) or None
-        if self._token is None:
-            raise WorldUnavailable(f"etcd refused user {self.url.user!r}")
-        client.session.headers["Authorization"] = self._token
+            if self._token == token:
+                self._token = None
+        self._authorize(client)
+        return client.post(client.get_url(path), json=body)
+
+    def _authorize(self, client: Any) -> str | None:
+        """The user's token (asked for if there is none) in ``client``'s headers."""
+        import etcd3gw.exceptions as gw
+
+        if not self.url.user:
+            return None
+        with self._lock:
+            token = self._token
+        if token is None:
+            try:
+                reply = client.post(
+                    client.get_url("auth/authenticate"),
+                    json={"name": self.url.user, "password": self.url.password or ""},
+                    headers={"Authorization": None},  # an expired token would be refused
+                )
+            except (gw.ConnectionFailedError, gw.ConnectionTimeoutError):
+                raise
+            except gw.Etcd3Exception as exc:
+                raise refusal(self.url, "auth/authenticate", detail(exc)) from None
+            token = str(reply.get("token", "")) if isinstance(reply, dict) else ""
+            if not token:
+                raise EtcdDenied(f"etcd gave user {self.url.user!r} no token")
+            with self._lock:
+                self._token = token
+        client.session.headers["Authorization"] = token
+        return token
 
     # -- leases ---------------------------------------------------------------------
 
@@ -304,6 +275,7 @@ class Etcd:
         return Watch(self, prefix, start_revision)
 
     def _stream(self, path: str, body: dict[str, Any]) -> Any:
+        import etcd3gw.exceptions as gw
         import requests
 
         count = len(self.url.endpoints)
@@ -312,17 +284,20 @@ class Etcd:
             index = (self._current + attempt) % count
             client = self._client(index)
             try:
+                self._authorize(client)
                 response = client.session.post(
                     client.get_url(path), json=body, stream=True, timeout=(self.timeout, None)
                 )
-            except requests.RequestException as exc:
+            except (requests.RequestException, gw.ConnectionFailedError) as exc:
                 last = exc
                 continue
+            except gw.Etcd3Exception as exc:
+                raise refusal(self.url, path, detail(exc)) from None
             if response.status_code != 200:
                 response.close()
                 raise WorldUnavailable(f"etcd refused a watch: HTTP {response.status_code}")
             return response
-        raise WorldUnavailable(f"etcd at {self.url} does not answer ({_detail(last)})")
+        raise unreachable(self.url, last)
 
 
 class Watch:
@@ -351,7 +326,7 @@ class Watch:
                 yield _batch(line)
         except (requests.RequestException, OSError, AttributeError) as exc:
             if not self._closed:
-                raise WorldUnavailable(f"the watch of etcd broke: {_detail(exc)}") from None
+                raise WorldUnavailable(f"the watch of etcd broke: {detail(exc)}") from None
         if not self._closed:
             raise WorldUnavailable("etcd ended the watch stream")
 
@@ -379,13 +354,7 @@ def _batch(line: bytes) -> WatchBatch:
             events,
             cancelled=bool(result.get("canceled")),
             compacted_to=int(result.get("compact_revision", 0)),
+            reason=str(result.get("cancel_reason", ""))[:200],
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise WorldUnavailable(f"etcd sent a watch response kos cannot read: {exc}") from None
-
-
-def _detail(exc: BaseException | None) -> str:
-    if exc is None:
-        return "no endpoint"
-    text = str(getattr(exc, "detail_text", "") or exc)
-    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from kos_core._world.etcd import Etcd, LeaseLost
+from kos_core._world.etcd import Etcd
+from kos_core._world.etcd_errors import LeaseLost
 from kos_core._world.layout import Layout, Name
 from kos_core.errors import WorldUnavailable
 

@@ -15,17 +15,18 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kos_core._kernel import namespace
 from kos_core._kernel.store import ServiceNode, Store
 from kos_core._net import tls, wire
 from kos_core._world.cache import WorldCache
-from kos_core._world.etcd import Etcd, WorldURL
+from kos_core._world.etcd import Etcd
 from kos_core._world.exports import Exports
 from kos_core._world.layout import KernelRecord, Layout, Name
 from kos_core._world.membership import LEASE_TTL, Membership
+from kos_core._world.url import WorldURL
 from kos_core.errors import KosError, UsageError
 from kos_core.kernel_api import WorldRow
 
@@ -156,12 +157,17 @@ class WorldMember:
         return bool(parts) and parts[0] == WORLD
 
     def lookup(self, path: str) -> tuple[str, str, str]:
-        """``KernelAPI.Kernel.Lookup`` of a path under ``world``, from the cache."""
+        """``KernelAPI.Kernel.Lookup`` of a path under ``world``, from the cache.
+
+        The SBH of a name under ``world/<kernel>`` names that kernel: the client
+        accepts only a server whose certificate was issued to it.
+        """
         parts = namespace.split_path(path)[1:]
         name = self.cache.lookup(parts)
         if name is None:
             return ("context", "", namespace.join([WORLD, *parts]))
-        return ("service", name.typename, name.sbh)
+        address, token = wire.parse_sbh(name.sbh)
+        return ("service", name.typename, wire.format_sbh(replace(address, kernel=parts[0]), token))
 
     def list(self, path: str) -> list[tuple[str, str, str]]:
         """``KernelAPI.Kernel.List`` of a path under ``world``, from the cache."""

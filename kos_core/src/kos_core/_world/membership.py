@@ -19,7 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from kos_core._world.etcd import Etcd, EtcdRefused
+from kos_core._world.etcd import Etcd
+from kos_core._world.etcd_errors import EtcdDenied, EtcdRefused
 from kos_core._world.layout import BadValue, KernelRecord, Layout, parse_record
 from kos_core.errors import UsageError, WorldUnavailable
 
@@ -72,11 +73,14 @@ class Membership:
     def join(self) -> None:
         """Try to join now, then keep the membership alive on a thread.
 
-        Raises :class:`NameTaken` if another kernel holds the name. If etcd does not
-        answer, logs it and keeps trying in the background.
+        Raises :class:`NameTaken` if another kernel holds the name, and
+        :class:`~.etcd_errors.EtcdDenied` if etcd will not let it in (a certificate, a
+        password). If etcd does not answer, logs it and keeps trying in the background.
         """
         try:
             self._join()
+        except EtcdDenied:
+            raise
         except WorldUnavailable as exc:
             log.warning("world: cannot join yet (%s); local names work, retrying", exc)
             self._on_reachable(False)

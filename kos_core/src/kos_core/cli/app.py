@@ -95,7 +95,8 @@ def cli() -> None:
     "--world",
     metavar="URL",
     envvar="KOS_WORLD",
-    help="Join the world kept in etcd at etcd://HOST:PORT[,HOST:PORT...] (or etcds://);"
+    help="Join the world kept in etcd at etcd://[USER@]HOST:PORT[,HOST:PORT...], or"
+    " etcds://...?ca=FILE&cert=FILE&key=FILE for TLS (the password: $KOS_WORLD_PASSWORD);"
     " needs --listen. Default: $KOS_WORLD, else the kernel is alone.",
 )
 @click.option(
