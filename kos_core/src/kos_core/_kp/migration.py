@@ -22,16 +22,34 @@ files in its working directory, CPU and wall-clock time used (each station limit
 KP's stay there), ``--unconfined`` (the receiving station always confines).
 
 Who may do what: only a KP may ask to migrate, and only itself (its KP credential
-names it). It never reaches the other kernel itself: it cannot read a connection file
-and has no credential there. Station A reaches a kernel of its own runtime directory
-with that kernel's operator credential, read from its connection file: the kernels of
-one runtime directory run as one user, who can read each other's connection files
-anyway, so A gains nothing it did not have. B's ``ReceiveKP`` is operator-only, and B
-treats what arrives as it treats ``kos kp submit``: untrusted code it confines under
-its own ``[kp-access]`` policy, or refuses (``accept: no``).
+names it). It never reaches the other kernel itself: it cannot read a connection file,
+has no network and no credential there. :func:`route_to` picks the station's way to B:
 
-:func:`route_to` is where migration to kernels on other hosts (through the world)
-plugs in: a route of its own, with a station-to-station credential.
+* **B in this runtime directory** (:class:`LocalRoute`): B's Unix socket with B's
+  operator credential, read from its connection file. The kernels of one runtime
+  directory run as one user, who can read each other's connection files anyway, so A
+  gains nothing it did not have.
+* **B in this kernel's world, on another host** (:class:`WorldRoute`): the TCP+TLS
+  address of B's record in A's world cache, dialled as a *station*: the token
+  ``station`` over TLS presenting A's world certificate (the one ``kos world ca issue
+  A`` made), trusting the world's authority alone and requiring B's certificate to
+  name B. B's listener asks every client for a certificate (a plain client still
+  connects) and verifies it against the world's authority; the station credential
+  names the kernel the certificate names (B records it as the KP's origin, whatever
+  the sender claims), holds only while B's world knows that kernel, and allows
+  ``ReceiveKP`` and nothing else (:class:`~kos_core._kernel.servant.StationServant`).
+  A kernel alone never grants it.
+* otherwise :class:`MigrationError` (``no kernel 'B' here or in the world``).
+
+B's ``ReceiveKP`` is otherwise operator-only, and B treats what arrives as it treats
+``kos kp submit``: untrusted code it confines under its own ``[kp-access]`` policy, or
+refuses (``accept: no``).
+
+The handover: A ends the old process only once B has answered with the new id (the
+new ``__main__`` runs). A kill of the KP at A meanwhile (``kos kp kill``, its
+wall-clock limit) waits for that answer: if B took the KP it has moved and runs on at
+B (the kill answers ``migrated to B (KP <id>)``; kill it there); if not, it is killed
+at A as asked. The kernel stopping kills it at once (B may still take it).
 """
 
 from __future__ import annotations
