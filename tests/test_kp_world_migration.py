@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,18 @@ class Stayer:
         time.sleep(60)
 """
 
-#: moves to ``args[0]``, where it starts slowly (4 s), and there fails to start when
-#: ``args[1]`` is ``fail``
-SLOW = """
+#: moves to ``args[0]``, where it waits (12 s at most) for a file ``go`` in its working
+#: directory before it starts, and then fails to start if ``args[1]`` is ``fail``
+HELD = """
 if os.environ.get("KOS_KERNEL") == sys.argv[1]:  # at the kernel it moves to
-    time.sleep(4)
+    for _ in range(240):
+        if os.path.exists("go"):
+            break
+        time.sleep(0.05)
     if sys.argv[2] == "fail":
         raise RuntimeError("this KP will not start here")
 
-class Slow:
+class Held:
     def __main__(self, kos):
         if not hasattr(self, "left"):
             self.left = kos.id
@@ -139,8 +143,23 @@ def test_an_unknown_kernel_or_one_that_refuses_leaves_the_kp_at_home(
         assert b.kernel.KPs() == []  # nothing arrived at B
 
 
-def _arriving(kos: Any) -> bool:
-    return any(values[2] == "starting" for values in kos.kernel.KPs())
+def _arriving(kos: Any) -> str | None:
+    """The id of a KP starting at ``kos``'s kernel (arriving there), if there is one."""
+    return next((str(values[0]) for values in kos.kernel.KPs() if values[2] == "starting"), None)
+
+
+def _kill_while_held(world: World, kos_b: Any, kp_id: str) -> str:
+    """``kos kp kill KP_ID`` at ka while the KP is held at kb before it starts; release
+    it once ka has deferred the kill; what the command printed.
+    """
+    arriving = wait_for(lambda: _arriving(kos_b), 10, f"KP {kp_id} to be starting at kb")
+    deferred = f"KP {kp_id} (Held) is moving: killed by the operator if it stays"
+    with ThreadPoolExecutor(1) as pool:
+        killing = pool.submit(world.cli, "ka", "kp", "kill", kp_id, timeout=60)
+        wait_for(lambda: deferred in world.kernels["ka"].log(), 15, "ka to defer the kill")
+        assert not killing.done()  # the kill waits for the handover
+        (world.envs["kb"].state_dir / "kb" / "kps" / arriving / "go").touch()
+        return killing.result().stdout.strip()
 
 
 def test_a_kill_during_a_migration_waits_for_the_handover(world: World, tmp_path: Path) -> None:
@@ -148,26 +167,23 @@ def test_a_kill_during_a_migration_waits_for_the_handover(world: World, tmp_path
     kill says where it went); if B cannot start it, A kills it as asked.
     """
     two_hosts(world)
-    path = write_kp(tmp_path, "slow", SLOW)
+    path = write_kp(tmp_path, "held", HELD)
     with world.client("ka") as a, world.client("kb") as b:
         # B takes it
-        moving = submit(a, path, "Slow", "kb", "ok", "one")
+        moving = submit(a, path, "Held", "kb", "ok", "one")
         home = reported(a, "home-one")
-        wait_for(lambda: _arriving(b), 10, "the KP to be starting at kb")
-        killed = world.cli("ka", "kp", "kill", moving, timeout=60)
+        killed = _kill_while_held(world, b, moving)
         arrived = reported(b, "arrived-one")
         assert arrived["from"] == moving
-        assert killed.stdout.strip() == f"{moving}: migrated to kb (KP {arrived['id']})"
+        assert killed == f"{moving}: migrated to kb (KP {arrived['id']})"
         assert wait_ended(a, moving)["last_exit"] == f"migrated to kb (KP {arrived['id']})"
         assert process_ended(home["pid"])
         moved = row(b, arrived["id"])
         assert moved is not None and moved["state"] == "running"
         # B cannot start it: killed at A, as asked
-        failing = submit(a, path, "Slow", "kb", "fail", "two")
+        failing = submit(a, path, "Held", "kb", "fail", "two")
         home = reported(a, "home-two")
-        wait_for(lambda: _arriving(b), 10, "the second KP to be starting at kb")
-        killed = world.cli("ka", "kp", "kill", failing, timeout=60)
-        assert killed.stdout.strip() == f"{failing}: ended"
+        assert _kill_while_held(world, b, failing) == f"{failing}: ended"
         assert wait_ended(a, failing)["last_exit"] == "killed by the operator"
         assert process_ended(home["pid"])
         assert [values[2] for values in b.kernel.KPs()] == ["running", "ended"]

@@ -296,7 +296,9 @@ class Station:
 
     def _kill(self, record: KPRecord, why: str, *, now: bool = False) -> None:
         if record.migrating and not now:  # carried out by settle() if it stays
-            record.kill_asked = record.kill_asked or why
+            if not record.kill_asked:
+                record.kill_asked = why
+                log.info("KP %s (%s) is moving: %s if it stays", record.id, record.classname, why)
             return
         if not record.killed_for:
             record.killed_for = why
