@@ -16,7 +16,6 @@ from kos_core._kernel.access import Grant
 from kos_core._kernel.events import Event
 from kos_core._kernel.store import ServiceNode
 from kos_core._kp import migration
-from kos_core._kp.migration import LARGER_REQUESTS
 from kos_core._kp.session import KPOperations
 from kos_core._kp.station import Station
 from kos_core._net import wire
@@ -38,7 +37,7 @@ class KernelServant(KPOperations):
 
     _ids = itertools.count(1)
     kos_max_request = MAX_KERNEL_REQUEST
-    kos_larger_requests = LARGER_REQUESTS  # the two calls that carry a KP's state
+    kos_larger_requests = migration.LARGER_REQUESTS  # the two calls that carry a KP's state
 
     def __init__(self, kernel: KernelCore, grant: Grant) -> None:
         self._kernel = kernel
@@ -161,7 +160,7 @@ class StationServant:
     """
 
     kos_max_request = MAX_KERNEL_REQUEST
-    kos_larger_requests = {"ReceiveKP": LARGER_REQUESTS["ReceiveKP"]}
+    kos_larger_requests = {"ReceiveKP": migration.MAX_REQUEST}
 
     def __init__(self, station: Station, grant: Grant) -> None:
         self.station = station
