@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import select
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from kos_core._kernel.policy import Supervision
 from kos_core._kernel.store import Store
 from kos_core._kp import confine
 from kos_core._kp.policy import KPAccess, Limits
+from kos_core._kp.watching import cpu_of, pids_of_uid, read_status
 from kos_core._net import wire
 from kos_core._os import paths, processes
 from kos_core.errors import KPError, NameNotFound, UsageError
@@ -183,7 +183,7 @@ class Station:
             log.warning("KP %s (%s) runs UNCONFINED: the operator said so", record.id, classname)
         status_fd = self._call_in_main(lambda: self._launch(record, package))
         try:
-            ready, why = _read_status(status_fd, START_TIMEOUT)
+            ready, why = read_status(status_fd, START_TIMEOUT)
         finally:
             os.close(status_fd)
         if not ready:
@@ -311,7 +311,7 @@ class Station:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record.pid, signal.SIGKILL)
         if record.uid:
-            for pid in _pids_of_uid(record.uid):
+            for pid in pids_of_uid(record.uid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
@@ -395,47 +395,10 @@ class Station:
                     r.classname,
                     r.state,
                     r.pid if r.alive else 0,
-                    r.cpu if not r.alive else _cpu_of(r.pid),
+                    r.cpu if not r.alive else cpu_of(r.pid),
                     r.origin,
                     r.last_exit,
                     (r.ended_mono if not r.alive else now) - r.started_mono,
                 )
                 for r in self.records.values()
             ]
-
-
-def _read_status(fd: int, timeout: float) -> tuple[bool, str]:
-    """The KP's first status line: ``(True, "")`` once it runs, else ``(False, why)``."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data and len(data) < 4096:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return False, f"it did not start within {timeout:g} s"
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return False, "its process ended before its __main__ ran (see: kos logs kp/ID)"
-        data += chunk
-    line = data.partition(b"\n")[0].decode("utf-8", "replace").strip()
-    if line == "R":
-        return True, ""
-    return False, line.removeprefix("!") or "no reason given"
-
-
-def _cpu_of(pid: int) -> float:
-    """CPU seconds process ``pid`` has used so far (0 if unknown)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pids_of_uid(uid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(entry.path).st_uid == uid:
-                    found.append(int(entry.name))
-    return found
