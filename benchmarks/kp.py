@@ -1,12 +1,13 @@
 """KP figures: from submitting a KP to its ``__main__`` running, and one migration
 A → B of a KP carrying 1 MiB of state, between two real kernels of one runtime
-directory.
+directory and between two kernels of one world (each on its own loopback address
+with its own runtime directory, a private etcd: the station-to-station route).
 
 Usage::
 
     python benchmarks/kp.py [--runs N] [--json PATH]
 
-Both kernels (``kos run``) run bitbucket and let KPs look it up; they run in a
+All kernels (``kos run``) run bitbucket and let KPs look it up; they run in a
 private temporary environment and are stopped with everything they started, also on
 Ctrl-C or an error. Times are taken with the machine's clock in the benchmark and
 in the KP processes (one machine, one clock): a KP stores the time its ``__main__``
@@ -23,6 +24,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,10 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from common import environ
-from kos_core.testing import KernelProcess, make_env, wait_for
+from kos_core.testing import EtcdProcess, KernelProcess, make_env, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from world_helpers import World  # the tests' world of loopback kernels
 
 SETUP = "[kp-access]\nlookup: bitbucket\n"
 AWAY = "kpbenchb"
+#: the kernels of the world: A on 127.0.0.2, B on 127.0.0.3
+WORLD_HOME, WORLD_AWAY = "kpworlda", "kpworldb"
 MIB = 1024 * 1024
 
 #: ``args``: ``stay KEY`` stores when its ``__main__`` ran; ``KERNEL KEY SIZE`` moves to
@@ -76,11 +83,29 @@ def two_kernels() -> Iterator[tuple[KernelProcess, KernelProcess]]:
         yield kernels[0], kernels[1]
 
 
-def stored(kernel: KernelProcess, key: str) -> Any:
-    """What a KP stored under ``key`` in ``kernel``'s bitbucket (waits for it)."""
-    with kernel.connect() as kos:
-        bucket = kos.lookup("bitbucket")
-        return json.loads(wait_for(lambda: bucket.Get(key), 30, key))
+@contextmanager
+def world_kernels() -> Iterator[World]:
+    """Kernels A and B of one world (a private etcd), each on its own loopback address
+    with its own runtime directory, serving bitbucket; A's cache knows B.
+    """
+    with ExitStack() as stack:
+        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kosb-kp-")))
+        etcd = EtcdProcess(base / "etcd")
+        stack.callback(etcd.stop)
+        etcd.start()
+        world = World(etcd, base)
+        stack.callback(world.stop)
+        for name in (WORLD_HOME, WORLD_AWAY):
+            world.start(name, setup=SETUP)
+            world.wait_plugin(name, "bitbucket", ["bitbucket"])
+        wait_for(lambda: WORLD_AWAY in world.names_seen_by(WORLD_HOME), 10, "A to know B")
+        yield world
+
+
+def stored(kos: Any, key: str) -> Any:
+    """What a KP stored under ``key`` in the bitbucket of ``kos``'s kernel (waits for it)."""
+    bucket = kos.lookup("bitbucket")
+    return json.loads(wait_for(lambda: bucket.Get(key), 30, key))
 
 
 def submit_to_main(home: KernelProcess, path: Path, runs: int) -> dict[str, list[float]]:
@@ -93,27 +118,26 @@ def submit_to_main(home: KernelProcess, path: Path, runs: int) -> dict[str, list
             start = time.time()
             kos.kernel.SubmitKP(f"{path}:Bench", path.read_text(), ["stay", f"api{i}"], "")
             out["answered"].append(time.time() - start)
-            out["main"].append(stored(home, f"main-api{i}") - start)
-    command = [sys.executable, "-m", "kos_core.cli", "kp", "submit", f"{path}:Bench", "--"]
-    for i in range(max(3, runs // 2)):
-        start = time.time()
-        subprocess.run([*command, "stay", f"cli{i}"], check=True, capture_output=True)
-        out["cli"].append(stored(home, f"main-cli{i}") - start)
+            out["main"].append(stored(kos, f"main-api{i}") - start)
+        command = [sys.executable, "-m", "kos_core.cli", "kp", "submit", f"{path}:Bench", "--"]
+        for i in range(max(3, runs // 2)):
+            start = time.time()
+            subprocess.run([*command, "stay", f"cli{i}"], check=True, capture_output=True)
+            out["cli"].append(stored(kos, f"main-cli{i}") - start)
     return out
 
 
-def migrations(
-    home: KernelProcess, away: KernelProcess, path: Path, size: int, runs: int
-) -> list[float]:
-    """Seconds from ``kos.migrate()`` at A to ``__main__`` running at B."""
+def migrations(home: Any, away: Any, path: Path, size: int, runs: int) -> list[float]:
+    """Seconds from ``kos.migrate()`` at A to ``__main__`` running at B (``home`` and
+    ``away`` are connections to A and B).
+    """
     taken = []
-    with home.connect() as kos:
-        for i in range(runs):
-            key = f"{size}-{i}"
-            kos.kernel.SubmitKP(f"{path}:Bench", path.read_text(), [AWAY, key, str(size)], "")
-            left, arrived, carried = stored(away, f"moved-{key}")
-            assert carried == size
-            taken.append(arrived - left)
+    for i in range(runs):
+        key = f"{size}-{i}"
+        home.kernel.SubmitKP(f"{path}:Bench", path.read_text(), [away.name, key, str(size)], "")
+        left, arrived, carried = stored(away, f"moved-{key}")
+        assert carried == size
+        taken.append(arrived - left)
     return taken
 
 
@@ -152,10 +176,21 @@ def main() -> None:
         figures["SubmitKP -> answered (the KP's status line R)"] = found["answered"]
         figures["SubmitKP -> __main__ running"] = found["main"]
         figures["kos kp submit (CLI process) -> __main__ running"] = found["cli"]
-        for size in (0, MIB):
-            log(f"migrations with {size} bytes of state ...")
-            found_moves = migrations(home, away, path, size, options.runs)
-            figures[f"migrate() at A -> __main__ at B, {size // 1024} KiB of state"] = found_moves
+        with home.connect() as a, away.connect() as b:
+            for size in (0, MIB):
+                log(f"migrations with {size} bytes of state ...")
+                found_moves = migrations(a, b, path, size, options.runs)
+                name = f"migrate() at A -> __main__ at B, {size // 1024} KiB of state"
+                figures[name] = found_moves
+    with world_kernels() as world:
+        path = world.base / "bench_kp.py"
+        path.write_text(SOURCE)
+        with world.client(WORLD_HOME) as a, world.client(WORLD_AWAY) as b:
+            for size in (0, MIB):
+                log(f"migrations through the world with {size} bytes of state ...")
+                found_moves = migrations(a, b, path, size, options.runs)
+                name = f"migrate() A -> B of the world, {size // 1024} KiB of state"
+                figures[name] = found_moves
     log("fresh interpreters ...")
     figures["python -I -c pass"] = interpreter("pass", options.runs)
     figures["python -I -c 'import kos_core._kp.runner'"] = interpreter(

@@ -6,6 +6,7 @@ test reads back with the operator's credential.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,40 @@ PRELUDE = dedent(
         kos.lookup("bitbucket").Set("report-" + key, json.dumps(value).encode())
     """
 )
+
+
+#: moves once, carrying a counter, a small bytes value and 1 MiB of state
+HOPPER = """
+import hashlib
+from kos_plugins_bitbucket.plugin import BitBucket
+
+class Hopper:
+    def __init__(self):
+        self.count = 0
+        self.tag = b"\\x00\\xffkp"
+        self.blob = b"".join(hashlib.sha256(bytes([i % 256, i // 256])).digest()
+                             for i in range(32768))  # 1 MiB
+        self.visits = []
+
+    def __main__(self, kos):
+        self.count += 1
+        self.visits.append(kos.name)
+        if len(self.visits) == 1:
+            kos.bind_service("here", BitBucket(1024), "BitBucketAPI.BitBucket")
+            report(kos, "home", {"id": kos.id, "pid": os.getpid()})
+            kos.migrate(kos.args[0])
+            report(kos, "after-migrate", "the old process went on")
+        kos.lookup("bitbucket").Set("hopper-tag", self.tag)
+        report(kos, "away", {
+            "count": self.count, "visits": self.visits, "id": kos.id, "pid": os.getpid(),
+            "args": kos.args, "blob": hashlib.sha256(self.blob).hexdigest(),
+        })
+        time.sleep(60)
+"""
+#: the SHA-256 (hex) of the 1 MiB a Hopper carries
+HOPPER_BLOB = hashlib.sha256(
+    b"".join(hashlib.sha256(bytes([i % 256, i // 256])).digest() for i in range(32768))
+).hexdigest()
 
 
 def write_kp(directory: Path, name: str, body: str) -> Path:

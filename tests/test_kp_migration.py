@@ -6,7 +6,6 @@ one runs; a refused or failed migration leaves the KP running where it was.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import signal
 from collections.abc import Callable
@@ -25,38 +24,9 @@ from kos_core.testing import (
     wait_for,
 )
 from kos_helpers import Cli
-from kp_helpers import reported, row, submit, wait_ended, write_kp
+from kp_helpers import HOPPER, HOPPER_BLOB, reported, row, submit, wait_ended, write_kp
 
 AWAY = "kb"
-
-#: moves once, carrying a counter, a small bytes value and 1 MiB of state
-HOPPER = """
-import hashlib
-from kos_plugins_bitbucket.plugin import BitBucket
-
-class Hopper:
-    def __init__(self):
-        self.count = 0
-        self.tag = b"\\x00\\xffkp"
-        self.blob = b"".join(hashlib.sha256(bytes([i % 256, i // 256])).digest()
-                             for i in range(32768))  # 1 MiB
-        self.visits = []
-
-    def __main__(self, kos):
-        self.count += 1
-        self.visits.append(kos.name)
-        if len(self.visits) == 1:
-            kos.bind_service("here", BitBucket(1024), "BitBucketAPI.BitBucket")
-            report(kos, "home", {"id": kos.id, "pid": os.getpid()})
-            kos.migrate(kos.args[0])
-            report(kos, "after-migrate", "the old process went on")
-        kos.lookup("bitbucket").Set("hopper-tag", self.tag)
-        report(kos, "away", {
-            "count": self.count, "visits": self.visits, "id": kos.id, "pid": os.getpid(),
-            "args": kos.args, "blob": hashlib.sha256(self.blob).hexdigest(),
-        })
-        time.sleep(60)
-"""
 
 #: tries moves that must fail, then reports what each raised
 STAYER = """
@@ -130,10 +100,7 @@ def test_a_kp_migrates_with_its_state_and_its_old_station_keeps_nothing(
         assert went["id"] == first and there["id"] != first
         assert there["count"] == 2 and there["visits"] == ["testk", AWAY]
         assert there["args"] == [AWAY]
-        expected = b"".join(
-            hashlib.sha256(bytes([i % 256, i // 256])).digest() for i in range(32768)
-        )
-        assert there["blob"] == hashlib.sha256(expected).hexdigest()
+        assert there["blob"] == HOPPER_BLOB
         assert b.lookup("bitbucket").Get("hopper-tag") == b"\x00\xffkp"  # B's bitbucket
         # A keeps nothing: no process, no names, not running in its table
         ended = wait_ended(a, first)  # reaped

@@ -169,7 +169,11 @@ class Kernel(Interface, wire_name="KernelAPI.Kernel"):
 
     @raises(KPError, PermissionDenied)
     def KillKP(self, kp: str) -> str:
-        """End KP ``kp`` (SIGKILL, with every process it started); returns its state."""
+        """End KP ``kp`` (SIGKILL, with every process it started); returns its state.
+
+        A KP that is moving is killed once its migration is over if it stayed; if it
+        moved, the answer is where it went (``migrated to B (KP <id>)``).
+        """
         raise NotImplementedError
 
     @raises(PermissionDenied, UsageError, WorldUnavailable)

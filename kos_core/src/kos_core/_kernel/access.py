@@ -8,6 +8,9 @@ Every connection to a kernel presents one credential in its handshake::
                                                          look up and list
     kp         made for one KP by the kernel             look up and list what the station's
                                                          policy allows; bind under kps/<id>/...
+    station    another kernel of the world: the token    hand this kernel a KP (ReceiveKP),
+               "station" over TLS with its world         nothing else
+               certificate (it names the kernel)
 
 A top-level name an installed plugin declares is reserved for it: no other plugin
 (nor KP) may bind it, even while its owner is stopped.
@@ -23,7 +26,9 @@ from kos_core._kernel import namespace
 from kos_core._net import wire
 from kos_core.errors import PermissionDenied
 
-OPERATOR, PLUGIN, KP = "operator", "plugin", "kp"
+OPERATOR, PLUGIN, KP, STATION = "operator", "plugin", "kp", "station"
+#: the handshake token of a station: its credential is its world certificate
+STATION_TOKEN = "station"
 #: names the inherited file descriptor a credential is read from (never the credential)
 CREDENTIAL_FD_ENV = "KOS_CREDENTIAL_FD"
 
@@ -32,7 +37,8 @@ CREDENTIAL_FD_ENV = "KOS_CREDENTIAL_FD"
 class Grant:
     """The rights of one connection: its credential's kind and whom it stands for.
 
-    ``name`` is the plugin's name (kind ``plugin``) or the KP's id (kind ``kp``);
+    ``name`` is the plugin's name (kind ``plugin``), the KP's id (kind ``kp``) or the
+    sending kernel's name (kind ``station``, from its certificate);
     ``services`` the top-level names a plugin declared; ``may_look`` decides which
     paths a KP may look up and list (everything, for the other kinds).
     """
@@ -54,7 +60,7 @@ class Grant:
 
     def check_register(self, plugin: str) -> None:
         """Raise :class:`PermissionDenied` unless this may register as plugin ``plugin``."""
-        if self.kind == KP or (self.kind == PLUGIN and plugin != self.name):
+        if self.kind != OPERATOR and (self.kind != PLUGIN or plugin != self.name):
             raise PermissionDenied(f"{self} may not register as plugin {plugin!r}")
 
     def check_bind(self, path: str, reserved: dict[str, str]) -> None:
@@ -77,19 +83,24 @@ class Grant:
                 f"plugin {self.name!r} may bind only the names it declares"
                 f" ({', '.join(sorted(self.services)) or 'none'}) and plugins/{self.name}/..."
             )
+        if self.kind != KP:
+            raise PermissionDenied(f"{self} may not bind or unbind names")
         if len(parts) >= 3 and parts[:2] == ["kps", self.name]:
             return
         raise PermissionDenied(f"KP {self.name} may bind only under kps/{self.name}/")
 
     def check_look(self, path: str) -> None:
         """Raise :class:`PermissionDenied` unless this may look up or list ``path``."""
-        if self.may_look is not None and not self.may_look(namespace.split_path(path)):
+        parts = namespace.split_path(path)
+        looks = self.kind != STATION and (self.may_look is None or self.may_look(parts))
+        if not looks:
             raise PermissionDenied(f"{path!r} is not open to {self}")
 
     def __str__(self) -> str:
         if self.kind == OPERATOR:
             return "the operator"
-        return f"{'plugin' if self.kind == PLUGIN else 'KP'} {self.name!r}"
+        kinds = {PLUGIN: "plugin", KP: "KP", STATION: "the station of kernel"}
+        return f"{kinds.get(self.kind, self.kind)} {self.name!r}"
 
 
 def reserved_names(declared: Iterable[tuple[str, Iterable[str]]]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from kos_core._kernel.access import Grant
 from kos_core._kernel.discovery import InstalledPlugin
 from kos_core._kernel.namespace import Namespace
 from kos_core._kernel.reload import records_from_setup, reload_in_background
-from kos_core._kernel.servant import KernelServant, PluginEntry
+from kos_core._kernel.servant import KernelServant, PluginEntry, StationServant
 from kos_core._kernel.setup_files import SetupConfig
 from kos_core._kernel.store import LinkNode, Store
 from kos_core._kernel.supervisor import PluginRecord, Supervisor
@@ -99,6 +99,7 @@ class KernelCore:
             setup.kp_access,
             address=lambda: str(self.address),
             call_in_main=self.supervisor.call_in_main,
+            world=self.world,
         )
 
     def _load_records(self) -> None:
@@ -120,7 +121,13 @@ class KernelCore:
         tls = self._make_tls(self._tcp.host) if self._tcp is not None and self._tcp.host else None
         for address in (self._unix, self._tcp):
             if address is not None:
-                server = _rpc.Server(address, self._authorize, name=f"kernel-{self.name}", tls=tls)
+                server = _rpc.Server(
+                    address,
+                    self._authorize,
+                    name=f"kernel-{self.name}",
+                    tls=tls,
+                    certified=self._authorize_station,
+                )
                 self._servers.append(server)
         if self.world is not None and self.tcp_address is not None:
             self.world.join(self.tcp_address)  # before anyone can connect
@@ -175,7 +182,10 @@ class KernelCore:
             self._ca_pem, pair = tls.for_one_run(self.name, host)
         tls.trust(self._ca_pem)  # its health pings reach its plugins over TCP
         paths.write_private_file(paths.tls_file(self.name), pair)
-        return tls.server_context(str(paths.tls_file(self.name)))
+        context = tls.server_context(str(paths.tls_file(self.name)))
+        if self.world is not None:  # the stations of the world's kernels (ReceiveKP)
+            tls.ask_client_certificates(context, self._ca_pem)
+        return context
 
     def _write_connection_file(self) -> None:
         connection_file.write(
@@ -193,6 +203,20 @@ class KernelCore:
             return None
         session = KernelServant(self, grant)
         return _rpc.ServerSession(session, KernelInterface, on_close=session.closed)
+
+    def _authorize_station(self, token: str, cert: bytes) -> _rpc.ServerSession | None:
+        """A TLS client presented ``cert``, which the world's authority signed (only a
+        kernel in a world asks for one): with the station token, it is the station of
+        the kernel the certificate names, if the world knows that kernel.
+        """
+        if not wire.tokens_equal(token, access.STATION_TOKEN):
+            return self._authorize(token)
+        sender = tls.certificate_name(cert)
+        if self.world is None or sender == self.name or not self.world.knows(sender):
+            log.info("kernel %s: refused a station credential for %r", self.name, sender)
+            return None
+        servant = StationServant(self.station, Grant(access.STATION, sender))
+        return _rpc.ServerSession(servant, KernelInterface)
 
     def _grant_for(self, token: str) -> Grant | None:
         """The rights ``token`` gives, or ``None`` if it is no credential of this kernel."""

@@ -4,21 +4,24 @@ the credential the connection presented, then handed to the kernel.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 from kos_core import __version__
 from kos_core._kernel import namespace, reload
 from kos_core._kernel.access import Grant
 from kos_core._kernel.events import Event
 from kos_core._kernel.store import ServiceNode
-from kos_core._kp.migration import LARGER_REQUESTS
+from kos_core._kp import migration
 from kos_core._kp.session import KPOperations
 from kos_core._kp.station import Station
 from kos_core._net import wire
 from kos_core.errors import NameNotFound, PermissionDenied, UsageError
-from kos_core.kernel_api import PluginRow, WorldRow
+from kos_core.kernel_api import Kernel as KernelInterface
+from kos_core.kernel_api import KPTraveller, PluginRow, WorldRow
 
 if TYPE_CHECKING:
     from kos_core._kernel.core import KernelCore
@@ -34,7 +37,7 @@ class KernelServant(KPOperations):
 
     _ids = itertools.count(1)
     kos_max_request = MAX_KERNEL_REQUEST
-    kos_larger_requests = LARGER_REQUESTS  # the two calls that carry a KP's state
+    kos_larger_requests = migration.LARGER_REQUESTS  # the two calls that carry a KP's state
 
     def __init__(self, kernel: KernelCore, grant: Grant) -> None:
         self._kernel = kernel
@@ -148,6 +151,34 @@ class KernelServant(KPOperations):
     def closed(self) -> None:
         """The connection ended: forget what it bound and its registration."""
         self._kernel.session_closed(self)
+
+
+class StationServant:
+    """The kernel as the station of another kernel of its world sees it (implements
+    ``KernelAPI.Kernel``): ``ReceiveKP`` and nothing else; every other method raises
+    :class:`PermissionDenied`. The KP's origin is the kernel its certificate names.
+    """
+
+    kos_max_request = MAX_KERNEL_REQUEST
+    kos_larger_requests = {"ReceiveKP": migration.MAX_REQUEST}
+
+    def __init__(self, station: Station, grant: Grant) -> None:
+        self.station = station
+        self.grant = grant
+
+    def ReceiveKP(self, kp: KPTraveller, state: bytes) -> str:
+        traveller = migration.Traveller(*kp, state)
+        origin = migration.arrived_from(self.grant.name, traveller.origin)
+        return migration.receive(self.station, dataclasses.replace(traveller, origin=origin))
+
+    def __getattr__(self, name: str) -> Callable[..., NoReturn]:
+        if name not in KernelInterface.methods():
+            raise AttributeError(name)
+
+        def refused(*args: object) -> NoReturn:
+            raise PermissionDenied(f"{self.grant} may hand this kernel a KP, not call {name}")
+
+        return refused
 
 
 class PluginEntry:

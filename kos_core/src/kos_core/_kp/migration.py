@@ -22,28 +22,51 @@ files in its working directory, CPU and wall-clock time used (each station limit
 KP's stay there), ``--unconfined`` (the receiving station always confines).
 
 Who may do what: only a KP may ask to migrate, and only itself (its KP credential
-names it). It never reaches the other kernel itself: it cannot read a connection file
-and has no credential there. Station A reaches a kernel of its own runtime directory
-with that kernel's operator credential, read from its connection file: the kernels of
-one runtime directory run as one user, who can read each other's connection files
-anyway, so A gains nothing it did not have. B's ``ReceiveKP`` is operator-only, and B
-treats what arrives as it treats ``kos kp submit``: untrusted code it confines under
-its own ``[kp-access]`` policy, or refuses (``accept: no``).
+names it). It never reaches the other kernel itself: it cannot read a connection file,
+has no network and no credential there. :func:`route_to` picks the station's way to B:
 
-:func:`route_to` is where migration to kernels on other hosts (through the world)
-plugs in: a route of its own, with a station-to-station credential.
+* **B in this runtime directory** (:class:`LocalRoute`): B's Unix socket with B's
+  operator credential, read from its connection file. The kernels of one runtime
+  directory run as one user, who can read each other's connection files anyway, so A
+  gains nothing it did not have.
+* **B in this kernel's world, on another host** (:class:`WorldRoute`): the TCP+TLS
+  address of B's record in A's world cache, dialled as a *station*: the token
+  ``station`` over TLS presenting A's world certificate (the one ``kos world ca issue
+  A`` made), trusting the world's authority alone and requiring B's certificate to
+  name B. B's listener asks every client for a certificate (a plain client still
+  connects) and verifies it against the world's authority; the station credential
+  names the kernel the certificate names (B records it as the KP's origin, whatever
+  the sender claims), holds only while B's world knows that kernel, and allows
+  ``ReceiveKP`` and nothing else (:class:`~kos_core._kernel.servant.StationServant`).
+  A kernel alone never grants it.
+* otherwise :class:`MigrationError` (``no kernel 'B' here or in the world``).
+
+B's ``ReceiveKP`` is otherwise operator-only, and B treats what arrives as it treats
+``kos kp submit``: untrusted code it confines under its own ``[kp-access]`` policy, or
+refuses (``accept: no``).
+
+The handover: A ends the old process only once B has answered with the new id (the
+new ``__main__`` runs). A kill of the KP at A meanwhile (``kos kp kill``, its
+wall-clock limit) waits for that answer: if B took the KP it has moved and runs on at
+B (the kill answers ``migrated to B (KP <id>)``; kill it there); if not, it is killed
+at A as asked. The kernel stopping kills it at once (B may still take it).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+import socket
+import ssl
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from kos_core._client import Kos, kernel_link
+from kos_core._kernel import access
 from kos_core._kp import codec
-from kos_core._net import connection_file
+from kos_core._net import connection_file, wire
 from kos_core._os import paths
+from kos_core._rpc import ClientConnection
 from kos_core.errors import KosError, MigrationError
 from kos_core.kernel_api import KPTraveller
 
@@ -103,33 +126,118 @@ class LocalRoute:
             link, _ = kernel_link(self.kernel)
         except KosError as exc:
             raise MigrationError(f"cannot reach kernel {self.kernel!r}: {exc}") from None
-        kos = Kos(self.kernel, link)
+        return _hand_over(self.kernel, link, kp)
+
+
+class World(Protocol):
+    """What a route through the world needs of this kernel's world membership."""
+
+    def address_of(self, kernel: str) -> str | None:
+        """The TCP+TLS address (``HOST:PORT``) of ``kernel`` in the world's record of
+        it, or ``None`` if there is no such kernel in the world.
+        """
+
+    def station_context(self) -> ssl.SSLContext:
+        """The TLS client context that presents this kernel's world certificate."""
+
+
+@dataclass(frozen=True)
+class StationAddress(wire.Address):
+    """A kernel of the world at its TCP address, dialled as a station: with
+    ``context`` (this kernel's world certificate presented, the world authority alone
+    trusted), and the kernel's certificate required to name ``kernel``.
+    """
+
+    context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    kernel: str = ""
+
+    def connect(self, timeout: float) -> socket.socket:
+        """Open the TCP connection and its TLS (``ssl.SSLError`` if the peer is not
+        ``kernel`` of this world, ``OSError`` if it cannot be reached).
+        """
+        assert self.host is not None and self.context is not None
+        sock = socket.create_connection((self.host, self.port), timeout)
         try:
-            return str(kos.kernel.ReceiveKP(kp.described(), kp.state))
-        except MigrationError:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return self.context.wrap_socket(sock, server_hostname=self.kernel)
+        except BaseException:
+            sock.close()
             raise
-        except KosError as exc:
-            raise MigrationError(f"kernel {self.kernel!r} did not take the KP: {exc}") from None
-        finally:
-            kos.close()
 
 
-def route_to(kernel: str) -> Route:
-    """How to reach kernel ``kernel``: today a kernel of this runtime directory.
+def station_link(kernel: str, address: str, context: ssl.SSLContext) -> ClientConnection:
+    """A (not yet opened) connection to ``kernel`` of the world at ``address``, with
+    the station credential: the token ``station`` over TLS with ``context``.
+    """
+    where = wire.Address.parse(address)
+    dial = StationAddress(host=where.host, port=where.port, context=context, kernel=kernel)
+    return ClientConnection(dial, access.STATION_TOKEN, f"kernel {kernel!r}")
 
-    This is the one place where a route to kernels on other hosts (through the world)
-    will be chosen. Raises :class:`MigrationError` if there is none.
+
+class WorldRoute:
+    """To a kernel of this kernel's world on another host: its TCP address from the
+    world's record, with the station credential (:func:`station_link`).
+    """
+
+    def __init__(self, kernel: str, address: str, world: World) -> None:
+        self.kernel = kernel
+        self.address = address
+        self._world = world
+
+    def deliver(self, kp: Traveller) -> str:
+        """Call the kernel's ``ReceiveKP`` as a station."""
+        link = station_link(self.kernel, self.address, self._world.station_context())
+        return _hand_over(self.kernel, link, kp)
+
+
+def _hand_over(kernel: str, link: ClientConnection, kp: Traveller) -> str:
+    """``ReceiveKP`` of ``kp`` over ``link`` (closed after): the KP's id at ``kernel``."""
+    kos = Kos(kernel, link)
+    try:
+        return str(kos.kernel.ReceiveKP(kp.described(), kp.state))
+    except MigrationError:
+        raise
+    except KosError as exc:
+        raise MigrationError(f"kernel {kernel!r} did not take the KP: {exc}") from None
+    finally:
+        kos.close()
+
+
+def route_to(kernel: str, world: World | None = None) -> Route:
+    """How to reach kernel ``kernel``: a kernel of this runtime directory first, else
+    (if this kernel is in ``world``) a kernel the world knows. Raises
+    :class:`MigrationError` if there is none.
     """
     try:
         running = connection_file.read(kernel) is not None
     except KosError as exc:
         raise MigrationError(f"cannot reach kernel {kernel!r}: {exc}") from None
-    if not running:
+    if running:
+        return LocalRoute(kernel)
+    if world is None:
         raise MigrationError(
             f"no kernel {kernel!r} runs in this runtime directory"
-            " (a KP moves only between kernels of one runtime directory)"
+            " (a KP moves only between kernels of one runtime directory, or of one world)"
         )
-    return LocalRoute(kernel)
+    try:
+        address = world.address_of(kernel)
+    except KosError as exc:
+        raise MigrationError(f"cannot reach kernel {kernel!r}: {exc}") from None
+    if address is None:
+        raise MigrationError(f"no kernel {kernel!r} here or in the world")
+    return WorldRoute(kernel, address, world)
+
+
+def arrived_from(sender: str, claimed: str) -> str:
+    """Where a KP handed over by the station of kernel ``sender`` (as its certificate
+    names it) comes from: ``from <sender> (KP <id>)``, the id the sender claims if it
+    is well-formed.
+    """
+    match = _ORIGIN.fullmatch(claimed)
+    return f"from {sender} (KP {match[1]})" if match else f"from {sender}"
+
+
+_ORIGIN = re.compile(r"from \S+ \(KP ([0-9a-f]{1,32})\)")
 
 
 def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
@@ -137,7 +245,8 @@ def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
 
     Once its ``__main__`` runs there, the KP is ended here (its process, its names) and
     its id there is returned. Raises :class:`MigrationError`, the KP untouched, if it
-    cannot move.
+    cannot move (and then kills it if it was to be killed while it tried:
+    :meth:`.Station.kill`).
     """
     try:
         paths.check_name(kernel, "kernel")
@@ -162,13 +271,12 @@ def send(station: Station, kp_id: str, kernel: str, state: bytes) -> str:
         state,
     )
     try:
-        new_id = route_to(kernel).deliver(traveller)
+        new_id = route_to(kernel, station.world).deliver(traveller)
     except BaseException as exc:
-        record.migrating = False
         log.info("KP %s (%s) stays: %s", kp_id, record.classname, exc)
+        station.settle(kp_id)  # a kill asked meanwhile is carried out now
         raise
-    # still "migrating": a second request (another connection of the KP) is refused
-    station.kill(kp_id, f"migrated to {kernel} (KP {new_id})")
+    station.settle(kp_id, f"{kernel} (KP {new_id})")
     return new_id
 
 

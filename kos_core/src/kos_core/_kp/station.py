@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import secrets
-import select
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kos_core._kernel import access
 from kos_core._kernel.access import Grant
@@ -36,10 +35,14 @@ from kos_core._kernel.policy import Supervision
 from kos_core._kernel.store import Store
 from kos_core._kp import confine
 from kos_core._kp.policy import KPAccess, Limits
+from kos_core._kp.watching import cpu_of, pids_of_uid, read_status
 from kos_core._net import wire
 from kos_core._os import paths, processes
 from kos_core.errors import KPError, NameNotFound, UsageError
 from kos_core.kernel_api import KPRow
+
+if TYPE_CHECKING:
+    from kos_core._kp.migration import World
 
 log = logging.getLogger("kos.kernel")
 _T = TypeVar("_T")
@@ -48,6 +51,9 @@ STATUS_ENV = "KOS_KP_STATUS_FD"
 PACKAGE = ".kp-package.json"
 START_TIMEOUT = 15.0
 KEEP_ENDED = 100
+#: seconds a kill waits for a migration under way to settle (a handover call gives up
+#: before: ``KOS_CALL_TIMEOUT``, 30 s)
+HANDOVER_WAIT = 35.0
 
 
 @dataclass
@@ -75,6 +81,10 @@ class KPRecord:
     last_exit: str = ""
     killed_for: str = ""
     migrating: bool = False
+    #: why it was to be killed while it was moving (carried out if it stays)
+    kill_asked: str = ""
+    #: ``B (KP <id>)`` once it has moved there
+    moved_to: str = ""
 
     @property
     def owner(self) -> str:
@@ -99,6 +109,7 @@ class Station:
         *,
         address: Callable[[], str],
         call_in_main: Callable[[Callable[[], Any]], Any],
+        world: World | None = None,
     ) -> None:
         self.kernel = kernel
         self.state_dir = state_dir
@@ -106,6 +117,8 @@ class Station:
         self.access = access
         self._address = address
         self._call_in_main = call_in_main
+        #: the world this kernel is in, through which KPs move to other hosts
+        self.world = world
         self.records: dict[str, KPRecord] = {}
         self.lock = threading.RLock()
 
@@ -170,7 +183,7 @@ class Station:
             log.warning("KP %s (%s) runs UNCONFINED: the operator said so", record.id, classname)
         status_fd = self._call_in_main(lambda: self._launch(record, package))
         try:
-            ready, why = _read_status(status_fd, START_TIMEOUT)
+            ready, why = read_status(status_fd, START_TIMEOUT)
         finally:
             os.close(status_fd)
         if not ready:
@@ -281,7 +294,12 @@ class Station:
         for old in ended[: max(0, len(ended) - KEEP_ENDED)]:
             del self.records[old.id]
 
-    def _kill(self, record: KPRecord, why: str) -> None:
+    def _kill(self, record: KPRecord, why: str, *, now: bool = False) -> None:
+        if record.migrating and not now:  # carried out by settle() if it stays
+            if not record.kill_asked:
+                record.kill_asked = why
+                log.info("KP %s (%s) is moving: %s if it stays", record.id, record.classname, why)
+            return
         if not record.killed_for:
             record.killed_for = why
         self._sweep(record)
@@ -293,27 +311,55 @@ class Station:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record.pid, signal.SIGKILL)
         if record.uid:
-            for pid in _pids_of_uid(record.uid):
+            for pid in pids_of_uid(record.uid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
 
     def kill(self, kp: str, why: str = "killed by the operator") -> str:
-        """End KP ``kp`` and wait (a few seconds at most) until it is reaped."""
+        """End KP ``kp`` and wait (a few seconds at most) until it is reaped; return its
+        state. A KP that is moving is killed only if it stays: the kill waits for the
+        handover to settle, and if the KP moved first, says where it went
+        (``migrated to B (KP <id>)``; it runs on there).
+        """
         with self.lock:
             record = self._record(kp)
             if record.alive:
                 self._kill(record, why)
-        deadline = time.monotonic() + 5.0
-        while record.alive and time.monotonic() < deadline:
+            wait = 5.0 + (HANDOVER_WAIT if record.migrating else 0.0)
+        self._wait_settled(record, wait)
+        return record.killed_for if record.moved_to else record.state
+
+    def settle(self, kp: str, moved_to: str = "") -> None:
+        """The migration of KP ``kp`` is over. With ``moved_to`` (``B (KP <id>)``) it
+        runs there and is ended here; without, it stays, unless it was to be killed
+        while it moved, which is done now. Waits (a few seconds at most) for the reaping.
+        """
+        with self.lock:
+            record = self.records.get(kp)
+            if record is None:
+                return
+            record.migrating = False
+            if moved_to:
+                record.moved_to, record.killed_for = moved_to, f"migrated to {moved_to}"
+                if record.alive:
+                    self._sweep(record)
+                else:  # its process here ended while it moved (a limit)
+                    record.last_exit = record.killed_for
+            elif record.kill_asked and record.alive:
+                self._kill(record, record.kill_asked)
+        self._wait_settled(record, 5.0)
+
+    def _wait_settled(self, record: KPRecord, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (record.migrating or record.alive) and time.monotonic() < deadline:
             time.sleep(0.01)
-        return record.state
 
     def stop_all(self) -> None:
         """Kill every KP and reap it (the kernel is stopping; main thread)."""
         with self.lock:
             live = [r for r in self.records.values() if r.alive]
             for record in live:
-                self._kill(record, "the kernel stopped")
+                self._kill(record, "the kernel stopped", now=True)
         for record in live:
             assert record.process is not None
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -349,47 +395,10 @@ class Station:
                     r.classname,
                     r.state,
                     r.pid if r.alive else 0,
-                    r.cpu if not r.alive else _cpu_of(r.pid),
+                    r.cpu if not r.alive else cpu_of(r.pid),
                     r.origin,
                     r.last_exit,
                     (r.ended_mono if not r.alive else now) - r.started_mono,
                 )
                 for r in self.records.values()
             ]
-
-
-def _read_status(fd: int, timeout: float) -> tuple[bool, str]:
-    """The KP's first status line: ``(True, "")`` once it runs, else ``(False, why)``."""
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data and len(data) < 4096:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            return False, f"it did not start within {timeout:g} s"
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return False, "its process ended before its __main__ ran (see: kos logs kp/ID)"
-        data += chunk
-    line = data.partition(b"\n")[0].decode("utf-8", "replace").strip()
-    if line == "R":
-        return True, ""
-    return False, line.removeprefix("!") or "no reason given"
-
-
-def _cpu_of(pid: int) -> float:
-    """CPU seconds process ``pid`` has used so far (0 if unknown)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _pids_of_uid(uid: int) -> list[int]:
-    found = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.stat(entry.path).st_uid == uid:
-                    found.append(int(entry.name))
-    return found

@@ -213,6 +213,38 @@ def peer_name(sock: ssl.SSLSocket) -> str | None:
     return None
 
 
+def ask_client_certificates(context: ssl.SSLContext, ca_pem: str) -> None:
+    """Have server ``context`` ask every client for a certificate, verified against the
+    authority ``ca_pem`` alone. A client that presents none still connects; one whose
+    certificate that authority did not sign fails its TLS handshake.
+    """
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cadata=ca_pem)
+
+
+def presenting_context(ca_pem: str, cert_file: str, key_file: str | None = None) -> ssl.SSLContext:
+    """A TLS 1.3 client context that presents the certificate in ``cert_file`` (its key
+    in ``key_file``, else in ``cert_file`` too), trusts the authority ``ca_pem`` alone
+    and checks that the server's certificate names the ``server_hostname`` it is
+    wrapped with (a kernel's name, for a world's kernels).
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_verify_locations(cadata=ca_pem)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def certificate_name(der: bytes) -> str:
+    """The common name of a certificate given in DER ("" if it has none)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = names[0].value if names else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 def write_pem_pair(issued: Issued) -> bytes:
     """The bytes of a PEM file holding a certificate followed by its key."""
     return (issued.cert_pem + issued.key_pem).encode("ascii")

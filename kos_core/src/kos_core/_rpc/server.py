@@ -45,10 +45,11 @@ class Server:
     them before their handshake, see :mod:`kos_core._net.handshakes`).
 
     ``authorize(token)`` returns the :class:`ServerSession` for a credential, or ``None``
-    to refuse it. Garbage, wrong credentials and wrong protocol versions are refused
-    during the handshake and never reach the rpc layer. A TCP listener needs ``tls``: every
-    connection to it speaks TLS (its handshake inside the same deadline) before a
-    byte of kos's own; plaintext TCP does not exist.
+    to refuse it; ``certified(token, der)``, if given, is asked instead when a TLS client
+    presented a certificate (``der``, verified by ``tls``). Garbage, wrong credentials and
+    wrong protocol versions are refused during the handshake and never reach the rpc
+    layer. A TCP listener needs ``tls``: every connection to it speaks TLS (its handshake
+    inside the same deadline) before a byte of kos's own; plaintext TCP does not exist.
     """
 
     def __init__(
@@ -60,11 +61,13 @@ class Server:
         config: RpcConfig = DEFAULT_CONFIG,
         one_shot: bool = False,
         tls: ssl.SSLContext | None = None,
+        certified: Callable[[str, bytes], ServerSession | None] | None = None,
     ) -> None:
         if address.path is None and tls is None:
             raise KosError(f"cannot listen on {address} without TLS")
         self._tls = tls if address.path is None else None
         self._authorize = authorize
+        self._certified = certified
         self._one_shot = one_shot
         #: set when a one-shot server's client has connected; ``finished`` when it has gone
         self.connected = threading.Event()
@@ -171,7 +174,13 @@ class Server:
             return stream
         with self._lock:
             taken = self._one_shot and self.connected.is_set()
-            session = None if taken else self._authorize(token)
+            cert = sock.getpeercert(True) if isinstance(sock, ssl.SSLSocket) else None
+            if taken:
+                session = None
+            elif cert and self._certified is not None:
+                session = self._certified(token, cert)
+            else:
+                session = self._authorize(token)
             if session is not None and self._one_shot:
                 self.connected.set()
         if session is None:

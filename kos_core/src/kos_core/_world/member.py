@@ -13,6 +13,7 @@ import builtins
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -105,6 +106,11 @@ class WorldMember:
         self.kernel = kernel
         self.settings = settings
         self.ca_pem, self.tls_pair = settings.material(kernel)
+        self._station_context = tls.presenting_context(
+            self.ca_pem,
+            str(settings.tls_dir / f"{kernel}.pem"),
+            str(settings.tls_dir / f"{kernel}-key.pem"),
+        )
         self._namespace = namespace
         self._exported = exported
         self._etcd = Etcd(settings.url)
@@ -172,6 +178,28 @@ class WorldMember:
     def list(self, path: str) -> list[tuple[str, str, str]]:
         """``KernelAPI.Kernel.List`` of a path under ``world``, from the cache."""
         return self.cache.list(namespace.split_path(path)[1:])
+
+    def address_of(self, kernel: str) -> str | None:
+        """The TCP+TLS address (``HOST:PORT``) of ``kernel`` from the cache, ``None`` if
+        the world has no such kernel; :class:`~kos_core.errors.WorldUnavailable` while
+        etcd cannot be reached.
+        """
+        record = self.cache.kernels().get(kernel)
+        return record.address if record is not None else None
+
+    def knows(self, kernel: str) -> bool:
+        """True if ``kernel`` is in the world now (as far as the cache can tell)."""
+        try:
+            return self.address_of(kernel) is not None
+        except KosError:
+            return False
+
+    def station_context(self) -> ssl.SSLContext:
+        """The TLS client context this kernel's station dials the world's kernels with:
+        it presents this kernel's world certificate and trusts the world's authority
+        alone.
+        """
+        return self._station_context
 
     def rows(self) -> builtins.list[WorldRow]:
         """``KernelAPI.Kernel.World``: each kernel's name, host, address, uptime, names."""
