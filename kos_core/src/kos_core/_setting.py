@@ -82,7 +82,7 @@ class Setting(Generic[T]):
             self._limit(self.default)
         except ValueError as exc:
             raise ValueError(
-                f"setting {self.name!r}: the default {self.show(self.default)!r} {exc}"
+                f"setting {self.name!r}: the default {self.show(self.default)!r} is refused ({exc})"
             ) from None
 
     @property

@@ -144,6 +144,8 @@ def print_config(found: Discovery, setup: SetupConfig, as_json: bool) -> None:
 
 
 def _keys(options: Mapping[str, str], origins: Mapping[str, Origin]) -> dict[str, Any]:
+    """Each key with its value and origin: the section's own keys, then ``[DEFAULTS]``'s."""
+    order = sorted(options, key=lambda key: origins[key].section == _DEFAULTS)
     return {
         key: {
             "value": value,
@@ -151,7 +153,7 @@ def _keys(options: Mapping[str, str], origins: Mapping[str, Origin]) -> dict[str
             "line": origins[key].line,
             "section": origins[key].section,
         }
-        for key, value in options.items()
+        for key, value in ((key, options[key]) for key in order)
     }
 
 
