@@ -50,6 +50,10 @@ def test_a_section_run_from_a_file_is_not_checked_against_the_installed_plugin(
     result = cli("plugins", "--config", extra_env=WITH_HTTP)
     assert result.returncode == 0, result
     assert "timeout = soon" in result.stdout
+    listed = cli("plugins", "--settings", "http", extra_env=WITH_HTTP)
+    assert listed.returncode == 0, listed
+    script = kos_env.config_dir / "other.py"
+    assert f"  its section runs {script} (file), not this plugin" in listed.stdout
 
 
 def test_unknown_keys_are_warned_about_once_with_a_hint(

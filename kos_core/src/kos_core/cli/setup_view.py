@@ -32,7 +32,9 @@ def print_settings(found: Discovery, setup: SetupConfig, only: str, as_json: boo
             hint = did_you_mean(only, found.plugins)
             raise UsageError(f"no installed plugin {only!r}{hint} (installed: {installed})")
         plugins = [found.plugins[only]]
-    report = {p.name: _declared(p, setup.settings_for(p.name, p.spec.run_at_boot)) for p in plugins}
+    given = {p.name: setup.settings_for(p.name, p.spec.run_at_boot) for p in plugins}
+    scripts = {name: settings.file for name, settings in given.items() if settings.file}
+    report = {p.name: _declared(p, given[p.name]) for p in plugins if p.name not in scripts}
     if as_json:
         click.echo(json.dumps({"directory": str(setup.directory), "plugins": report}, indent=2))
         return
@@ -40,8 +42,10 @@ def print_settings(found: Discovery, setup: SetupConfig, only: str, as_json: boo
         if number:
             click.echo("")
         click.echo(f"[{plugin.name}] {plugin.spec.description}".rstrip())
-        rows = report[plugin.name]
-        if rows is None:
+        rows = report.get(plugin.name)
+        if plugin.name in scripts:
+            click.echo(f"  its section runs {scripts[plugin.name]} (file), not this plugin")
+        elif rows is None:
             click.echo(
                 "  declares no settings: kos checks none of its keys, and the plugin"
                 " reads them as text (pluginlib.options())"
