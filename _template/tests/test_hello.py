@@ -18,3 +18,13 @@ def test_hello_through_a_kernel(start_kernel: StartKernel) -> None:
         with pytest.raises(NoName):
             greeter.Hello("")
     assert kernel.stop() == 0
+
+
+def test_the_greeting_comes_from_the_setup_file(start_kernel: StartKernel) -> None:
+    kernel = start_kernel(
+        setup="[hello]\ngreeting: good morning\n", environ={"KOS_LOAD_PLUGINS": "hello"}
+    )
+    kernel.wait_plugin("hello", services=["hello"])
+    with kernel.connect() as kos:
+        assert kos.lookup("hello", Greeter).Hello("world") == "good morning, world"
+    assert kernel.stop() == 0

@@ -215,13 +215,16 @@ def test_child_start_exec_children_end_on_disconnect_and_plugin_death(
 
 
 BAD_SETTINGS = [
-    ({"max-size": "lots"}, "max-size"),
-    ({"timeout": "-1"}, "timeout"),
-    ({"child-start": "thread"}, "child-start"),
-    ({"spare-children": "some"}, "spare-children"),
-    ({"spare-children": "99"}, "spare-children: 99 is not between 0 and 32"),
-    ({"max-requesters-per-client": "0"}, "max-requesters-per-client: must be at least 1"),
-    ({"max-requesters": "lots"}, "max-requesters: 'lots' is not a number"),
+    ({"max-size": "lots"}, 'bad value for max-size: "lots" (use a whole number)'),
+    ({"timeout": "-1"}, 'bad value for timeout: "-1" (must not be negative)'),
+    ({"child-start": "thread"}, 'bad value for child-start: "thread" (use one of: fork, exec)'),
+    ({"spare-children": "some"}, 'bad value for spare-children: "some" (use a whole number)'),
+    ({"spare-children": "99"}, 'bad value for spare-children: "99" (must be at most 32)'),
+    (
+        {"max-requesters-per-client": "0"},
+        'bad value for max-requesters-per-client: "0" (must be at least 1)',
+    ),
+    ({"max-requesters": "lots"}, 'bad value for max-requesters: "lots" (use a whole number)'),
 ]
 
 

@@ -9,8 +9,15 @@ import ipaddress
 
 import pytest
 
+from kos_core import pluginlib
 from kos_plugins_http import FileIOError
 from kos_plugins_http.policy import SCHEMES, Policy, embedded_ipv4, is_public
+from kos_plugins_http.settings import SETTINGS
+
+
+def from_section(section: dict[str, str]) -> Policy:
+    """The policy a ``[http]`` section gives (its keys read as the plugin reads them)."""
+    return Policy.from_settings(pluginlib.settings(SETTINGS, section))
 
 
 def allowed(policy: Policy, url: str) -> bool:
@@ -31,7 +38,7 @@ def refusal(policy: Policy, url: str) -> str:
 
 
 def test_defaults() -> None:
-    policy = Policy.from_options({})
+    policy = from_section({})
     assert policy == Policy()
     assert policy.allow_hosts == () and policy.deny_hosts == ()
     assert policy.max_size == 100 * 1024 * 1024
@@ -41,8 +48,8 @@ def test_defaults() -> None:
     assert SCHEMES == ("http", "https", "ftp")
 
 
-def test_from_options_reads_every_key() -> None:
-    policy = Policy.from_options(
+def test_from_settings_reads_every_key() -> None:
+    policy = from_section(
         {
             "allow-hosts": "*.example.org, 127.0.0.1\n  10.0.0.0/8",
             "deny-hosts": "bad.example.org",
@@ -50,7 +57,7 @@ def test_from_options_reads_every_key() -> None:
             "max-redirects": "0",
             "timeout": "2.5",
             "ca-file": " /etc/my-ca.pem ",
-            "child-start": "exec",  # not a policy key: ignored here
+            "child-start": "exec",  # not a policy key: ignored by the policy
         }
     )
     assert policy.allow_hosts == ("*.example.org", "127.0.0.1", "10.0.0.0/8")
@@ -74,14 +81,14 @@ def test_from_options_reads_every_key() -> None:
     ],
 )
 def test_a_bad_number_is_refused_naming_its_key(key: str, value: str) -> None:
-    with pytest.raises(ValueError, match=f"^{key}: "):
-        Policy.from_options({key: value})
+    with pytest.raises(ValueError, match=f'^bad value for {key}: "{value}" '):
+        from_section({key: value})
 
 
 @pytest.mark.parametrize("key", ["allow-hosts", "deny-hosts"])
 def test_a_bad_network_is_refused_naming_its_key(key: str) -> None:
     with pytest.raises(ValueError) as caught:
-        Policy.from_options({key: "127.0.0.1 10.0.0.0/99"})
+        from_section({key: "127.0.0.1 10.0.0.0/99"})
     assert "10.0.0.0/99" in str(caught.value)
     assert key in str(caught.value)
 

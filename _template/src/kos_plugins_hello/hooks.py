@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from kos_core.hookspecs import PluginSpec, hookimpl
+from kos_core.hookspecs import PluginSpec, Setting, hookimpl
+
+#: A key of the plugin's ``[hello]`` setup-file section. The kernel checks its value
+#: when it reads the setup files; the plugin reads it with ``pluginlib.settings()``.
+GREETING = Setting("greeting", str, "hello", "the word Hello() greets with")
 
 
 @hookimpl
@@ -13,4 +17,5 @@ def kos_plugin_spec() -> PluginSpec:
         main="kos_plugins_hello.plugin",
         description="says hello",
         services=("hello",),  # the names it binds (reserved for it)
+        settings=(GREETING,),  # the keys of [hello] it reads (kos plugins --settings hello)
     )

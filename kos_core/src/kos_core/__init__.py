@@ -43,7 +43,7 @@ from kos_core.errors import (
     UsageError,
     WorldUnavailable,
 )
-from kos_core.hookspecs import PluginSpec, hookimpl
+from kos_core.hookspecs import PluginSpec, Setting, hookimpl
 from kos_core.interface import Interface, raises
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ __all__ = [
     "RegistrationRefused",
     "RemoteError",
     "ServiceUnavailable",
+    "Setting",
     "SetupFileError",
     "UsageError",
     "WorldUnavailable",

@@ -17,6 +17,18 @@ A plugin is a script (or module) that registers, binds its services and serves::
 The kernel starts it as ``python -m <module> -n KERNEL`` in its own directory; it
 can also be started by hand (``python myplugin.py -n NAME``, or without ``-n`` to
 join the kernel named by ``$KOS_KERNEL`` or the short host name).
+
+A plugin's own settings come from its section of the setup files. Declare them in its
+:class:`~kos_core.hookspecs.PluginSpec` (``settings=(Setting(...), ...)``): the kernel
+then checks them when it reads the files, and :func:`settings` gives their values,
+typed, with the defaults applied::
+
+    TIMEOUT = Setting("timeout", float, 30.0, "seconds a request may take", minimum=0)
+
+    values = pluginlib.settings()
+    timeout = values[TIMEOUT]  # a float; values["timeout"] works too
+
+:func:`options` gives the whole section as strings, declared or not.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import select
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from kos_core import _rpc
@@ -41,6 +53,7 @@ from kos_core._children.limits import ChildLimitReached, ChildLimits
 from kos_core._client import Context, Kos, kernel_link
 from kos_core._kernel import access
 from kos_core._os import paths, processes
+from kos_core._setting import Setting, SettingValues, setting_values
 from kos_core._world.member import EXPORT_ENV
 from kos_core.errors import KosError, RegistrationRefused
 from kos_core.kernel_api import PluginHealth
@@ -50,12 +63,16 @@ __all__ = [
     "ChildLimitReached",
     "ChildLimits",
     "PluginKos",
+    "Setting",
+    "SettingValues",
     "end_connection",
     "object_of_sbh",
     "options",
     "register",
     "serve",
     "serve_child",
+    "settings",
+    "setup_file",
     "spawnserver",
 ]
 
@@ -146,9 +163,54 @@ def serve(
         kos.unbind_service(sid)
 
 
+def settings(
+    declared: Sequence[Setting[Any]] | None = None, section: Mapping[str, str] | None = None
+) -> SettingValues:
+    """The values of this plugin's declared settings: each one its section of the setup
+    files sets (``[DEFAULTS]`` merged in), converted to the setting's type, and the
+    default of every other one (all defaults when started by hand).
+
+    ``declared``: the settings to read; by default those the registered plugin's
+    :class:`~kos_core.hookspecs.PluginSpec` declares (call :func:`register` first).
+    A plugin run from a ``file:`` script has no ``PluginSpec``: it passes its own.
+    ``section``: the keys to read them from (default: :func:`options`), for tests.
+
+    The kernel has checked the values already; a bad one (when started by hand with
+    ``$KOS_PLUGIN_OPTIONS``) raises ``ValueError`` naming the key, which
+    :func:`serve` turns into one line and exit status 2. So does a plugin that
+    declares no settings.
+    """
+    name = _current.plugin_name if _current is not None else None
+    if declared is None:
+        declared = _declared_settings(name)
+    try:
+        return setting_values(declared, options() if section is None else section)
+    except ValueError as exc:
+        if name is None:
+            raise
+        raise ValueError(f"bad setting in [{name}]: {exc}") from None
+
+
+def _declared_settings(name: str | None) -> Sequence[Setting[Any]]:
+    from kos_core._kernel.discovery import installed_spec
+
+    if name is None:
+        raise RuntimeError("pluginlib.settings(): call pluginlib.register() first")
+    spec = installed_spec(name)
+    if isinstance(spec, str):
+        raise ValueError(f"plugin {name} cannot be loaded: {spec}")
+    if spec is None or spec.settings is None:
+        raise ValueError(
+            f"plugin {name} declares no settings: give its PluginSpec settings=(...),"
+            " or pass them to pluginlib.settings()"
+        )
+    return spec.settings
+
+
 def options() -> dict[str, str]:
-    """The plugin's section of the setup files (every key, interpolated), as the
-    kernel passed it; empty when started by hand.
+    """The plugin's section of the setup files (every key, interpolated, ``[DEFAULTS]``
+    merged in) as strings, as the kernel passed it; empty when started by hand.
+    Declared settings are better read with :func:`settings`: checked and typed.
     """
     raw = os.environ.get("KOS_PLUGIN_OPTIONS", "")
     try:

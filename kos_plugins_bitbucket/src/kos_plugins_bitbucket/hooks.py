@@ -13,4 +13,5 @@ def kos_plugin_spec() -> PluginSpec:
         main="kos_plugins_bitbucket.plugin",
         description="named byte strings shared across the kernel, fixed capacity",
         services=("bitbucket",),
+        settings=(),  # its capacity is a command-line option (args: --capacity N)
     )

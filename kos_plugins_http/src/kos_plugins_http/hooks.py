@@ -8,6 +8,8 @@ import click
 
 from kos_core.hookspecs import PluginSpec, hookimpl
 
+from .settings import SETTINGS
+
 
 @hookimpl
 def kos_plugin_spec() -> PluginSpec:
@@ -17,6 +19,7 @@ def kos_plugin_spec() -> PluginSpec:
         main="kos_plugins_http.plugin",
         description="fetch http, https and ftp URLs; one requester process per client",
         services=("http",),
+        settings=SETTINGS,
     )
 
 

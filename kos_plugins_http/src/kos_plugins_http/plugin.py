@@ -1,10 +1,11 @@
 """The http plugin process: a factory that gives each client its own requester child.
 
 Run by the kernel as ``python -m kos_plugins_http.plugin -n KERNEL``. Settings come
-from the plugin's setup-file section (see the README). Requesters are forked from a
-preloaded fork server (``child-start: fork``, the default and fast path), which keeps
-one spare requester process forked and warmed up ahead of need, or started as
-``requester.py`` through :func:`~kos_core.pluginlib.spawnserver` (``child-start: exec``).
+from the plugin's setup-file section (declared in :mod:`.settings`; see the README).
+Requesters are forked from a preloaded fork server (``child-start: fork``, the default
+and fast path), which keeps one spare requester process forked and warmed up ahead of
+need, or started as ``requester.py`` through :func:`~kos_core.pluginlib.spawnserver`
+(``child-start: exec``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,19 @@ from pathlib import Path
 from kos_core import pluginlib
 
 from .api import FactoryFailed, Requester
-from .policy import Policy, setting_number
+from .policy import Policy
+from .settings import (
+    CHILD_START,
+    MAX_REQUESTERS,
+    MAX_REQUESTERS_PER_CLIENT,
+    MAX_SPARES,
+    SPARE_CHILDREN,
+)
 
 #: requester processes the fork server keeps forked ahead of need (``spare-children``)
-DEFAULT_SPARES = 1
-MAX_SPARES = 32
+DEFAULT_SPARES = SPARE_CHILDREN.default
 #: the settings that cap running requesters, by the scope of ChildLimitReached
-LIMIT_SETTINGS = {"client": "max-requesters-per-client", "total": "max-requesters"}
+LIMIT_SETTINGS = {"client": MAX_REQUESTERS_PER_CLIENT.name, "total": MAX_REQUESTERS.name}
 
 
 class Factory:
@@ -73,28 +80,14 @@ class Factory:
 
 def make_factory(kos: object) -> Factory:
     """The factory, configured from the ``[http]`` setup-file section."""
-    options = pluginlib.options()
-    try:
-        policy = Policy.from_options(options, pluginlib.setup_file())
-        spares = int(setting_number(options, "spare-children", DEFAULT_SPARES, int))
-        per_client, total = (
-            _at_least_one(options, setting, default)
-            for setting, default in (
-                (LIMIT_SETTINGS["client"], pluginlib.ChildLimits.DEFAULT_PER_CLIENT),
-                (LIMIT_SETTINGS["total"], pluginlib.ChildLimits.DEFAULT_TOTAL),
-            )
-        )
-        limits = pluginlib.ChildLimits(per_client, total)
-        return Factory(policy, options.get("child-start", "fork").strip(), spares, limits)
-    except ValueError as exc:
-        raise ValueError(f"bad setting in [http]: {exc}") from None
-
-
-def _at_least_one(options: dict[str, str], key: str, default: int) -> int:
-    value = int(setting_number(options, key, default, int))
-    if value < 1:
-        raise ValueError(f"{key}: must be at least 1")
-    return value
+    values = pluginlib.settings()  # checked by the kernel; ValueError when started by hand
+    limits = pluginlib.ChildLimits(values[MAX_REQUESTERS_PER_CLIENT], values[MAX_REQUESTERS])
+    return Factory(
+        Policy.from_settings(values, pluginlib.setup_file()),
+        values[CHILD_START],
+        values[SPARE_CHILDREN],
+        limits,
+    )
 
 
 def main() -> None:

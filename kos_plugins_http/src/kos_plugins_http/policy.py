@@ -1,6 +1,7 @@
 """What a requester may fetch: schemes, hosts, size, redirects and time.
 
-Read from the plugin's section of the setup files (see the README)::
+Read from the plugin's section of the setup files (see the README and
+:mod:`.settings`)::
 
     [http]
     allow-hosts: *.example.org 127.0.0.1
@@ -15,17 +16,26 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import math
 import socket
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
+from typing import Any
 from urllib.parse import urlsplit
 
 from kos_core.fileapi import FileIOError
 
+from .settings import (
+    ALLOW_HOSTS,
+    CA_FILE,
+    DENY_HOSTS,
+    MAX_REDIRECTS,
+    MAX_SIZE,
+    TIMEOUT,
+    network,
+)
+
 SCHEMES = ("http", "https", "ftp")
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 #: IPv6 prefixes whose last 32 bits are an IPv4 address that traffic is carried to:
@@ -42,41 +52,27 @@ _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 class Policy:
     """The limits one requester works under."""
 
-    allow_hosts: tuple[str, ...] = ()
-    deny_hosts: tuple[str, ...] = ()
-    max_size: int = 100 * 1024 * 1024
-    max_redirects: int = 5
-    timeout: float = 30.0
-    ca_file: str = ""
+    allow_hosts: tuple[str, ...] = ALLOW_HOSTS.default
+    deny_hosts: tuple[str, ...] = DENY_HOSTS.default
+    max_size: int = MAX_SIZE.default
+    max_redirects: int = MAX_REDIRECTS.default
+    timeout: float = TIMEOUT.default
+    ca_file: str = CA_FILE.default
     #: the setup file of the plugin's section, named in refusals ("" if unknown)
     setup_file: str = ""
 
     @classmethod
-    def from_options(cls, options: Mapping[str, str], setup_file: str = "") -> Policy:
-        """Build from setup-file keys; raises ``ValueError`` naming a bad key."""
-
-        def number(key: str, default: float, kind: type[int] | type[float]) -> float:
-            return setting_number(options, key, default, kind)
-
-        policy = cls(
-            allow_hosts=tuple(_words(options.get("allow-hosts", ""))),
-            deny_hosts=tuple(_words(options.get("deny-hosts", ""))),
-            max_size=int(number("max-size", cls.max_size, int)),
-            max_redirects=int(number("max-redirects", cls.max_redirects, int)),
-            timeout=float(number("timeout", cls.timeout, float)),
-            ca_file=options.get("ca-file", "").strip(),
+    def from_settings(cls, values: Mapping[str, Any], setup_file: str = "") -> Policy:
+        """Build from the plugin's settings (``pluginlib.settings()``: checked, typed)."""
+        return cls(
+            allow_hosts=values[ALLOW_HOSTS.name],
+            deny_hosts=values[DENY_HOSTS.name],
+            max_size=values[MAX_SIZE.name],
+            max_redirects=values[MAX_REDIRECTS.name],
+            timeout=values[TIMEOUT.name],
+            ca_file=values[CA_FILE.name],
             setup_file=setup_file,
         )
-        for key, patterns in (
-            ("allow-hosts", policy.allow_hosts),
-            ("deny-hosts", policy.deny_hosts),
-        ):
-            for pattern in patterns:
-                try:
-                    _network(pattern)  # a bad CIDR fails here, at startup
-                except ValueError as exc:
-                    raise ValueError(f"{key}: {exc}") from None
-        return policy
 
     def to_json(self) -> str:
         """The policy as a JSON string (to hand to a child)."""
@@ -171,41 +167,6 @@ def is_public(address: Address) -> bool:
     return address.is_global
 
 
-def setting_number(
-    options: Mapping[str, str], key: str, default: float, kind: type[int] | type[float]
-) -> float:
-    """The non-negative, finite number of setup-file key ``key`` (``default`` when
-    unset); raises ``ValueError`` naming the key.
-    """
-    raw = options.get(key, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"{key}: {raw!r} is not a number") from None
-    if not math.isfinite(value):  # nan or inf: every request would fail, not the start
-        raise ValueError(f"{key}: {raw!r} is not a finite number")
-    if value < 0:
-        raise ValueError(f"{key}: must not be negative")
-    return value
-
-
-def _words(text: str) -> list[str]:
-    return [w for w in text.replace(",", " ").split() if w]
-
-
-def _network(pattern: str) -> _Network | None:
-    if not any(c.isdigit() for c in pattern) or "*" in pattern:
-        return None
-    try:
-        return ipaddress.ip_network(pattern, strict=False)
-    except ValueError:
-        if "/" in pattern:
-            raise ValueError(f"bad network {pattern!r}") from None
-        return None
-
-
 def _addresses(host: str) -> list[Address]:
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
@@ -231,9 +192,9 @@ def _matches(
     if embedded:
         addresses = [*addresses, *(inner for a in addresses for inner in embedded_ipv4(a))]
     for pattern in patterns:
-        network = _network(pattern)
-        if network is not None:
-            if any(a in network for a in addresses):
+        net = network(pattern)
+        if net is not None:
+            if any(a in net for a in addresses):
                 return True
         elif fnmatchcase(host, pattern.lower()):
             return True

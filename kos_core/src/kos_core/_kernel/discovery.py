@@ -9,12 +9,14 @@ plugins load; set it to the empty string to load none.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, distributions
 
 import pluggy
 
 from kos_core import hookspecs
+from kos_core._kernel.plugin_settings import Declared, spec_problem
 from kos_core.hookspecs import PluginSpec
 
 ENTRY_POINT_GROUP = "kos.plugins"
@@ -54,6 +56,16 @@ class Discovery:
     def known(self) -> set[str]:
         """Every installed plugin name: loaded, broken or left out."""
         return set(self.plugins) | {b.name for b in self.broken} | self.skipped
+
+    @property
+    def declared(self) -> dict[str, Declared]:
+        """The settings each usable plugin declares (``None``: it declares nothing)."""
+        return declared_settings(self.plugins)
+
+
+def declared_settings(installed: Mapping[str, InstalledPlugin]) -> dict[str, Declared]:
+    """The settings each of ``installed`` declares, by plugin name."""
+    return {name: plugin.spec.settings for name, plugin in installed.items()}
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -108,6 +120,19 @@ def discover() -> Discovery:
     return found
 
 
+def installed_spec(name: str) -> PluginSpec | str | None:
+    """The spec of installed plugin ``name`` (from the distribution :func:`discover`
+    would use), why it cannot be used, or ``None`` if no plugin of that name is installed.
+    Loads that plugin's entry point only.
+    """
+    found = Discovery(make_plugin_manager())
+    for ep, _dist, _version in _entry_points():
+        if ep.name == name:
+            problem = _load_one(found, ep)
+            return problem if problem is not None else _spec_of(found.manager, name)
+    return None
+
+
 def _load_one(found: Discovery, ep: EntryPoint) -> str | None:
     manager = found.manager
     if ep.name in found.plugins or manager.get_plugin(ep.name) is not None:
@@ -135,4 +160,4 @@ def _spec_of(manager: pluggy.PluginManager, name: str) -> PluginSpec | str:
         return "it does not implement kos_plugin_spec (or returned no PluginSpec)"
     if spec.name != name:
         return f"its entry point is named {name!r} but kos_plugin_spec names {spec.name!r}"
-    return spec
+    return spec_problem(spec) or spec

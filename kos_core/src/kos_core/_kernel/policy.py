@@ -64,6 +64,10 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
 }
 
 
+#: every key :func:`parse_supervision` reads
+SUPERVISION_KEYS = ("restart", *_NUMBERS)
+
+
 def parse_supervision(
     options: Mapping[str, str], report: Callable[[str, str], None]
 ) -> Supervision | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kos_core._kernel import access
-from kos_core._kernel.discovery import InstalledPlugin
+from kos_core._kernel.discovery import InstalledPlugin, declared_settings
 from kos_core._kernel.setup_files import PluginSettings, SetupConfig, load_setup, log_setup_read
 from kos_core._kernel.supervisor import PluginRecord
 from kos_core._world.member import EXPORT_ENV, parse_export
@@ -176,7 +176,9 @@ def reload_setup(core: KernelCore) -> tuple[str, list[str], list[Change]]:
         raise UsageError(f"kernel {core.name!r} was given no configuration directory")
     with core.reload_lock:
         try:
-            setup = load_setup(directory, core.name, core.installed)
+            setup = load_setup(
+                directory, core.name, core.installed, declared_settings(core.installed)
+            )
             new = records_from_setup(core.name, core.installed, setup, core.world is not None)
         except SetupFileError as exc:
             raise UsageError(f"{exc}; nothing was changed") from None

@@ -13,9 +13,23 @@ from kos_core._kernel.policy import Supervision
 from kos_core._kp.policy import KPAccess
 from kos_core.errors import SetupFileError
 
-__all__ = ["PluginSettings", "SetupConfig"]
+__all__ = ["Origin", "PluginSettings", "SetupConfig"]
 
 _BUILT_IN = "built-in default"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a key's value was set: a setup file, its line, and the section there (the
+    plugin's own, or ``DEFAULTS``).
+    """
+
+    path: Path
+    line: int
+    section: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,8 @@ class PluginSettings:
     where: str
     #: How the kernel supervises it (restart policy, health checks, log rotation).
     supervision: Supervision = field(default_factory=Supervision)
+    #: Where each key of ``options`` was set.
+    origins: Mapping[str, Origin] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,7 @@ class _Implicit:
     file: Path | None
     options: Mapping[str, str]
     supervision: Supervision = field(default_factory=Supervision)
+    origins: Mapping[str, Origin] = field(default_factory=dict)
 
 
 _NOTHING = _Implicit(None, (), None, MappingProxyType({}))
@@ -65,6 +82,9 @@ class SetupConfig:
     kp_access: KPAccess = field(default_factory=KPAccess)
     #: The configuration directory the files were looked for in.
     directory: Path | None = None
+    #: ``path:line: message`` for each key of a plugin's section that neither kos nor
+    #: the plugin reads (for plugins that declare their settings).
+    warnings: tuple[str, ...] = ()
     # What [DEFAULTS] gives plugins without a section, or why it cannot be used.
     _implicit: _Implicit | SetupFileError = field(default=_NOTHING, repr=False, compare=False)
     # Sections for which no file sets run-at-boot.
@@ -109,4 +129,15 @@ class SetupConfig:
             options=implicit.options,
             where=_BUILT_IN,
             supervision=implicit.supervision,
+            origins=implicit.origins,
         )
+
+    def defaults(self) -> tuple[Mapping[str, str], Mapping[str, Origin]] | None:
+        """The keys of ``[DEFAULTS]`` (interpolated) and where each was set; ``None``
+        when ``[DEFAULTS]`` cannot be read on its own (it refers to a key only sections
+        define).
+        """
+        implicit = self._implicit
+        if isinstance(implicit, SetupFileError):
+            return None
+        return implicit.options, implicit.origins

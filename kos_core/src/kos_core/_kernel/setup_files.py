@@ -24,8 +24,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
+from kos_core._kernel.plugin_settings import (
+    ARGS,
+    FILE,
+    RUN_AT_BOOT,
+    Declared,
+    check_values,
+    unknown_key,
+)
 from kos_core._kernel.policy import Supervision, parse_supervision
-from kos_core._kernel.setup_config import PluginSettings, SetupConfig, _Implicit
+from kos_core._kernel.setup_config import Origin, PluginSettings, SetupConfig, _Implicit
 from kos_core._kernel.setup_interpolation import _diagnose, _scope
 from kos_core._kernel.setup_scan import (
     _DEFAULTS,
@@ -42,6 +50,7 @@ from kos_core._kp.policy import KPAccess, parse_access
 from kos_core.errors import SetupFileError
 
 __all__ = [
+    "Origin",
     "PluginSettings",
     "SetupConfig",
     "default_config_dir",
@@ -50,9 +59,6 @@ __all__ = [
     "setup_file_paths",
 ]
 
-_RUN_AT_BOOT = "run-at-boot"
-_ARGS = "args"
-_FILE = "file"
 _BOOLEANS = configparser.ConfigParser.BOOLEAN_STATES
 
 
@@ -72,7 +78,10 @@ def default_config_dir() -> Path:
 def log_setup_read(setup: SetupConfig) -> None:
     """Log which directory the setup files were looked for in, and which were read."""
     files = ", ".join(p.name for p in setup.files) or "none (every installed plugin boots)"
-    logging.getLogger("kos.kernel").info("setup files in %s: %s", setup.directory, files)
+    log = logging.getLogger("kos.kernel")
+    log.info("setup files in %s: %s", setup.directory, files)
+    for warning in setup.warnings:
+        log.warning("%s", warning)
 
 
 def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:
@@ -84,13 +93,22 @@ def setup_file_paths(config_dir: Path, kernel: str) -> list[Path]:
     ]
 
 
-def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) -> SetupConfig:
+def load_setup(
+    config_dir: Path,
+    kernel: str,
+    known_plugins: Collection[str],
+    declared: Mapping[str, Declared] | None = None,
+) -> SetupConfig:
     """Read and check the setup files of ``kernel`` in ``config_dir``.
 
     ``known_plugins`` are the installed plugins; a section naming anything else
-    must have a ``file`` key.  A missing directory or missing files are fine (no
-    file at all gives an empty configuration).  The first problem found, layers
-    in order, is raised as :class:`SetupFileError`.
+    must have a ``file`` key.  ``declared`` gives the settings installed plugins
+    declare (their :class:`~kos_core.hookspecs.PluginSpec` ``settings``): their
+    values are checked, and a key of such a plugin's section that neither kos nor
+    the plugin reads gives a warning (:attr:`SetupConfig.warnings`).  A missing
+    directory or missing files are fine (no file at all gives an empty
+    configuration).  The first problem found, layers in order, is raised as
+    :class:`SetupFileError`.
     """
     try:
         dir_mode = config_dir.stat().st_mode
@@ -117,7 +135,8 @@ def load_setup(config_dir: Path, kernel: str, known_plugins: Collection[str]) ->
             parser.read_file(layer.lines, source=str(layer.path))
         except configparser.Error as exc:  # the scan should have caught it first
             raise _from_parser_error(layer.path, exc) from None
-    return replace(_Merged(parser, layers).build(known_plugins), directory=config_dir)
+    merged = _Merged(parser, layers)
+    return replace(merged.build(known_plugins, declared or {}), directory=config_dir)
 
 
 # -- reading and scanning -----------------------------------------------------
@@ -145,6 +164,7 @@ class _Values:
     file: Path | None
     options: Mapping[str, str]
     supervision: Supervision
+    origins: Mapping[str, Origin]
 
 
 class _Merged:
@@ -164,10 +184,13 @@ class _Merged:
             for skey, line in layer.keys.items():
                 self.origins[skey] = (layer, line)
 
-    def build(self, known_plugins: Collection[str]) -> SetupConfig:
+    def build(
+        self, known_plugins: Collection[str], declared: Mapping[str, Declared]
+    ) -> SetupConfig:
         """Check every section and return the configuration, or raise the first problem."""
         known = set(known_plugins)
         problems: list[_Problem] = []
+        warnings: list[tuple[tuple[int, int], str]] = []
         sections: dict[str, PluginSettings] = {}
         boot_unset: set[str] = set()
         kp_access = self.kp_access(problems)
@@ -176,7 +199,7 @@ class _Merged:
                 continue
             values, found = self.evaluate(name)
             problems.extend(found)
-            if name not in known and not self.parser.has_option(name, _FILE):
+            if name not in known and not self.parser.has_option(name, FILE):
                 installed = ", ".join(sorted(known)) or "none"
                 problems.append(
                     _Problem(
@@ -191,6 +214,9 @@ class _Merged:
                         ),
                     )
                 )
+            if values is not None and values.file is None:
+                problems.extend(self.check_declared(name, values.options, declared.get(name)))
+                warnings.extend(self.unknown_keys(name, values.options, declared.get(name)))
             if values is not None:
                 if values.run_at_boot is None:
                     boot_unset.add(name)
@@ -202,14 +228,23 @@ class _Merged:
                     options=values.options,
                     where=f"{layer.path}:{line}",
                     supervision=values.supervision,
+                    origins=values.origins,
                 )
 
         implicit: _Implicit | SetupFileError
         values, found = self.evaluate(_DEFAULTS)
         if values is not None:
             implicit = _Implicit(
-                values.run_at_boot, values.args, values.file, values.options, values.supervision
+                values.run_at_boot,
+                values.args,
+                values.file,
+                values.options,
+                values.supervision,
+                values.origins,
             )
+            if values.file is None:
+                for name in sorted(known - set(self.headers)):
+                    problems.extend(self.check_declared(name, values.options, declared.get(name)))
         else:
             first = min(found, key=lambda p: p.order)
             implicit = first.error
@@ -222,9 +257,45 @@ class _Merged:
             files=tuple(layer.path for layer in self.layers),
             sections=MappingProxyType(sections),
             kp_access=kp_access,
+            warnings=tuple(text for _, text in sorted(warnings)),
             _implicit=implicit,
             _boot_unset=frozenset(boot_unset),
         )
+
+    def check_declared(
+        self, name: str, options: Mapping[str, str], settings: Declared
+    ) -> list[_Problem]:
+        """The bad values of the settings plugin ``name`` declares (none if it declares
+        nothing). A bad value from ``[DEFAULTS]`` names the plugin that reads it.
+        """
+        found: list[_Problem] = []
+
+        def report(key: str, message: str) -> None:
+            if (name, key) not in self.origins:
+                message += f" in [DEFAULTS], which plugin {name} reads"
+            found.append(self.problem(name, key, message))
+
+        if settings is not None:
+            check_values(settings, options, report)
+        return found
+
+    def unknown_keys(
+        self, name: str, options: Mapping[str, str], settings: Declared
+    ) -> list[tuple[tuple[int, int], str]]:
+        """A warning, in reading order, for each key that ``[name]`` itself sets and that
+        neither kos nor the plugin reads (none if the plugin declares nothing).
+        """
+        found: list[tuple[tuple[int, int], str]] = []
+        if settings is None:
+            return found
+        for key in options:
+            if (name, key) not in self.origins:
+                continue  # from [DEFAULTS]: shared by every section
+            message = unknown_key(name, key, settings)
+            if message is not None:
+                layer, line = self.origins[name, key]
+                found.append(((layer.index, line), f"{layer.path}:{line}: {message}"))
+        return found
 
     def kp_access(self, problems: list[_Problem]) -> KPAccess:
         """The ``[kp-access]`` section's policy (its own keys, not ``[DEFAULTS]``)."""
@@ -263,35 +334,35 @@ class _Merged:
                 problems.append(self.problem(section, culprit, message))
 
         run_at_boot: bool | None = None
-        if (value := options.get(_RUN_AT_BOOT)) is not None:
+        if (value := options.get(RUN_AT_BOOT)) is not None:
             run_at_boot = _BOOLEANS.get(value.strip().lower())
             if run_at_boot is None:
                 problems.append(
                     self.problem(
                         section,
-                        _RUN_AT_BOOT,
+                        RUN_AT_BOOT,
                         f"bad value for run-at-boot: {_quote(value)} "
                         "(use 1/0, yes/no, true/false or on/off)",
                     )
                 )
 
         args: tuple[str, ...] = ()
-        if (value := options.get(_ARGS)) is not None:
+        if (value := options.get(ARGS)) is not None:
             try:
                 args = tuple(shlex.split(value))
             except ValueError as exc:
                 reason = str(exc)
                 reason = reason[:1].lower() + reason[1:]
-                problems.append(self.problem(section, _ARGS, f"bad value for args: {reason}"))
+                problems.append(self.problem(section, ARGS, f"bad value for args: {reason}"))
 
         file: Path | None = None
-        if (value := options.get(_FILE)) is not None:
+        if (value := options.get(FILE)) is not None:
             if not value.strip():
                 problems.append(
-                    self.problem(section, _FILE, "empty value for file (give the path of a script)")
+                    self.problem(section, FILE, "empty value for file (give the path of a script)")
                 )
             else:
-                layer, _ = self.origin(section, _FILE)
+                layer, _ = self.origin(section, FILE)
                 file = (layer.path.parent / Path(value.strip()).expanduser()).absolute()
 
         def report(key: str, message: str) -> None:
@@ -300,4 +371,19 @@ class _Merged:
         supervision = parse_supervision(options, report)
         if problems or supervision is None:
             return None, problems
-        return _Values(run_at_boot, args, file, MappingProxyType(options), supervision), []
+        origins = {}
+        for key in options:
+            layer, line = self.origin(section, key)
+            own = (section, key) in self.origins
+            origins[key] = Origin(layer.path, line, section if own else _DEFAULTS)
+        return (
+            _Values(
+                run_at_boot,
+                args,
+                file,
+                MappingProxyType(options),
+                supervision,
+                MappingProxyType(origins),
+            ),
+            [],
+        )

@@ -151,7 +151,7 @@ def run(
             f"kos: warning: plugin {broken.name} ({broken.distribution}) skipped: {broken.error}",
             err=True,
         )
-    setup = load_setup(config_dir or default_config_dir(), name, found.known)
+    setup = load_setup(config_dir or default_config_dir(), name, found.known, found.declared)
     address = wire.Address.parse(listen) if listen else None
     joining = None
     if world:

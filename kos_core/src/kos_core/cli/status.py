@@ -10,26 +10,78 @@ from typing import Any
 
 import click
 
-from kos_core.cli.common import config_option, duration, kernel_option, print_table
+from kos_core.cli.common import duration, kernel_option, print_table
 from kos_core.cli.errors import reports_errors
 from kos_core.cli.kp import kp_records, print_kps
-from kos_core.errors import KosError
+from kos_core.errors import KosError, UsageError
 
 
 @click.command()
 @kernel_option
-@config_option
+@click.option(
+    "--config-dir",
+    "config_dir",
+    type=click.Path(path_type=Path),
+    metavar="DIR",
+    help="Directory of the plugin setup files "
+    "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
+)
+@click.option(
+    "--config",
+    "show_config",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[DIR]",
+    help="Print the merged setup instead: every section of the setup files (plugins,"
+    " plugins.local, plugins.KERNEL; [DEFAULTS] merged into each), key = value with the"
+    " file:line it comes from. DIR: the directory to read (like --config-dir).",
+)
+@click.option(
+    "--settings",
+    "settings_of",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[NAME]",
+    help="Print each plugin's declared settings instead (or plugin NAME's): name, type,"
+    " default, the value the setup files give it and where it is set, description.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @reports_errors
-def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
-    """List installed plugins, and their state if a kernel is running."""
+def plugins(
+    kernel: str | None,
+    config_dir: Path | None,
+    show_config: str | None,
+    settings_of: str | None,
+    as_json: bool,
+) -> None:
+    """List installed plugins, and their state if a kernel is running.
+
+    With --settings or --config, print what the plugins declare or what the setup
+    files say, read from the files (no kernel is needed). A key of a plugin's
+    section that neither kos nor the plugin reads is a warning on stderr.
+    """
     from kos_core._kernel.discovery import discover
     from kos_core._kernel.setup_files import default_config_dir, load_setup
     from kos_core._os import paths
+    from kos_core.cli.setup_view import print_config, print_settings
 
+    if show_config is not None and settings_of is not None:
+        raise UsageError("give --config or --settings, not both")
+    if show_config:
+        config_dir = Path(show_config)
     name = paths.kernel_name(kernel)
     found = discover()
-    setup = load_setup(config_dir or default_config_dir(), name, found.known)
+    setup = load_setup(config_dir or default_config_dir(), name, found.known, found.declared)
+    for warning in setup.warnings:
+        click.echo(f"kos: warning: {warning}", err=True)
+    if show_config is not None:
+        print_config(found, setup, as_json)
+        return
+    if settings_of is not None:
+        print_settings(found, setup, settings_of, as_json)
+        return
     live: dict[str, tuple[str, int]] = {}
     try:
         from kos_core._client import connect
