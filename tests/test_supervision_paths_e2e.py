@@ -17,8 +17,8 @@ import pytest
 
 from conftest import StartKernel
 from kos_core._kernel.supervisor import STOP_GRACE
-from kos_core.testing import KernelProcess, KosEnv, wait_for
-from kos_helpers import Cli, pid_gone
+from kos_core.testing import KernelProcess, KosEnv, process_ended, wait_for
+from kos_helpers import Cli
 
 #: a script that notes its run in RUNS, waits SECONDS, then exits with STATUS
 SCRIPT = """\
@@ -122,7 +122,7 @@ def test_a_plugin_that_ignores_sigterm_is_killed_after_the_stop_grace(
     assert result.returncode == 0, str(result)
     assert result.stdout.strip() == "stubborn: stopped"
     assert took >= STOP_GRACE - 0.5, f"stopped after {took:.1f} s, before the grace ended"
-    assert pid_gone(pid)
+    assert process_ended(pid)
     row = row_when(kernel, "stubborn", "stopped")
     assert row[5] == "killed by SIGKILL", row
     assert "plugin stubborn did not stop in time; killing it" in kernel_log(kos_env)
