@@ -50,4 +50,4 @@ def test_the_plugin_template_installs_and_passes_its_own_test(tmp_path: Path) ->
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "3 passed" in result.stdout

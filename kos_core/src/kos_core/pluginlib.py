@@ -44,6 +44,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from kos_core import _rpc
@@ -55,7 +56,7 @@ from kos_core._kernel import access
 from kos_core._os import paths, processes
 from kos_core._setting import Setting, SettingValues, setting_values
 from kos_core._world.member import EXPORT_ENV
-from kos_core.errors import KosError, RegistrationRefused
+from kos_core.errors import KosError, RegistrationRefused, UsageError
 from kos_core.kernel_api import PluginHealth
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "settings",
     "setup_file",
     "spawnserver",
+    "state_dir",
 ]
 
 object_of_sbh = _rpc.object_of_sbh
@@ -131,7 +133,29 @@ def register(
         kos.close()
         _fail(plugin_name, f"cannot register with kernel {kernel!r}: {exc}")
     kos._arm()
+    _registered.update(plugin=plugin_name, kernel=kernel)
     return kos, Context(kos, context)
+
+
+#: the plugin name and kernel this process registered with (:func:`register`)
+_registered: dict[str, str] = {}
+
+
+def state_dir(plugin_name: str | None = None, kernel_name: str | None = None) -> Path:
+    """The plugin's own directory for files it keeps between runs, made private (0700)
+    if it does not exist: ``<kernel's state dir>/plugins/<plugin>``, the working
+    directory the kernel starts the plugin in. Use it rather than the working
+    directory, which is wherever a plugin started by hand was started.
+
+    The names default to those :func:`register` was called with (the kernel: as
+    :func:`register` finds it); a plugin that has not registered passes its name.
+    """
+    plugin = plugin_name or _registered.get("plugin")
+    if not plugin:
+        raise UsageError("state_dir(): call register() first, or pass the plugin's name")
+    paths.check_name(plugin, "plugin")
+    kernel = kernel_name or _registered.get("kernel") or paths.kernel_name(None)
+    return paths.make_private_dir(paths.plugin_dir(paths.state_dir(kernel), plugin))
 
 
 def serve(

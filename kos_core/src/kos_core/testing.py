@@ -10,8 +10,11 @@ Fixtures:
   ``ready=False``) and returns its :class:`KernelProcess` (``name``, ``env``,
   ``process``, ``log()``, ``connect()``, ``wait_plugin()``, ``stop()``). Every kernel
   it started is stopped after the test, pass or fail, and every process the kernel
-  started is ended with it.
-* ``kos_kernel`` — one such kernel, booted with the installed plugins.
+  started is ended with it. In a plugin distribution's tests, kernels boot only the
+  plugin under test (the ``kos.plugins`` entry points of the nearest ``pyproject.toml``):
+  another installed plugin cannot break them. ``@pytest.mark.kos_plugins("bitbucket")``
+  adds others; ``environ={"KOS_LOAD_PLUGINS": ...}`` or ``$KOS_LOAD_PLUGINS`` decides.
+* ``kos_kernel`` — one such kernel, booted with its default plugins.
 * ``etcd`` — a real ``etcd`` (from ``PATH``) on loopback ports with a temporary data
   directory, stopped after the test. :class:`EtcdProcess` itself takes TLS with client
   certificates (:class:`EtcdTLS`) and more etcd flags; :func:`etcd_cluster` starts
@@ -19,6 +22,10 @@ Fixtures:
 
 Outside a test function (a module-scoped fixture, a script), :func:`running_kernel`
 is the same as a context manager: ``with running_kernel(make_env()) as kernel: ...``.
+
+Without a kernel: :func:`served` serves a service object through the real wire on a
+private socket and gives the test a proxy (``with served(Greeter(), GreeterAPI) as g:``):
+the same argument and result checks, the same exceptions as through a kernel.
 
 Helpers: :func:`wait_for` waits on a condition with a deadline (never a bare sleep);
 :func:`process_ended`, :func:`process_reaped` and :func:`wait_ended` tell when a
@@ -41,6 +48,7 @@ from typing import Any
 
 import pytest
 
+from kos_core._testkit.harness import served
 from kos_core._testkit.kernels import (
     KernelProcess,
     KosEnv,
@@ -58,6 +66,7 @@ from kos_core._testkit.processes import (
     wait_ended,
     wait_for,
 )
+from kos_core._testkit.under_test import MARKER, load_plugins_environ
 from kos_core._world.etcd_process import EtcdProcess, EtcdTLS, etcd_binary, etcd_cluster
 
 __all__ = [
@@ -80,6 +89,7 @@ __all__ = [
     "require_etcd",
     "running_kernel",
     "sbh_pid",
+    "served",
     "start_kernel",
     "wait_ended",
     "wait_for",
@@ -92,6 +102,9 @@ def pytest_configure(config: pytest.Config) -> None:
         from hypothesis import settings
     except ImportError:  # hypothesis is a test tool, not a dependency of kos-core
         return
+    config.addinivalue_line(
+        "markers", f"{MARKER}(*names): plugins the test's kernels boot besides the one under test"
+    )
     settings.register_profile("ci", deadline=None)
     if os.environ.get("CI"):
         settings.load_profile("ci")
@@ -121,10 +134,13 @@ def kos_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[KosEnv]:
 
 
 @pytest.fixture
-def start_kernel(kos_env: KosEnv) -> Iterator[StartKernel]:
+def start_kernel(kos_env: KosEnv, request: pytest.FixtureRequest) -> Iterator[StartKernel]:
     """Start kernels (``start(*args, env=None, **running_kernel_options)``); all are
-    closed after the test, pass or fail.
+    closed after the test, pass or fail. They boot the plugin under test and those the
+    test's ``kos_plugins`` marker names (see the module's docstring).
     """
+    also = [name for mark in request.node.iter_markers(MARKER) for name in mark.args]
+    default_environ = load_plugins_environ(request.path, also)
     with contextlib.ExitStack() as stack:
         count = 0
 
@@ -133,6 +149,7 @@ def start_kernel(kos_env: KosEnv) -> Iterator[StartKernel]:
             place = env or kos_env
             log_path = place.state_dir / f"kernel-{place.kernel}-{count}.log"
             count += 1
+            options["environ"] = {**default_environ, **(options.get("environ") or {})}
             kernel = running_kernel(place, *args, log_path=log_path, **options)
             return stack.enter_context(kernel)
 

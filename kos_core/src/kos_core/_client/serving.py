@@ -18,6 +18,7 @@ from collections.abc import Callable
 from kos_core import _rpc
 from kos_core._net import tls, wire
 from kos_core._os import paths
+from kos_core._rpc.session import check_implements
 from kos_core.errors import ServiceUnavailable, UsageError
 from kos_core.interface import Interface, find_interface
 
@@ -60,11 +61,7 @@ class LocalServices:
                 "bind_service needs the interface's wire name (e.g. 'BitBucketAPI.BitBucket')"
             )
         iface = find_interface(typename)
-        missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
-        if missing:
-            raise TypeError(
-                f"{type(obj).__name__} does not implement {typename}: missing {missing}"
-            )
+        check_implements(obj, iface)
         token, sbh = self.serve(obj, iface)
         try:
             sid = self._bind(name, typename, sbh)

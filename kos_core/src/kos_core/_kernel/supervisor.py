@@ -160,7 +160,7 @@ class Supervisor(HealthChecks):
     def launch(self, record: PluginRecord) -> None:
         """Start a plugin's process (main thread only; does not wait for it to register)."""
         assert record.command is not None
-        cwd = self.state_dir / "plugins" / record.name
+        cwd = paths.plugin_dir(self.state_dir, record.name)
         credential = secrets.token_urlsafe(32)
         try:
             credential_fd = access.credential_pipe(credential)

@@ -239,6 +239,13 @@ def _create_new(name: str, dir_fd: int) -> int:
         return os.open(name, flags, 0o600, dir_fd=dir_fd)
 
 
+def plugin_dir(state: Path, plugin: str) -> Path:
+    """Plugin ``plugin``'s own directory under a kernel's state directory ``state``: its
+    working directory when the kernel starts it, for files it keeps between runs.
+    """
+    return state / "plugins" / plugin
+
+
 def make_private_dir(path: Path) -> Path:
     """Make ``path`` and its missing parents with mode ``0700``; tighten ``path`` to ``0700``.
 

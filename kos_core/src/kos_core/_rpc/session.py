@@ -234,3 +234,12 @@ def _plain_args(exc: BaseException) -> tuple[Any, ...]:
     if all(isinstance(a, (str, bytes, int, float, bool, type(None))) for a in exc.args):
         return tuple(public_message(a) if isinstance(a, str) else a for a in exc.args)
     return (public_message(str(exc)),)
+
+
+def check_implements(obj: object, iface: type[Interface]) -> None:
+    """Raise ``TypeError`` naming the methods of ``iface`` that ``obj`` lacks."""
+    missing = [m for m in iface.methods() if not callable(getattr(obj, m, None))]
+    if missing:
+        raise TypeError(
+            f"{type(obj).__name__} does not implement {iface.wire_name}: missing {missing}"
+        )
