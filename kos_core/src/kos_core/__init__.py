@@ -17,6 +17,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from kos_core.errors import (
@@ -43,22 +44,33 @@ from kos_core.errors import (
     UsageError,
     WorldUnavailable,
 )
-from kos_core.hookspecs import PluginSpec, hookimpl
-from kos_core.interface import Interface, raises
 
 if TYPE_CHECKING:
     from kos_core._client import Context, Kos, connect, run_kp
+    from kos_core.hookspecs import PluginSpec, hookimpl
+    from kos_core.interface import Interface, raises
 
-_LAZY = {"Context", "Kos", "connect", "run_kp"}
+# Imported on first use, so that `import kos_core` is cheap: the client pulls in rpyc,
+# the hooks pluggy, interfaces inspect and typing (see tests/test_startup.py).
+_LAZY = {
+    "Context": "kos_core._client",
+    "Kos": "kos_core._client",
+    "connect": "kos_core._client",
+    "run_kp": "kos_core._client",
+    "PluginSpec": "kos_core.hookspecs",
+    "hookimpl": "kos_core.hookspecs",
+    "Interface": "kos_core.interface",
+    "raises": "kos_core.interface",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The client pulls in rpyc; import it on first use so `kos --help` stays fast.
-    if name in _LAZY:
-        from kos_core import _client
-
-        return getattr(_client, name)
-    raise AttributeError(f"module 'kos_core' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kos_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
 
 __all__ = [
