@@ -18,7 +18,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from kos_core.errors import (
     AuthenticationFailed,
@@ -45,13 +44,16 @@ from kos_core.errors import (
     WorldUnavailable,
 )
 
+TYPE_CHECKING = False  # as typing's, without importing typing
 if TYPE_CHECKING:
+    from typing import Any
+
     from kos_core._client import Context, Kos, connect, run_kp
     from kos_core.hookspecs import PluginSpec, hookimpl
     from kos_core.interface import Interface, raises
 
 # Imported on first use, so that `import kos_core` is cheap: the client pulls in rpyc,
-# the hooks pluggy, interfaces inspect and typing (see tests/test_startup.py).
+# the hooks pluggy, interfaces inspect and typing (kos_core/tests/test_startup.py).
 _LAZY = {
     "Context": "kos_core._client",
     "Kos": "kos_core._client",

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 
 from kos_core import _rpc
-from kos_core._net import tls, wire
+from kos_core._net import wire
 from kos_core._os import paths
 from kos_core.errors import ServiceUnavailable, UsageError
 from kos_core.interface import Interface, find_interface
@@ -119,6 +119,8 @@ class LocalServices:
                     path = os.path.join(where, f"p{os.getpid()}.sock")
                     address = wire.Address(path=path)
                 else:
+                    from kos_core._net import tls  # a client on a Unix socket never loads it
+
                     address = wire.Address(host=self.tcp_host, port=0)
                     context = tls.kernel_server_context(self.kernel)
                 self._server = _rpc.Server(

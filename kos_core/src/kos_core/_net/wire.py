@@ -20,7 +20,6 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
-from kos_core._net import tls
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
 
 PROTOCOL_VERSION = 1
@@ -79,6 +78,8 @@ class Address:
             assert self.host is not None
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             sock = _connected(family, (self.host, self.port), timeout)
+            from kos_core._net import tls  # TCP only: a Unix-socket client never loads it
+
             try:
                 return tls.client_context().wrap_socket(sock)
             except BaseException:
