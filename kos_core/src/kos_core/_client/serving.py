@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections.abc import Callable
 
@@ -89,6 +88,8 @@ class LocalServices:
 
     def serve(self, obj: object, iface: type[Interface]) -> tuple[str, str]:
         """Serve ``obj`` (unbound); return its token and SBH."""
+        import secrets  # once this process serves something
+
         server = self._ensure_server()
         token = secrets.token_urlsafe(24)
         with self._lock:

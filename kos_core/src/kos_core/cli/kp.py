@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kos_core.cli.common import kernel_option, print_table
 from kos_core.cli.errors import reports_errors
 from kos_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.group()
@@ -72,6 +74,8 @@ def submit(
     path_text, sep, classname = target.rpartition(":")
     if not sep or "/" in classname:
         path_text, classname = target, ""
+    from pathlib import Path
+
     path = Path(path_text)
     try:
         source = path.read_text(encoding="utf-8")

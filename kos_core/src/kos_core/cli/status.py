@@ -5,8 +5,7 @@ KPs and world are doing.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +13,9 @@ from kos_core.cli.common import config_option, duration, kernel_option, print_ta
 from kos_core.cli.errors import reports_errors
 from kos_core.cli.kp import kp_records, print_kps
 from kos_core.errors import KosError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.command()
