@@ -49,6 +49,13 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def echo_json(data: object) -> None:
+    """Print ``data`` as indented JSON (json is imported here: ``--json`` is rare)."""
+    import json
+
+    click.echo(json.dumps(data, indent=2))
+
+
 def duration(seconds: float) -> str:
     """``seconds`` as ``3s``, ``2m05s`` or ``1h02m``; ``-`` for none."""
     if seconds <= 0:

@@ -9,12 +9,11 @@ class in a confined process of its own and answers with the KP's id once its
 from __future__ import annotations
 
 import ast
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from kos_core.cli.common import kernel_option, print_table
+from kos_core.cli.common import echo_json, kernel_option, print_table
 from kos_core.cli.errors import reports_errors
 from kos_core.errors import UsageError
 
@@ -98,7 +97,7 @@ def list_(kernel: str | None, as_json: bool) -> None:
     with connect(kernel) as kos:
         rows = kp_records(kos)
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "kps": rows}, indent=2))
+        echo_json({"kernel": kos.name, "kps": rows})
     else:
         print_kps(rows)
 

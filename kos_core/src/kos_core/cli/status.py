@@ -4,12 +4,17 @@ KPs and world are doing.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from kos_core.cli.common import config_option, duration, kernel_option, print_table
+from kos_core.cli.common import (
+    config_option,
+    duration,
+    echo_json,
+    kernel_option,
+    print_table,
+)
 from kos_core.cli.errors import reports_errors
 from kos_core.cli.kp import kp_records, print_kps
 from kos_core.errors import KosError
@@ -71,7 +76,7 @@ def plugins(kernel: str | None, config_dir: Path | None, as_json: bool) -> None:
             )
         )
     if as_json:
-        click.echo(json.dumps({"kernel": name, "running": running, "plugins": rows}, indent=2))
+        echo_json({"kernel": name, "running": running, "plugins": rows})
         return
     print_table(
         ["NAME", "DISTRIBUTION", "VERSION", "BOOT", "STATE", "PID"],
@@ -149,7 +154,7 @@ def status(kernel: str | None, as_json: bool, world: bool) -> None:
         for name, state, pid, services, uptime, last_exit, restarts in rows
     ]
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "plugins": records, "kps": kps}, indent=2))
+        echo_json({"kernel": kos.name, "plugins": records, "kps": kps})
         return
     print_table(
         ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "SERVICES", "LAST EXIT"],
@@ -181,7 +186,7 @@ def _world_status(kernel: str | None, as_json: bool) -> None:
         for n, h, a, u, s in rows
     ]
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "world": records}, indent=2))
+        echo_json({"kernel": kos.name, "world": records})
         return
     print_table(
         ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"],
