@@ -102,6 +102,7 @@ class StartupCase:
     key: str
     label: str
     spread: Spread
+    cpu: Spread  # processor time (user + system): what a busy machine disturbs least
     target: float | None = None  # the most ``ratio`` may be
     against: str = ""  # the key of the case the target compares with
     ratio: float | None = None
@@ -162,29 +163,35 @@ def child_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(command: list[str], env: dict[str, str]) -> int:
-    """Run ``command`` to its end; its duration in ns. Raises if it fails."""
+def run_once(command: list[str], env: dict[str, str]) -> tuple[int, int]:
+    """Run ``command`` to its end: its duration and the processor time it used (user
+    and system), in ns. Raises if it fails.
+    """
     start = time.perf_counter_ns()
-    done = subprocess.run(
+    process = subprocess.Popen(
         command,
-        check=False,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
+    _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter_ns() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{command} exited with {done.returncode}: {done.stderr.decode()}")
-    return elapsed
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        again = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        raise RuntimeError(f"{command} exited with {process.returncode}: {again.stderr}")
+    return elapsed, round((usage.ru_utime + usage.ru_stime) * 1e9)
 
 
 def time_rounds(
     cmds: dict[str, list[str]], settings: StartupSettings, log: Log
-) -> dict[str, list[int]]:
-    """Samples (ns) of every command, taken in rounds whose order rotates."""
+) -> dict[str, list[tuple[int, int]]]:
+    """Samples (duration, processor time; ns) of every command, taken in rounds whose
+    order rotates.
+    """
     keys, env = list(cmds), child_environ()
-    samples: dict[str, list[int]] = {key: [] for key in keys}
+    samples: dict[str, list[tuple[int, int]]] = {key: [] for key in keys}
     for n in range(settings.warmup + settings.runs):
         if n == settings.warmup:
             log(f"timing {settings.runs} rounds of {len(keys)} commands ...")
@@ -225,11 +232,12 @@ def run_startup(settings: StartupSettings, log: Log) -> StartupResult:
             kos.lookup("bitbucket").Set(KEY, VALUE.encode())
         uri = stack.enter_context(pyro_daemon(log, result.notes))
         samples = time_rounds(commands(uri), settings, log)
-    spreads = {key: Spread.of(values) for key, values in samples.items()}
+    spreads = {key: Spread.of([wall for wall, _ in values]) for key, values in samples.items()}
+    cpu = {key: Spread.of([used for _, used in values]) for key, values in samples.items()}
     for key, label, target, against in CASES:
         if key not in spreads:
             continue
-        case = StartupCase(key, label, spreads[key])
+        case = StartupCase(key, label, spreads[key], cpu[key])
         if target is not None and against in spreads:
             case.target, case.against = target, against
             case.ratio = case.spread.median_ms / spreads[against].median_ms
@@ -240,12 +248,14 @@ def run_startup(settings: StartupSettings, log: Log) -> StartupResult:
 
 def format_startup(result: StartupResult) -> list[str]:
     """The table of the start-up part."""
-    base = next(c for c in result.cases if c.key == "pass").spread.median_ms
-    runs = result.cases[0].spread.runs
+    first = next(c for c in result.cases if c.key == "pass")
+    base, cpu_base = first.spread.median_ms, first.cpu.median_ms
     lines = [
-        f"start-up: a new process, from Popen to exit; times in ms ({runs} interleaved runs each)",
+        "start-up: a new process, from Popen to exit; times in ms"
+        f" ({first.spread.runs} interleaved runs each; cpu: user + system time used)",
         "",
-        f"{'command':<40}{'median':>8}{'p90':>8}{'x pass':>8}  {'target':<22}result",
+        f"{'command':<40}{'median':>8}{'p90':>8}{'x pass':>8}{'cpu':>7}{'x pass':>8}"
+        f"  {'target':<22}result",
     ]
     for c in result.cases:
         target = ""
@@ -254,7 +264,8 @@ def format_startup(result: StartupResult) -> list[str]:
         verdict = "" if c.passed is None else ("PASS" if c.passed else "MISS")
         lines.append(
             f"{c.label:<40}{c.spread.median_ms:>8.1f}{c.spread.p90_ms:>8.1f}"
-            f"{c.spread.median_ms / base:>8.2f}  {target:<22}{verdict}".rstrip()
+            f"{c.spread.median_ms / base:>8.2f}{c.cpu.median_ms:>7.1f}"
+            f"{c.cpu.median_ms / cpu_base:>8.2f}  {target:<22}{verdict}".rstrip()
         )
     lines += [f"  {note}" for note in result.notes]
     return lines
