@@ -100,6 +100,9 @@ def coverage(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0], default=False)
 def benchmarks(session: nox.Session) -> None:
-    """Speed against plain rpyc in the same run (not part of the default run)."""
-    session.install(*(f"./{d}" for d in DISTRIBUTIONS))
+    """Speed against plain rpyc (and start-up against Pyro5) in the same run (not part
+    of the default run).
+    """
+    # Pyro5: the start-up part's baseline, a benchmark-only dependency.
+    session.install(*(f"./{d}" for d in DISTRIBUTIONS), "Pyro5")
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -24,6 +24,10 @@ Parts (all by default; ``--only`` picks some, repeated or comma-separated):
 ``simpleio``
     A simpleio window on a private Xvfb: ``GetNewSimpleIO()`` and its first ``write``
     (``windows.py``).
+``startup``
+    New processes from start to exit: ``python -c pass``, ``import kos_core``,
+    ``kos --help``, ``kos ls`` and a new client's lookup and call, against a new Pyro5
+    client's call (``startup.py``, also a script of its own).
 
 Every process it starts is stopped before it exits, also on Ctrl-C or an error.
 See ``README.md`` beside this file for the method and the latest results.
@@ -60,9 +64,10 @@ from children import (
 )
 from common import Call, Log, Stats, file_server, helper_process, private_kernel, time_calls
 from http_read import BIG_SIZE, READ_FULL, READ_QUICK, ReadResult, format_http_read, run_http_read
+from startup import STARTUP_FULL, STARTUP_QUICK, StartupResult, format_startup, run_startup
 from windows import WINDOWS_FULL, WINDOWS_QUICK, WindowResult, format_windows, run_windows
 
-PARTS = ("bitbucket", "children", "http", "simpleio")
+PARTS = ("bitbucket", "children", "http", "simpleio", "startup")
 SIZES = (32, 1024, 100 * 1024)
 SMALL_TARGET = 1.10
 LARGE_TARGET = 1.20
@@ -136,6 +141,7 @@ class Report:
     children: ChildrenResult | None = None
     http_read: ReadResult | None = None
     simpleio: WindowResult | None = None
+    startup: StartupResult | None = None
 
     def missed(self) -> list[str]:
         """The targets this run missed."""
@@ -144,6 +150,8 @@ class Report:
             missed += [c.label for c in self.children.cases if c.passed is False]
         if self.http_read is not None and not self.http_read.passed:
             missed.append(f"http read {self.http_read.size // 1_000_000} MB")
+        if self.startup is not None:
+            missed += self.startup.missed()
         return missed
 
 
@@ -300,6 +308,7 @@ def run(parts: Sequence[str], quick: bool, log: Log) -> Report:
     children = CHILDREN_QUICK if quick else CHILDREN_FULL
     reads = READ_QUICK if quick else READ_FULL
     windows = WINDOWS_QUICK if quick else WINDOWS_FULL
+    startup = STARTUP_QUICK if quick else STARTUP_FULL
     report = Report(
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         machine={
@@ -317,6 +326,7 @@ def run(parts: Sequence[str], quick: bool, log: Log) -> Report:
             "children": asdict(children),
             "http": asdict(reads),
             "simpleio": asdict(windows),
+            "startup": asdict(startup),
         },
     )
     if "bitbucket" in parts:
@@ -333,6 +343,8 @@ def run(parts: Sequence[str], quick: bool, log: Log) -> Report:
                 report.http_read = run_http_read(base_url, files["big"], reads, log)
     if "simpleio" in parts:
         report.simpleio = run_windows(windows, log)
+    if "startup" in parts:
+        report.startup = run_startup(startup, log)
     return report
 
 
@@ -385,6 +397,8 @@ def format_report(report: Report) -> str:
         sections.append(format_http_read(report.http_read))
     if report.simpleio is not None:
         sections.append(format_windows(report.simpleio))
+    if report.startup is not None:
+        sections.append(format_startup(report.startup))
     for section in sections:
         lines += ["", *section]
     missed = report.missed()

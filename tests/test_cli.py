@@ -6,6 +6,8 @@ import json
 import signal
 import socket
 import stat
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 import kos_core
 from kos_core.errors import KernelUnreachable
 from kos_core.testing import KernelProcess, KosEnv
-from kos_helpers import HEADER, Cli, assert_one_line_error, connection_file, table
+from kos_helpers import HEADER, Cli, assert_one_line_error, connection_file, kos_environ, table
 
 BB_VERSION = version("kos-plugins-bitbucket")
 
@@ -85,6 +87,36 @@ def test_help(kos_env: KosEnv, cli: Cli, args: tuple[str, ...], expected: list[s
     for text in expected:
         assert text in result.stdout, text
     assert result.stderr == ""
+
+
+@pytest.mark.all_plugins
+def test_help_loads_the_plugins_hooks_but_not_the_client(kos_env: KosEnv, tmp_path: Path) -> None:
+    """``kos --help`` lists the commands installed plugins add, importing each plugin's
+    hooks module, and never kos's client, rpyc, importlib.metadata or a plugin's
+    interfaces (benchmarks/startup.py times it).
+    """
+    dump = tmp_path / "modules.json"
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: open({str(dump)!r}, 'w').write(json.dumps(list(sys.modules))))\n"
+        "from kos_core.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--help"],
+        env=kos_environ(kos_env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.split()[:1] == ["http"] for line in done.stdout.splitlines())  # kos http
+    imported = set(json.loads(dump.read_text()))
+    hooks = {f"kos_plugins_{name}.hooks" for name in ("bitbucket", "http", "simpleio")}
+    assert hooks <= imported
+    unwanted = ("rpyc", "importlib.metadata", "kos_core._client", "kos_core._rpc")
+    assert sorted(m for m in imported if m.startswith(unwanted) or m.endswith(".api")) == []
 
 
 def test_version(kos_env: KosEnv, cli: Cli) -> None:

@@ -1,9 +1,8 @@
 """Plugin discovery through entry points and pluggy (kos_core._kernel.discovery).
 
 Fake plugin distributions are real ``.dist-info`` directories in a temporary
-folder put on ``sys.path``: both ``importlib.metadata.entry_points()`` (used by
-kos) and ``importlib.metadata.distributions()`` (used by pluggy's
-``load_setuptools_entrypoints``) read them exactly as they read installed ones.
+folder put on ``sys.path``: kos's own reader (``kos_core._entry_points``), like
+``importlib.metadata``, reads them exactly as it reads installed ones.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from typing import TYPE_CHECKING, Any
+import importlib
 
 from kos_core.errors import (
     AuthenticationFailed,
@@ -43,22 +43,37 @@ from kos_core.errors import (
     UsageError,
     WorldUnavailable,
 )
-from kos_core.hookspecs import PluginSpec, Setting, hookimpl
-from kos_core.interface import Interface, raises
 
+TYPE_CHECKING = False  # as typing's, without importing typing
 if TYPE_CHECKING:
-    from kos_core._client import Context, Kos, connect, run_kp
+    from typing import Any
 
-_LAZY = {"Context", "Kos", "connect", "run_kp"}
+    from kos_core._client import Context, Kos, connect, run_kp
+    from kos_core.hookspecs import PluginSpec, Setting, hookimpl
+    from kos_core.interface import Interface, raises
+
+# Imported on first use, so that `import kos_core` is cheap: the client pulls in rpyc,
+# the hooks pluggy, interfaces inspect and typing (kos_core/tests/test_startup.py).
+_LAZY = {
+    "Context": "kos_core._client",
+    "Kos": "kos_core._client",
+    "connect": "kos_core._client",
+    "run_kp": "kos_core._client",
+    "PluginSpec": "kos_core.hookspecs",
+    "hookimpl": "kos_core.hookspecs",
+    "Setting": "kos_core.hookspecs",
+    "Interface": "kos_core.interface",
+    "raises": "kos_core.interface",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The client pulls in rpyc; import it on first use so `kos --help` stays fast.
-    if name in _LAZY:
-        from kos_core import _client
-
-        return getattr(_client, name)
-    raise AttributeError(f"module 'kos_core' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kos_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
 
 __all__ = [

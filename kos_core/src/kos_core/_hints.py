@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 
 def close_match(word: str, choices: Iterable[str]) -> str | None:
     """The choice most like ``word`` (a likely typo of it), or ``None``."""
+    import difflib  # only when there is something to suggest
+
     found = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return found[0] if found else None
 

@@ -6,9 +6,9 @@ use. :func:`find_interface` is public through :mod:`kos_core.interface`.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
+from kos_core._entry_points import entry_points
 from kos_core._hints import did_you_mean
 from kos_core.errors import InterfaceNotFound
 

@@ -18,11 +18,13 @@ import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from kos_core._rpc.streams import PIECE, ReadStream
 from kos_core.errors import InterfaceError
 from kos_core.interface import Interface, raises
+
+if TYPE_CHECKING:
+    from kos_core._rpc.streams import ReadStream
 
 __all__ = ["File", "FileIOError", "FileWrapper"]
 
@@ -163,6 +165,8 @@ def _pieces(read: Callable[[int], Data], limit: int | None, promised: bool) -> I
     """``read`` in pieces of at most ``_streams.PIECE`` until its end or ``limit`` bytes;
     with ``promised``, ending before ``limit`` is an error.
     """
+    from kos_core._rpc.streams import PIECE
+
     left = limit
     while left is None or left > 0:
         piece = read(PIECE if left is None else min(PIECE, left))
@@ -212,6 +216,10 @@ class FileWrapper:
         """
         if _is_text(self._fp):
             return None
+        # Here, not at the top: an interface module that declares ``-> File`` imports
+        # this one, and must not import kos's rpc (rpyc) with it.
+        from kos_core._rpc.streams import ReadStream
+
         known = self.bytes_left()
         if known is None:
             return ReadStream(None, _pieces(self.read, None if size < 0 else size, promised=False))

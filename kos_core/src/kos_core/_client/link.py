@@ -6,7 +6,7 @@ import os
 import time
 
 from kos_core import _rpc
-from kos_core._net import connection_file, tls, wire
+from kos_core._net import connection_file, wire
 from kos_core._os import paths
 from kos_core.errors import KernelUnreachable, ServiceUnavailable
 
@@ -32,6 +32,8 @@ def kernel_link(
     address = wire.Address.parse(info.address)
     tcp = wire.Address.parse(info.tcp) if info.tcp else None
     if info.ca:
+        from kos_core._net import tls  # only for a kernel that listens on TCP
+
         tls.trust(info.ca)  # the kernel's processes serve TCP with what it signed
     if tcp is not None and address.path is not None and not os.path.exists(address.path):
         address = tcp

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections.abc import Callable
 
 from kos_core import _rpc
-from kos_core._net import tls, wire
+from kos_core._net import wire
 from kos_core._os import paths
-from kos_core._rpc.session import check_implements
 from kos_core.errors import ServiceUnavailable, UsageError
 from kos_core.interface import Interface, find_interface
 
@@ -60,6 +58,8 @@ class LocalServices:
             raise UsageError(
                 "bind_service needs the interface's wire name (e.g. 'BitBucketAPI.BitBucket')"
             )
+        from kos_core._rpc.session import check_implements  # the serving side: on first use
+
         iface = find_interface(typename)
         check_implements(obj, iface)
         token, sbh = self.serve(obj, iface)
@@ -86,6 +86,8 @@ class LocalServices:
 
     def serve(self, obj: object, iface: type[Interface]) -> tuple[str, str]:
         """Serve ``obj`` (unbound); return its token and SBH."""
+        import secrets  # once this process serves something
+
         server = self._ensure_server()
         token = secrets.token_urlsafe(24)
         with self._lock:
@@ -116,6 +118,8 @@ class LocalServices:
                     path = os.path.join(where, f"p{os.getpid()}.sock")
                     address = wire.Address(path=path)
                 else:
+                    from kos_core._net import tls  # a client on a Unix socket never loads it
+
                     address = wire.Address(host=self.tcp_host, port=0)
                     context = tls.kernel_server_context(self.kernel)
                 self._server = _rpc.Server(

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, distributions
 
 import pluggy
 
 from kos_core import hookspecs
+from kos_core._entry_points import EntryPoint, entry_points
 from kos_core._kernel.plugin_settings import Declared, spec_problem
 from kos_core.hookspecs import PluginSpec
 
@@ -86,17 +86,7 @@ def _entry_points() -> list[tuple[EntryPoint, str, str]]:
     """Every ``kos.plugins`` entry point with its distribution's name and version,
     in ``sys.path`` order (so the distribution Python would import wins a name).
     """
-    found = []
-    seen: set[str] = set()
-    for dist in distributions():
-        name = (dist.metadata["Name"] or "?").lower().replace("_", "-")
-        if name in seen:  # the same distribution reached twice through sys.path
-            continue
-        seen.add(name)
-        for ep in dist.entry_points:
-            if ep.group == ENTRY_POINT_GROUP:
-                found.append((ep, dist.metadata["Name"] or "?", dist.version or "?"))
-    return found
+    return [(ep, *ep.distribution()) for ep in entry_points(ENTRY_POINT_GROUP)]
 
 
 def discover() -> Discovery:

@@ -20,14 +20,12 @@ without reaching rpyc, so stray or hostile bytes cost the server one short-lived
 from __future__ import annotations
 
 import contextlib
-import hmac
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from kos_core._net import tls
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
 
 PROTOCOL_VERSION = 1
@@ -90,6 +88,8 @@ class Address:
             assert self.host is not None
             family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
             sock = _connected(family, (self.host, self.port), timeout)
+            from kos_core._net import tls  # TCP only: a Unix-socket client never loads it
+
             try:
                 secure = tls.client_context().wrap_socket(sock)
             except BaseException:
@@ -240,6 +240,8 @@ def refuse(sock: socket.socket, reason: str) -> None:
 
 def tokens_equal(given: str, expected: str) -> bool:
     """Compare credentials in constant time."""
+    import hmac  # a server's need: a client that only connects never loads it
+
     return hmac.compare_digest(given.encode("ascii", "replace"), expected.encode("ascii"))
 
 

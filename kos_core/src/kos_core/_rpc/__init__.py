@@ -16,6 +16,9 @@ back. Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, arg
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from kos_core._rpc.client import (
     ClientConnection,
     RemoteObject,
@@ -39,8 +42,23 @@ from kos_core._rpc.connection import (
     current_session,
 )
 from kos_core._rpc.rpyc_seam import NoReply, RpcPeer
-from kos_core._rpc.server import Server
-from kos_core._rpc.session import ServerSession
+
+if TYPE_CHECKING:
+    from kos_core._rpc.server import Server
+    from kos_core._rpc.session import ServerSession
+
+# The serving side is imported on first use: a client that only calls never loads it.
+_LAZY = {"Server": "kos_core._rpc.server", "ServerSession": "kos_core._rpc.session"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DECLARED",

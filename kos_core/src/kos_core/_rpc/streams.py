@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import secrets
 import socket
 import ssl
 import struct
@@ -113,6 +112,8 @@ class StreamTable:
                     return ("i", b"".join(prefix))
                 prefix.append(piece)
                 taken += len(piece)
+        import secrets  # the serving side's: a client never loads it
+
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._sweep()

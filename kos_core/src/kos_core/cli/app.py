@@ -4,13 +4,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kos_core import __version__
 from kos_core.cli.call import call
-from kos_core.cli.common import config_option, kernel_option, print_table, wait_options
+from kos_core.cli.common import (
+    PathType,
+    config_option,
+    kernel_option,
+    print_table,
+    wait_options,
+)
 from kos_core.cli.errors import (
     HintingGroup,
     report_errors_of,
@@ -24,6 +30,9 @@ from kos_core.cli.status import plugins, status
 from kos_core.cli.watch import watch
 from kos_core.cli.world import world
 from kos_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["cli", "main"]
 
@@ -101,7 +110,7 @@ def cli() -> None:
 )
 @click.option(
     "--tls-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(file_okay=False),
     metavar="DIR",
     help="The world's TLS files (ca.pem, NAME.pem, NAME-key.pem; default: <config dir>/world).",
 )

@@ -4,8 +4,8 @@ how a table is printed.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,10 +21,21 @@ kernel_option = click.option(
 )
 
 
+class PathType(click.Path):
+    """``click.Path`` whose values are :class:`pathlib.Path`; pathlib is imported only
+    when such an option is given (``kos --help`` and most commands never load it).
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from pathlib import Path
+
+        return Path(os.fsdecode(super().convert(value, param, ctx)))
+
+
 config_option = click.option(
     "--config",
     "config_dir",
-    type=click.Path(path_type=Path),
+    type=PathType(),
     metavar="DIR",
     help="Directory of the plugin setup files "
     "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
@@ -36,6 +47,13 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     for row in [header, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def echo_json(data: object) -> None:
+    """Print ``data`` as indented JSON (json is imported here: ``--json`` is rare)."""
+    import json
+
+    click.echo(json.dumps(data, indent=2))
 
 
 def duration(seconds: float) -> str:

@@ -9,15 +9,16 @@ class in a confined process of its own and answers with the KP's id once its
 from __future__ import annotations
 
 import ast
-import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from kos_core.cli.common import kernel_option, print_table
+from kos_core.cli.common import echo_json, kernel_option, print_table
 from kos_core.cli.errors import reports_errors
 from kos_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.group()
@@ -72,6 +73,8 @@ def submit(
     path_text, sep, classname = target.rpartition(":")
     if not sep or "/" in classname:
         path_text, classname = target, ""
+    from pathlib import Path
+
     path = Path(path_text)
     try:
         source = path.read_text(encoding="utf-8")
@@ -94,7 +97,7 @@ def list_(kernel: str | None, as_json: bool) -> None:
     with connect(kernel) as kos:
         rows = kp_records(kos)
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "kps": rows}, indent=2))
+        echo_json({"kernel": kos.name, "kps": rows})
     else:
         print_kps(rows)
 

@@ -4,13 +4,16 @@ directory (a kernel need not be running).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from kos_core.cli.common import kernel_option
 from kos_core.cli.errors import reports_errors
 from kos_core.errors import KosError, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.command()

@@ -4,16 +4,17 @@ KPs and world are doing.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from kos_core.cli.common import duration, kernel_option, print_table
+from kos_core.cli.common import PathType, duration, echo_json, kernel_option, print_table
 from kos_core.cli.errors import reports_errors
 from kos_core.cli.kp import kp_records, print_kps
 from kos_core.errors import KosError, UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @click.command()
@@ -21,7 +22,7 @@ from kos_core.errors import KosError, UsageError
 @click.option(
     "--config-dir",
     "config_dir",
-    type=click.Path(path_type=Path),
+    type=PathType(),
     metavar="DIR",
     help="Directory of the plugin setup files "
     "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
@@ -70,6 +71,8 @@ def plugins(
     if show_config is not None and settings_of is not None:
         raise UsageError("give --config or --settings, not both")
     if show_config:
+        from pathlib import Path
+
         config_dir = Path(show_config)
     name = paths.kernel_name(kernel)
     found = discover()
@@ -121,7 +124,7 @@ def plugins(
             )
         )
     if as_json:
-        click.echo(json.dumps({"kernel": name, "running": running, "plugins": rows}, indent=2))
+        echo_json({"kernel": name, "running": running, "plugins": rows})
         return
     print_table(
         ["NAME", "DISTRIBUTION", "VERSION", "BOOT", "STATE", "PID"],
@@ -199,7 +202,7 @@ def status(kernel: str | None, as_json: bool, world: bool) -> None:
         for name, state, pid, services, uptime, last_exit, restarts in rows
     ]
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "plugins": records, "kps": kps}, indent=2))
+        echo_json({"kernel": kos.name, "plugins": records, "kps": kps})
         return
     print_table(
         ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "SERVICES", "LAST EXIT"],
@@ -231,7 +234,7 @@ def _world_status(kernel: str | None, as_json: bool) -> None:
         for n, h, a, u, s in rows
     ]
     if as_json:
-        click.echo(json.dumps({"kernel": kos.name, "world": records}, indent=2))
+        echo_json({"kernel": kos.name, "world": records})
         return
     print_table(
         ["KERNEL", "HOST", "ADDRESS", "UPTIME", "EXPORTS"],

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 
 import click
@@ -32,6 +30,9 @@ def watch(kernel: str | None, path: str, as_json: bool) -> None:
         # (the kernel forgets a closed connection; it holds nothing for a watcher).
         sys.stdout.flush()
         os._exit(0)
+
+    import json
+    import signal
 
     with connect(kernel) as kos:
         events = kos.watch(path)

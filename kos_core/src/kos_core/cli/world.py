@@ -10,12 +10,16 @@ in a ``0700`` directory, and nothing existing is overwritten.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
+from kos_core.cli.common import PathType
 from kos_core.cli.errors import HintingGroup, reports_errors
 from kos_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: how long a world's authority and the certificates it issues stay valid (days)
 WORLD_DAYS = 3650
@@ -33,7 +37,7 @@ def tls_dir(given: Path | None) -> Path:
 dir_option = click.option(
     "--dir",
     "directory",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathType(file_okay=False),
     metavar="DIR",
     help="Where the world's TLS files are (default: <config dir>/world).",
 )
