@@ -10,6 +10,7 @@ when an owner's bindings change (:meth:`~WorldMember.owner_changed`), on each ti
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import os
 import socket
@@ -93,6 +94,13 @@ def world_settings(url: str, tls_dir: Path) -> WorldSettings:
     return WorldSettings(WorldURL.parse(url, os.environ.get("KOS_WORLD_PASSWORD")), tls_dir)
 
 
+@functools.lru_cache(maxsize=4096)
+def _naming(sbh: str, kernel: str) -> str:
+    """``sbh`` naming ``kernel`` (``?kernel=``), remembered: lookups are hot, names few."""
+    address, token = wire.parse_sbh(sbh)
+    return wire.format_sbh(replace(address, kernel=kernel), token)
+
+
 class WorldMember:
     """One kernel's membership of a world."""
 
@@ -172,8 +180,7 @@ class WorldMember:
         name = self.cache.lookup(parts)
         if name is None:
             return ("context", "", namespace.join([WORLD, *parts]))
-        address, token = wire.parse_sbh(name.sbh)
-        return ("service", name.typename, wire.format_sbh(replace(address, kernel=parts[0]), token))
+        return ("service", name.typename, _naming(name.sbh, parts[0]))
 
     def list(self, path: str) -> list[tuple[str, str, str]]:
         """``KernelAPI.Kernel.List`` of a path under ``world``, from the cache."""
