@@ -122,3 +122,23 @@ def test_with_no_policy_a_kp_looks_up_nothing(kos_kernel: KernelProcess, tmp_pat
     log = kos_kernel.env.state_dir / kos_kernel.env.kernel / "logs" / f"kp-{kp_id}.log"
     line = wait_for(lambda: "refused:" in log.read_text() and log.read_text(), 10)
     assert "refused: PermissionDenied 'bitbucket' is not open to KP" in line
+
+
+REPORTER = """
+class Reporter:
+    def __main__(self, kos):
+        report(kos, "where", kos.lookup("bitbucket")._kos_sbh.split("#")[0])
+"""
+
+
+def test_a_kp_reaches_plugins_of_a_station_that_serves_them_over_tcp(
+    kos_env: KosEnv, start_kernel: StartKernel, tmp_path: Path
+) -> None:
+    kos_env.write_setup("[kp-access]\nlookup: bitbucket\n")
+    kernel = start_kernel("--listen", "127.0.0.1:0")
+    pid = kernel.wait_plugin("bitbucket", services=["bitbucket"])
+    with kos_core.connect() as kos:
+        assert kos.kernel.Lookup("bitbucket")[2].startswith("kos+tcp://127.0.0.1:")
+        submit(kos, write_kp(tmp_path, "reporter", REPORTER), "Reporter")
+        # the KP (no network) was given the plugin's Unix socket, and its call got there
+        assert reported(kos, "where").endswith(f"/p{pid}.sock")

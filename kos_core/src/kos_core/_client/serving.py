@@ -49,6 +49,7 @@ class LocalServices:
         self._objects: dict[str, tuple[object, type[Interface]]] = {}
         self._sids: dict[str, str] = {}
         self._server: _rpc.Server | None = None
+        self._local: _rpc.Server | None = None  # the Unix socket beside a TCP server
 
     def bind_service(self, name: str, obj: object, typename: str) -> str:
         """Serve ``obj`` as a ``typename`` service bound at ``name``; return its sid
@@ -108,6 +109,8 @@ class LocalServices:
         self.stopped.set()
         if self._server is not None:
             self._server.close()
+        if self._local is not None:
+            self._local.close()
 
     def _ensure_server(self) -> _rpc.Server:
         with self._lock:
@@ -126,6 +129,14 @@ class LocalServices:
                     address, self._authorize, name=self.server_name, tls=context
                 )
                 self._server.start()
+                if context is not None and self.socket_dir is None:
+                    # the same objects on the Unix socket, for the station's KPs: they
+                    # have no network (the kernel gives them this address instead)
+                    local = os.path.join(paths.runtime_dir(), f"p{os.getpid()}.sock")
+                    self._local = _rpc.Server(
+                        wire.Address(path=local), self._authorize, name=f"{self.server_name}-local"
+                    )
+                    self._local.start()
             return self._server
 
     def _authorize(self, token: str) -> _rpc.ServerSession | None:

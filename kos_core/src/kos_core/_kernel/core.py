@@ -197,6 +197,15 @@ class KernelCore:
             ca=self._ca_pem,
         )
 
+    def server_pid(self, owner: str | None) -> int | None:
+        """The pid of the running plugin that bound a service with this ``owner`` tag
+        (``plugin:<name>``), if any.
+        """
+        for record in list(self.records.values()):
+            if record.owner == owner:
+                return record.pid or None
+        return None
+
     def _authorize(self, token: str) -> _rpc.ServerSession | None:
         grant = self._grant_for(token)
         if grant is None:

@@ -11,14 +11,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from kos_core import __version__
-from kos_core._kernel import namespace, reload
+from kos_core._kernel import access, namespace, reload
 from kos_core._kernel.access import Grant
 from kos_core._kernel.events import Event
 from kos_core._kernel.store import ServiceNode
 from kos_core._kp import migration
+from kos_core._kp.policy import reachable_sbh
 from kos_core._kp.session import KPOperations
 from kos_core._kp.station import Station
 from kos_core._net import wire
+from kos_core._os import paths
 from kos_core.errors import NameNotFound, PermissionDenied, UsageError
 from kos_core.kernel_api import Kernel as KernelInterface
 from kos_core.kernel_api import KPTraveller, PluginRow, WorldRow
@@ -60,7 +62,10 @@ class KernelServant(KPOperations):
         except NameNotFound as exc:
             raise self._kernel.supervisor.why_not_bound(path, exc, self._kernel.reserved) from None
         if isinstance(node, ServiceNode):
-            return ("service", node.typename, node.sbh)
+            sbh = node.sbh
+            if self.grant.kind == access.KP:  # no network: the server's Unix socket
+                sbh = reachable_sbh(sbh, self._kernel.server_pid(node.owner), paths.runtime_dir())
+            return ("service", node.typename, sbh)
         return ("context", "", namespace.join(namespace.split_path(path)))
 
     def List(self, path: str) -> list[tuple[str, str, str]]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from kos_core._kernel import namespace
 from kos_core.errors import UsageError
@@ -154,3 +155,20 @@ def parse_access(options: Mapping[str, str], report: Callable[[str, str], None])
         replace(defaults.ceilings, **found["ceilings"]),
         **found["station"],
     )
+
+
+def reachable_sbh(sbh: str, server_pid: int | None, runtime_dir: Path) -> str:
+    """The SBH a confined KP is given for a service at ``sbh``: a KP has no network but
+    its station's Unix sockets, so a service served over TCP by a local process that
+    also listens on its Unix socket (``<runtime>/p<pid>.sock``: every plugin serving
+    TCP does) is given there, with the same token. Anything else is given as it is.
+    """
+    from kos_core._net import wire
+
+    address, token = wire.parse_sbh(sbh)
+    if address.path is not None or not server_pid:
+        return sbh
+    local = runtime_dir / f"p{server_pid}.sock"
+    if not local.exists():
+        return sbh
+    return wire.format_sbh(wire.Address(path=str(local)), token)
