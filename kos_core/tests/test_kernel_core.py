@@ -50,7 +50,6 @@ from kos_core.testing import (
 )
 from toyapi import Echo
 
-
 #: The module's kernel (conftest's ``kernel`` starts one per test).
 kernel = shared_kernel(environ=kernel_environ())
 
