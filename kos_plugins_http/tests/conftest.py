@@ -1,5 +1,6 @@
 """Fixtures of the http plugin's tests: loopback HTTP, HTTPS and FTP servers, and
-kernels running the installed http plugin (each in the test's own kos place).
+kernels running the installed http plugin: one per test (``start_http``, in the test's
+own kos place), or one per module for the tests that only fetch (``http``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import pytest
 import trustme
 from pytest_httpserver import HTTPServer
 
-from httptest_helpers import LOOPBACK, ONLY_HTTP, FtpSite, HttpPlugin, start_http_plugin
-from kos_core.testing import StartKernel
+from httptest_helpers import LOOPBACK, FtpSite, HttpPlugin, http_setup, start_http_plugin
+from kos_core.testing import KernelProcess, StartKernel, shared_kernel
 
 StartHttp = Callable[..., HttpPlugin]
 
@@ -96,7 +97,7 @@ def start_http(start_kernel: StartKernel) -> Iterator[StartHttp]:
     plugins: list[HttpPlugin] = []
 
     def start(section: str = LOOPBACK) -> HttpPlugin:
-        kernel = start_kernel(setup=f"{ONLY_HTTP}[http]\nrun-at-boot: yes\n{section}")
+        kernel = start_kernel(setup=http_setup(section))
         plugins.append(start_http_plugin(kernel, fork="child-start: exec" not in section))
         return plugins[-1]
 
@@ -105,3 +106,21 @@ def start_http(start_kernel: StartKernel) -> Iterator[StartHttp]:
     finally:
         for plugin in plugins:  # before start_kernel closes the kernels
             plugin.close()
+
+
+#: The module's kernel, its http plugin allowing the loopback test servers (see ``http``).
+http_kernel = shared_kernel(setup=http_setup(LOOPBACK), plugins={"http": ["http"]})
+
+
+@pytest.fixture
+def http(http_kernel: KernelProcess) -> Iterator[HttpPlugin]:
+    """The http plugin of the module's kernel (policy :data:`LOOPBACK`), with a client
+    connection of the test's own, closed after it with every requester it made. For
+    tests that only fetch: each requester is a child of its own that ends with its
+    client, so the next test cannot see it.
+    """
+    plugin = start_http_plugin(http_kernel)
+    try:
+        yield plugin
+    finally:
+        plugin.close()

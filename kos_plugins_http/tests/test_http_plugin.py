@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from conftest import StartHttp
-from httptest_helpers import LOOPBACK, FtpSite
+from httptest_helpers import LOOPBACK, FtpSite, HttpPlugin
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed
 from kos_core.fileapi import File
@@ -58,9 +58,7 @@ def header(headers: list[tuple[str, str]], name: str) -> list[str]:
 # ---------------------------------------------------------------------------- fetching
 
 
-def test_get_with_info_returns_header_pairs_and_body(
-    start_http: StartHttp, web: HTTPServer
-) -> None:
+def test_get_with_info_returns_header_pairs_and_body(http: HttpPlugin, web: HTTPServer) -> None:
     def handler(request: Request) -> Response:
         response = Response(TEXT, mimetype="text/plain")
         response.headers.add("X-Kos-Test", "yes")
@@ -69,7 +67,7 @@ def test_get_with_info_returns_header_pairs_and_body(
         return response
 
     web.expect_request("/info").respond_with_handler(handler)
-    headers, body = start_http().requester().GetWithInfo(web.url_for("/info"))
+    headers, body = http.requester().GetWithInfo(web.url_for("/info"))
     assert isinstance(headers, list)
     assert all(
         isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
@@ -83,10 +81,10 @@ def test_get_with_info_returns_header_pairs_and_body(
 
 
 def test_get_returns_a_file_to_read_by_size_line_and_lines(
-    start_http: StartHttp, web: HTTPServer
+    http: HttpPlugin, web: HTTPServer
 ) -> None:
     url = serve_text(web)
-    requester = start_http().requester()
+    requester = http.requester()
     assert isinstance(requester, Requester)
 
     whole = requester.Get(url)
@@ -108,8 +106,8 @@ def test_get_returns_a_file_to_read_by_size_line_and_lines(
     again.close()
 
 
-def test_a_response_body_is_read_only(start_http: StartHttp, web: HTTPServer) -> None:
-    body = start_http().requester().Get(serve_text(web))
+def test_a_response_body_is_read_only(http: HttpPlugin, web: HTTPServer) -> None:
+    body = http.requester().Get(serve_text(web))
     body.open("r")  # already open: nothing to do
     body.flush()
     with pytest.raises(FileIOError, match="read-only"):
@@ -147,16 +145,14 @@ def test_readline_returns_a_line_before_the_rest_of_the_body_arrives(
     assert body.read() == b"the rest\n"
 
 
-def test_a_large_body_arrives_whole(start_http: StartHttp, web: HTTPServer) -> None:
+def test_a_large_body_arrives_whole(http: HttpPlugin, web: HTTPServer) -> None:
     data = bytes(range(256)) * 8192  # 2 MiB
     web.expect_request("/large").respond_with_data(data)
-    body = start_http().requester().Get(web.url_for("/large"))
+    body = http.requester().Get(web.url_for("/large"))
     assert body.read() == data
 
 
-def test_large_bodies_of_unknown_length_arrive_whole(
-    start_http: StartHttp, web: HTTPServer
-) -> None:
+def test_large_bodies_of_unknown_length_arrive_whole(http: HttpPlugin, web: HTTPServer) -> None:
     data = os.urandom(3 * 1024 * 1024)
     web.expect_request("/chunked").respond_with_handler(
         lambda request: Response(data[i : i + 65536] for i in range(0, len(data), 65536))
@@ -164,7 +160,7 @@ def test_large_bodies_of_unknown_length_arrive_whole(
     web.expect_request("/gzip").respond_with_data(
         gzip.compress(data, 1), headers={"Content-Encoding": "gzip"}
     )
-    requester = start_http().requester()
+    requester = http.requester()
     for path in ("/chunked", "/gzip"):
         headers, body = requester.GetWithInfo(web.url_for(path))
         assert header(headers, "Content-Length") == [] or path == "/gzip"
@@ -182,7 +178,7 @@ def test_max_size_holds_for_a_large_body_read_at_once(
     assert requester.Get(fits).read() == b"y" * 3_000_000
 
 
-def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp) -> None:
+def test_a_body_cut_short_by_the_server_is_a_file_io_error(http: HttpPlugin) -> None:
     announced, sent = 3 * 1024 * 1024, 1024 * 1024
     with socket.create_server(("127.0.0.1", 0)) as listener:
 
@@ -196,7 +192,7 @@ def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp
 
         server = threading.Thread(target=serve_once, daemon=True)
         server.start()
-        requester = start_http().requester()
+        requester = http.requester()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/cut"
         body = requester.Get(url)
         with pytest.raises(FileIOError) as caught:
@@ -207,9 +203,9 @@ def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp
         requester.Get(url)
 
 
-def test_http_404_raises_file_io_error_with_status(start_http: StartHttp, web: HTTPServer) -> None:
+def test_http_404_raises_file_io_error_with_status(http: HttpPlugin, web: HTTPServer) -> None:
     web.expect_request("/missing").respond_with_data(b"nope", status=404)
-    requester = start_http().requester()
+    requester = http.requester()
     with pytest.raises(FileIOError) as caught:
         requester.Get(web.url_for("/missing"))
     assert caught.value.status == 404
@@ -224,17 +220,17 @@ def test_http_404_raises_file_io_error_with_status(start_http: StartHttp, web: H
     assert requester.Get(serve_text(web)).read() == TEXT
 
 
-def test_unreachable_port_raises_file_io_error(start_http: StartHttp) -> None:
+def test_unreachable_port_raises_file_io_error(http: HttpPlugin) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/gone"
     with pytest.raises(FileIOError) as caught:
-        start_http().requester().Get(url)
+        http.requester().Get(url)
     assert url in str(caught.value)
 
 
-def test_refused_schemes(start_http: StartHttp) -> None:
-    requester = start_http().requester()
+def test_refused_schemes(http: HttpPlugin) -> None:
+    requester = http.requester()
     for url in (
         "file:///etc/passwd",
         "data:text/plain,hello",
@@ -304,10 +300,10 @@ def test_too_many_redirects_are_refused(start_http: StartHttp, web: HTTPServer) 
         requester.Get(loop)
 
 
-def test_a_redirect_to_a_refused_scheme_is_refused(start_http: StartHttp, web: HTTPServer) -> None:
+def test_a_redirect_to_a_refused_scheme_is_refused(http: HttpPlugin, web: HTTPServer) -> None:
     to_file = redirect(web, "/to-file", "file:///etc/passwd")
     to_gopher = redirect(web, "/to-gopher", "gopher://127.0.0.1/1")
-    requester = start_http().requester()
+    requester = http.requester()
     with pytest.raises(FileIOError, match="scheme 'file' is not allowed"):
         requester.Get(to_file)
     with pytest.raises(FileIOError, match="scheme 'gopher' is not allowed"):
@@ -391,10 +387,10 @@ def test_https_with_the_ca_file(
     assert body.read() == TEXT
 
 
-def test_https_without_the_ca_is_refused(start_http: StartHttp, secure_web: HTTPServer) -> None:
+def test_https_without_the_ca_is_refused(http: HttpPlugin, secure_web: HTTPServer) -> None:
     url = serve_text(secure_web)
     with pytest.raises(FileIOError, match=r"(?i)certificate"):
-        start_http().requester().Get(url)
+        http.requester().Get(url)
 
 
 def test_ftp(start_http: StartHttp, ftp_site: FtpSite) -> None:
@@ -433,10 +429,10 @@ def other_client_links() -> Iterator[list[_rpc.ClientConnection]]:
 
 
 def test_a_second_client_cannot_use_another_clients_requester(
-    start_http: StartHttp, web: HTTPServer, other_client_links: list[_rpc.ClientConnection]
+    http: HttpPlugin, web: HTTPServer, other_client_links: list[_rpc.ClientConnection]
 ) -> None:
     url = serve_text(web)
-    requester = start_http().requester()
+    requester = http.requester()
     assert requester.Get(url).read() == TEXT
     sbh = _rpc.sbh_of(requester)
     assert sbh
@@ -449,10 +445,9 @@ def test_a_second_client_cannot_use_another_clients_requester(
     assert requester.Get(url).read() == TEXT  # the owner is not disturbed
 
 
-def test_each_client_gets_its_own_process(start_http: StartHttp, web: HTTPServer) -> None:
-    plugin = start_http()
-    first, first_pid = plugin.requester_with_pid()
-    second, second_pid = plugin.requester_with_pid()
+def test_each_client_gets_its_own_process(http: HttpPlugin, web: HTTPServer) -> None:
+    first, first_pid = http.requester_with_pid()
+    second, second_pid = http.requester_with_pid()
     assert first_pid != second_pid
     assert sbh_pid(first) == first_pid
     assert sbh_pid(second) == second_pid
@@ -481,11 +476,11 @@ def test_each_client_gets_its_own_process(start_http: StartHttp, web: HTTPServer
     assert results == {"first": b"together", "second": b"together"}
 
 
-def test_a_refused_connection_says_where_and_why(start_http: StartHttp) -> None:
+def test_a_refused_connection_says_where_and_why(http: HttpPlugin) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    requester = start_http().requester()
+    requester = http.requester()
     with pytest.raises(FileIOError) as refused:
         requester.Get(f"http://127.0.0.1:{port}/")
     message = str(refused.value)
