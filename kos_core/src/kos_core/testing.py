@@ -148,7 +148,7 @@ def shared_kernel(
     *args: str,
     kernel: str = "sharedk",
     setup: str | Callable[[KosEnv], str] | None = None,
-    environ: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | Callable[[pytest.FixtureRequest], Mapping[str, str]] | None = None,
     plugins: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
     """A fixture giving every test of a module that requests it the same kernel.
@@ -165,7 +165,9 @@ def shared_kernel(
     are done. For each test it sets the kernel's place and ``environ`` in the
     environment (as ``kos_env`` does: for the test and every process it starts),
     fails the test if the kernel has exited, and waits until each plugin in
-    ``plugins`` runs with the services listed for it.
+    ``plugins`` runs with the services listed for it. ``environ`` may be a function
+    of the test's ``request``, to use fixtures of a wider scope (the same for every
+    test): ``environ=lambda request: {"DISPLAY": request.getfixturevalue("xvfb")}``.
 
     Only for tests that leave the kernel as they found it: a test that binds, stops or
     kills something, or changes setup files, starts its own kernel (``start_kernel``).
@@ -173,10 +175,9 @@ def shared_kernel(
     ``env``.
     """
     key = pytest.StashKey[KernelProcess | str]()
-    extra = dict(environ or {})
     wanted = {name: list(services) for name, services in (plugins or {}).items()}
 
-    def start(module: pytest.Module, env: KosEnv) -> KernelProcess:
+    def start(module: pytest.Module, env: KosEnv, extra: Mapping[str, str]) -> KernelProcess:
         stack = contextlib.ExitStack()
         module.addfinalizer(stack.close)
         stack.callback(shutil.rmtree, env.runtime_dir.parent, ignore_errors=True)
@@ -191,13 +192,14 @@ def shared_kernel(
         process = module.stash.get(key, None)
         if isinstance(process, str):
             pytest.fail(process)
+        extra = dict(environ(request) if callable(environ) else environ or {})
         env = make_env(kernel) if process is None else process.env
         # set first: KernelProcess finds the kernel (to wait for it) in the environment
         for name, value in {**env.environ(), **extra}.items():
             monkeypatch.setenv(name, value)
         if process is None:
             module.stash[key] = "the module's shared kernel did not start: see its first test"
-            process = module.stash[key] = start(module, env)
+            process = module.stash[key] = start(module, env, extra)
         if process.process.poll() is not None:
             pytest.fail(f"the module's shared kernel has exited:\n{process.log()}")
         for name, services in wanted.items():
