@@ -8,6 +8,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -108,19 +109,44 @@ def start_http(start_kernel: StartKernel) -> Iterator[StartHttp]:
             plugin.close()
 
 
-#: The module's kernel, its http plugin allowing the loopback test servers (see ``http``).
-http_kernel = shared_kernel(setup=http_setup(LOOPBACK), plugins={"http": ["http"]})
+#: ``http_client(kernel)``: a client of the http plugin of ``kernel``.
+HttpClient = Callable[[KernelProcess], HttpPlugin]
 
 
 @pytest.fixture
-def http(http_kernel: KernelProcess) -> Iterator[HttpPlugin]:
-    """The http plugin of the module's kernel (policy :data:`LOOPBACK`), with a client
-    connection of the test's own, closed after it with every requester it made. For
-    tests that only fetch: each requester is a child of its own that ends with its
-    client, so the next test cannot see it.
+def http_client() -> Iterator[HttpClient]:
+    """``http_client(kernel)`` waits for the http plugin of ``kernel`` (a module's shared
+    kernel: :func:`shared_http`) and connects a client of the test's own. Every client
+    is closed after the test with every requester it made: a requester is a child of
+    its own that ends with its client, so the next test cannot see it.
     """
-    plugin = start_http_plugin(http_kernel)
+    plugins: list[HttpPlugin] = []
+
+    def connect(kernel: KernelProcess) -> HttpPlugin:
+        plugins.append(start_http_plugin(kernel))
+        return plugins[-1]
+
     try:
-        yield plugin
+        yield connect
     finally:
-        plugin.close()
+        for plugin in plugins:
+            plugin.close()
+
+
+def shared_http(section: str) -> Any:
+    """A fixture: one kernel for a module's tests (:func:`kos_core.testing.shared_kernel`)
+    running the http plugin with ``[http]`` section ``section``; for tests that only fetch.
+    """
+    return shared_kernel(setup=http_setup(section), plugins={"http": ["http"]})
+
+
+#: The module's kernel, its http plugin allowing the loopback test servers (see ``http``).
+http_kernel = shared_http(LOOPBACK)
+
+
+@pytest.fixture
+def http(http_kernel: KernelProcess, http_client: HttpClient) -> HttpPlugin:
+    """The http plugin of the module's kernel (policy :data:`LOOPBACK`), with a client
+    of the test's own (see :func:`http_client`).
+    """
+    return http_client(http_kernel)

@@ -16,12 +16,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from conftest import StartHttp
+from conftest import HttpClient, StartHttp, shared_http
 from httptest_helpers import LOOPBACK, FtpSite, HttpPlugin
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed
 from kos_core.fileapi import File
-from kos_core.testing import KosEnv, sbh_pid
+from kos_core.testing import KernelProcess, KosEnv, sbh_pid
 from kos_plugins_http import FileIOError, Requester
 
 TEXT = b"first line\nsecond line\nthird line\n"
@@ -49,6 +49,12 @@ def serve_stream(web: HTTPServer, path: str, body: bytes, piece: int = 100) -> s
 def redirect(web: HTTPServer, path: str, location: str, status: int = 302) -> str:
     web.expect_request(path).respond_with_data(b"", status=status, headers={"Location": location})
     return web.url_for(path)
+
+
+#: Kernels shared by the tests of one policy each (``http`` is the loopback one's).
+max_size_1000 = shared_http(LOOPBACK + "max-size: 1000\n")
+two_redirects = shared_http(LOOPBACK + "max-redirects: 2\n")
+only_localhost = shared_http("allow-hosts: localhost\n")
 
 
 def header(headers: list[tuple[str, str]], name: str) -> list[str]:
@@ -249,11 +255,11 @@ def test_refused_schemes(http: HttpPlugin) -> None:
 
 
 def test_max_size_refuses_a_bigger_body_with_content_length(
-    start_http: StartHttp, web: HTTPServer
+    max_size_1000: KernelProcess, http_client: HttpClient, web: HTTPServer
 ) -> None:
     web.expect_request("/big").respond_with_data(b"x" * 1001)
     web.expect_request("/fits").respond_with_data(b"y" * 1000)
-    requester = start_http(LOOPBACK + "max-size: 1000\n").requester()
+    requester = http_client(max_size_1000).requester()
     with pytest.raises(FileIOError, match="max-size") as caught:
         requester.Get(web.url_for("/big"))
     assert "1001" in str(caught.value)
@@ -261,11 +267,11 @@ def test_max_size_refuses_a_bigger_body_with_content_length(
 
 
 def test_max_size_refuses_a_bigger_body_without_content_length(
-    start_http: StartHttp, web: HTTPServer
+    max_size_1000: KernelProcess, http_client: HttpClient, web: HTTPServer
 ) -> None:
     big = serve_stream(web, "/big", b"x" * 1001)
     fits = serve_stream(web, "/fits", b"y" * 1000)
-    requester = start_http(LOOPBACK + "max-size: 1000\n").requester()
+    requester = http_client(max_size_1000).requester()
     headers, body = requester.GetWithInfo(big)
     assert header(headers, "Content-Length") == []  # the size is only known by reading
     with pytest.raises(FileIOError, match="max-size"):
@@ -278,22 +284,26 @@ def test_max_size_refuses_a_bigger_body_without_content_length(
             pass
 
 
-def test_redirects_are_followed(start_http: StartHttp, web: HTTPServer) -> None:
+def test_redirects_are_followed(
+    two_redirects: KernelProcess, http_client: HttpClient, web: HTTPServer
+) -> None:
     final = serve_text(web, "/final")
     redirect(web, "/hop2", "/final", 301)  # a relative Location
     first = redirect(web, "/hop1", web.url_for("/hop2"), 307)
-    requester = start_http(LOOPBACK + "max-redirects: 2\n").requester()
+    requester = http_client(two_redirects).requester()
     assert requester.Get(first).read() == TEXT
     assert requester.Get(final).read() == TEXT
 
 
-def test_too_many_redirects_are_refused(start_http: StartHttp, web: HTTPServer) -> None:
+def test_too_many_redirects_are_refused(
+    two_redirects: KernelProcess, http_client: HttpClient, web: HTTPServer
+) -> None:
     serve_text(web, "/final")
     redirect(web, "/hop3", "/final")
     redirect(web, "/hop2", "/hop3")
     first = redirect(web, "/hop1", "/hop2")
     loop = redirect(web, "/loop", "/loop")
-    requester = start_http(LOOPBACK + "max-redirects: 2\n").requester()
+    requester = http_client(two_redirects).requester()
     with pytest.raises(FileIOError, match="too many redirects"):
         requester.Get(first)
     with pytest.raises(FileIOError, match="too many redirects"):
@@ -326,11 +336,13 @@ def test_a_redirect_to_a_denied_host_is_refused(start_http: StartHttp, web: HTTP
     assert len(web.log) == 2  # the denied targets were never contacted
 
 
-def test_a_host_not_in_allow_hosts_is_refused(start_http: StartHttp, web: HTTPServer) -> None:
+def test_a_host_not_in_allow_hosts_is_refused(
+    only_localhost: KernelProcess, http_client: HttpClient, web: HTTPServer
+) -> None:
     url = serve_text(web)
     by_name = url.replace("127.0.0.1", "localhost")
     away = redirect(web, "/away", url).replace("127.0.0.1", "localhost")
-    requester = start_http("allow-hosts: localhost\n").requester()
+    requester = http_client(only_localhost).requester()
     with pytest.raises(FileIOError, match="not in allow-hosts"):
         requester.Get(url)  # 127.0.0.1 is not "localhost"
     assert web.log == []
@@ -408,9 +420,11 @@ def test_ftp(start_http: StartHttp, ftp_site: FtpSite) -> None:
         requester.Get(ftp_site.url("missing.txt"))
 
 
-def test_ftp_host_is_checked_too(start_http: StartHttp, ftp_site: FtpSite) -> None:
+def test_ftp_host_is_checked_too(
+    only_localhost: KernelProcess, http_client: HttpClient, ftp_site: FtpSite
+) -> None:
     (ftp_site.root / "hello.txt").write_bytes(TEXT)
-    requester = start_http("allow-hosts: localhost\n").requester()
+    requester = http_client(only_localhost).requester()
     with pytest.raises(FileIOError, match="not in allow-hosts"):
         requester.Get(ftp_site.url("hello.txt"))
 
