@@ -180,6 +180,9 @@ def shared_kernel(
     def start(module: pytest.Module, env: KosEnv, extra: Mapping[str, str]) -> KernelProcess:
         stack = contextlib.ExitStack()
         module.addfinalizer(stack.close)
+        # last: if the module's tests are set up again (pytest-xdist may come back to a
+        # module after another one), the next test starts a new kernel
+        stack.callback(module.stash.__delitem__, key)
         stack.callback(shutil.rmtree, env.runtime_dir.parent, ignore_errors=True)
         text = setup(env) if callable(setup) else setup
         return stack.enter_context(running_kernel(env, *args, setup=text, environ=extra))
