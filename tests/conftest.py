@@ -6,7 +6,6 @@ pytest plugin that the kos-core distribution installs); the fixtures here build 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from kos_core.testing import (
     KernelProcess,
     KosEnv,
     StartKernel,
-    make_env,
-    running_kernel,
+    shared_kernel,
 )
 from kos_helpers import Cli, HandPlugin, Result, kos_environ, run
 from world_helpers import World
@@ -106,41 +104,18 @@ def station(start_kernel: StartKernel) -> KernelProcess:
     return kernel
 
 
-@pytest.fixture(scope="module")
-def module_kernel() -> Iterator[KernelProcess]:
-    """One kernel (bitbucket only) shared by the tests of a module that opts in by
-    overriding ``kos_env`` with ``shared_kos_env`` and ``bb_kernel`` with
-    ``shared_bb_kernel``; for tests that neither stop it nor need it fresh.
-    """
-    env = make_env("sharedk")
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            # KernelProcess's helpers (and the kernel) find their place in the environment
-            for key, value in env.environ().items():
-                patch.setenv(key, value)
-            with running_kernel(env, environ={"KOS_LOAD_PLUGINS": "bitbucket"}) as kernel:
-                kernel.wait_plugin("bitbucket", services=["bitbucket"])
-                patch.undo()
-                yield kernel
-    finally:
-        shutil.rmtree(env.runtime_dir.parent, ignore_errors=True)
+#: One kernel (bitbucket only, bound) shared by the tests of a module that opts in by
+#: overriding ``kos_env`` with ``shared_kos_env`` and ``bb_kernel`` with this; for tests
+#: that neither stop it nor need it fresh.
+shared_bb_kernel = shared_kernel(
+    environ={"KOS_LOAD_PLUGINS": "bitbucket"}, plugins={"bitbucket": ["bitbucket"]}
+)
 
 
 @pytest.fixture
-def shared_kos_env(module_kernel: KernelProcess, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
-    """The module kernel's place, set in the environment for one test."""
-    for key, value in module_kernel.env.environ().items():
-        monkeypatch.setenv(key, value)
-    return module_kernel.env
-
-
-@pytest.fixture
-def shared_bb_kernel(module_kernel: KernelProcess, shared_kos_env: KosEnv) -> KernelProcess:
-    """The module kernel, checked to be still running with bitbucket bound."""
-    if module_kernel.process.poll() is not None:
-        pytest.fail(f"the module's shared kernel has exited:\n{module_kernel.log()}")
-    module_kernel.wait_plugin("bitbucket", services=["bitbucket"])
-    return module_kernel
+def shared_kos_env(shared_bb_kernel: KernelProcess) -> KosEnv:
+    """The shared kernel's place (set in the environment for the test)."""
+    return shared_bb_kernel.env
 
 
 @pytest.fixture

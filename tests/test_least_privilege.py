@@ -16,7 +16,7 @@ import pytest
 
 import kos_core
 from kos_core import PermissionDenied, RegistrationRefused, RemoteError
-from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, shared_kernel, wait_for
 from kos_helpers import connection_info, dedent
 from kos_plugins_bitbucket import BitBucket
 
@@ -86,43 +86,70 @@ NOTES = dedent(
 )
 
 
-@pytest.fixture
-def attacked(kos_env: KosEnv, start_kernel: StartKernel, tmp_path: Path) -> Any:
-    """A kernel running bitbucket, a stopped ``notes`` plugin that declares ``notes``,
-    and ``mallory``, which tried every attack; returns (kernel, report).
+def write_attack_setup(place: Path) -> str:
+    """Write the ``mallory`` and ``notes`` scripts into ``place``; the setup file that
+    runs ``mallory`` (its report: ``place/report.json``) and declares ``notes``, stopped.
     """
-    (tmp_path / "mallory.py").write_text(ATTACKER)
-    (tmp_path / "notes.py").write_text(NOTES)
-    report = tmp_path / "report.json"
-    kos_env.write_setup(
-        f"[mallory]\nfile: {tmp_path / 'mallory.py'}\nservices: mallory\nreport: {report}\n"
-        f"[notes]\nfile: {tmp_path / 'notes.py'}\nservices: notes\nrun-at-boot: no\n"
+    (place / "mallory.py").write_text(ATTACKER)
+    (place / "notes.py").write_text(NOTES)
+    return (
+        f"[mallory]\nfile: {place / 'mallory.py'}\nservices: mallory\n"
+        f"report: {place / 'report.json'}\n"
+        f"[notes]\nfile: {place / 'notes.py'}\nservices: notes\nrun-at-boot: no\n"
     )
-    kernel = start_kernel()
+
+
+def mallorys_report(kernel: KernelProcess, place: Path) -> Any:
+    """The kernel and what each of ``mallory``'s attacks gave, once it has written it."""
     kernel.wait_plugin("bitbucket", services=["bitbucket"])
     kernel.wait_plugin("mallory")
+    report = place / "report.json"
     wait_for(report.exists, 15, "the attacker's report")
-    yield kernel, json.loads(report.read_text())
+    return kernel, json.loads(report.read_text())
 
 
-def test_a_plugin_cannot_control_other_plugins(attacked: Any) -> None:
-    _, report = attacked
+@pytest.fixture
+def attacked(kos_env: KosEnv, start_kernel: StartKernel, tmp_path: Path) -> Any:
+    """A kernel of its own running bitbucket, a stopped ``notes`` plugin that declares
+    ``notes``, and ``mallory``, which tried every attack; returns (kernel, report). For
+    tests that change what the kernel runs.
+    """
+    kernel = start_kernel(setup=write_attack_setup(tmp_path))
+    return mallorys_report(kernel, tmp_path)
+
+
+#: The module's kernel as :func:`attacked` sets it up, for the tests that only look.
+attacked_kernel = shared_kernel(
+    setup=lambda env: write_attack_setup(env.config_dir.parent),
+    environ={"KOS_LOAD_PLUGINS": "bitbucket"},
+    plugins={"bitbucket": ["bitbucket"], "mallory": []},
+)
+
+
+@pytest.fixture
+def attacked_shared(attacked_kernel: KernelProcess) -> Any:
+    """:func:`attacked`, on the module's kernel."""
+    return mallorys_report(attacked_kernel, attacked_kernel.env.config_dir.parent)
+
+
+def test_a_plugin_cannot_control_other_plugins(attacked_shared: Any) -> None:
+    _, report = attacked_shared
     for attempt in ("stop", "start", "restart", "table", "logpath", "reload"):
         kind, message = report[attempt]
         assert kind == "PermissionDenied", (attempt, report[attempt])
         assert "operator" in message
 
 
-def test_a_plugin_cannot_register_as_another_or_under_a_false_pid(attacked: Any) -> None:
-    _, report = attacked
+def test_a_plugin_cannot_register_as_another_or_under_a_false_pid(attacked_shared: Any) -> None:
+    _, report = attacked_shared
     assert report["register_other"][0] == "PermissionDenied"
     kind, message = report["register_wrong_pid"]
     assert kind == "RegistrationRefused"
     assert f"pid {report['pid']}" in message  # the kernel saw who really asked
 
 
-def test_a_plugin_binds_only_what_it_declares(attacked: Any) -> None:
-    _, report = attacked
+def test_a_plugin_binds_only_what_it_declares(attacked_shared: Any) -> None:
+    _, report = attacked_shared
     assert report["bind_taken"][0] == "PermissionDenied"
     assert report["bind_reserved"] == ["PermissionDenied", "'notes' is reserved for plugin 'notes'"]
     assert report["bind_private"][0] == "PermissionDenied"
@@ -165,11 +192,11 @@ def test_a_declared_name_stays_reserved_while_its_plugin_is_stopped(attacked: An
 
 
 def test_the_plugin_credential_is_its_own_and_not_on_its_command_line(
-    attacked: Any, kos_env: KosEnv
+    attacked_shared: Any,
 ) -> None:
-    _, report = attacked
+    kernel, report = attacked_shared
     token = report["token"]
-    assert token != connection_info(kos_env)["secret"]
+    assert token != connection_info(kernel.env)["secret"]
     pid = report["pid"]
     assert token.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
     assert token.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
@@ -181,7 +208,7 @@ def test_the_plugin_credential_is_its_own_and_not_on_its_command_line(
     assert not handed.exists() or "pipe:" not in os.readlink(handed)
 
 
-def test_the_kernel_dials_no_address_a_peer_hands_it(bb_kernel: KernelProcess) -> None:
+def test_the_kernel_dials_no_address_a_peer_hands_it(attacked_kernel: KernelProcess) -> None:
     with kos_core.connect() as kos:
         elsewhere = "kos+unix:///tmp/elsewhere/p1.sock#" + "z" * 32
         with pytest.raises(PermissionDenied, match="health"):
@@ -190,7 +217,7 @@ def test_the_kernel_dials_no_address_a_peer_hands_it(bb_kernel: KernelProcess) -
             kos.kernel.RegisterPlugin("liar", 1)
 
 
-def test_a_kernel_request_is_small(bb_kernel: KernelProcess) -> None:
+def test_a_kernel_request_is_small(attacked_kernel: KernelProcess) -> None:
     with kos_core.connect() as kos:
         with pytest.raises(RemoteError, match="RequestTooLarge"):
             kos.kernel.Lookup("a" * (1024 * 1024))

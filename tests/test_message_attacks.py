@@ -37,6 +37,18 @@ from kos_helpers import connection_info
 GROWTH_KIB = 10 * 1024
 
 
+@pytest.fixture
+def kos_env(shared_kos_env: KosEnv) -> KosEnv:
+    """The tests of this module share one kernel (none of them stops it)."""
+    return shared_kos_env
+
+
+@pytest.fixture
+def bb_kernel(shared_bb_kernel: KernelProcess) -> KernelProcess:
+    """The module's shared kernel."""
+    return shared_bb_kernel
+
+
 def targets(kos_env: KosEnv, kernel: KernelProcess) -> dict[str, tuple[int, wire.Address, str]]:
     """``name: (pid, address, credential)`` of the kernel and of the bitbucket plugin."""
     info = connection_info(kos_env)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import kos_core
-from kos_core.testing import KernelProcess, KosEnv, StartKernel, wait_for
+from kos_core.testing import KernelProcess, KosEnv, StartKernel, shared_kernel, wait_for
 from kos_helpers import Cli, assert_one_line_error, connection_info
 from kos_plugins_bitbucket import BitBucket
 
@@ -69,13 +69,26 @@ class LoopbackCapture:
         return b"".join(bytes(p) for p in self.payloads.values())
 
 
+#: How the kernels here run: listening on loopback TCP too, with bitbucket.
+TCP_ARGS = ("--listen", "127.0.0.1:0")
+TCP_SETUP = "[bitbucket]\nhealth-interval: 0.2\n"
+
+
 @pytest.fixture
 def tcp_kernel(start_kernel: StartKernel) -> KernelProcess:
-    """A kernel listening on loopback TCP too, with bitbucket running."""
-    setup = "[bitbucket]\nhealth-interval: 0.2\n"
-    kernel = start_kernel("--listen", "127.0.0.1:0", setup=setup)
+    """A kernel of its own listening on loopback TCP too, with bitbucket running."""
+    kernel = start_kernel(*TCP_ARGS, setup=TCP_SETUP)
     kernel.wait_plugin("bitbucket", services=["bitbucket"])
     return kernel
+
+
+#: The module's TCP kernel, for the tests that neither stop it nor use ``kos_env``.
+shared_tcp_kernel = shared_kernel(
+    *TCP_ARGS,
+    setup=TCP_SETUP,
+    environ={"KOS_LOAD_PLUGINS": "bitbucket"},
+    plugins={"bitbucket": ["bitbucket"]},
+)
 
 
 def elsewhere(kos_env: KosEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -97,9 +110,9 @@ def write_connection_file(path: Path, info: dict[str, str]) -> None:
 
 
 def test_a_whole_session_over_tcp_shows_nothing_in_clear(
-    tcp_kernel: KernelProcess, kos_env: KosEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    shared_tcp_kernel: KernelProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    info = elsewhere(kos_env, tmp_path, monkeypatch)
+    info = elsewhere(shared_tcp_kernel.env, tmp_path, monkeypatch)
     kernel_port = int(info["tcp"].rsplit(":", 1)[1])
     value = os.urandom(8).hex().encode() * 64  # recognisable, and long enough to span records
     key = "key-" + os.urandom(6).hex()
@@ -125,16 +138,16 @@ def test_a_whole_session_over_tcp_shows_nothing_in_clear(
         assert secret not in seen, secret
 
 
-def test_the_kernel_pings_its_plugins_over_tls(tcp_kernel: KernelProcess) -> None:
+def test_the_kernel_pings_its_plugins_over_tls(shared_tcp_kernel: KernelProcess) -> None:
     # The plugin's health object is served over TCP too: the kernel trusts its own run.
-    wait_for(lambda: "bitbucket answers its health pings" in tcp_kernel.log(), 10, "a ping")
-    row = tcp_kernel.plugin_row("bitbucket")
+    wait_for(lambda: "bitbucket answers its health pings" in shared_tcp_kernel.log(), 10, "a ping")
+    row = shared_tcp_kernel.plugin_row("bitbucket")
     assert row is not None and row[1] == "running" and row[6] == 0, row  # never restarted
-    assert "unhealthy" not in tcp_kernel.log()
+    assert "unhealthy" not in shared_tcp_kernel.log()
 
 
-def test_plaintext_to_a_tcp_port_gets_nothing(tcp_kernel: KernelProcess, kos_env: KosEnv) -> None:
-    info = connection_info(kos_env)
+def test_plaintext_to_a_tcp_port_gets_nothing(shared_tcp_kernel: KernelProcess) -> None:
+    info = connection_info(shared_tcp_kernel.env)
     host, port = info["tcp"].removeprefix("tcp:").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         raw.sendall(f"KOS/1 {info['secret']}\n".encode())

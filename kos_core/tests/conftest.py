@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coretest_util import python_env
+from coretest_util import kernel_environ
 from kos_core.testing import KernelProcess, KosEnv, StartKernel
 
 
@@ -13,8 +13,8 @@ def env(kos_env: KosEnv, monkeypatch: pytest.MonkeyPatch) -> KosEnv:
     """``kos_env`` where only the plugins named in setup files exist, and plugin
     scripts can import :mod:`toyapi`.
     """
-    monkeypatch.setenv("KOS_LOAD_PLUGINS", "")
-    monkeypatch.setenv("PYTHONPATH", python_env()["PYTHONPATH"])
+    for name, value in kernel_environ().items():
+        monkeypatch.setenv(name, value)
     return kos_env
 
 

@@ -142,6 +142,13 @@ def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def kernel_environ() -> dict[str, str]:
+    """What the tests' kernels run with: only the plugins named in setup files exist,
+    and plugin scripts can import :mod:`toyapi`.
+    """
+    return {"KOS_LOAD_PLUGINS": "", "PYTHONPATH": python_env()["PYTHONPATH"]}
+
+
 def write_script(path: Path, body: str) -> Path:
     """Write a Python script (dedented) and return its path."""
     path.write_text(textwrap.dedent(body).lstrip())

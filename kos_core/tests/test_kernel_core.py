@@ -1,7 +1,9 @@
 """The kernel as clients see it: connection file, namespace over the wire, registration.
 
-Real ``kos run`` processes (kos_core.testing.KernelProcess), each in its own runtime
-directory, with no installed plugins booted (``KOS_LOAD_PLUGINS=""``).
+Real ``kos run`` processes (kos_core.testing.KernelProcess), with no installed plugins
+booted (``KOS_LOAD_PLUGINS=""``): one shared by the tests that leave it as they found
+it (they only look, or remove what they bind before they end), and one of its own
+(in its own runtime directory) for each test that stops, kills or configures one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from coretest_util import (
     Processes,
     connection_of,
     echo_server,
+    kernel_environ,
     python_env,
     write_script,
 )
@@ -37,8 +40,18 @@ from kos_core.errors import (
     RegistrationRefused,
     UsageError,
 )
-from kos_core.testing import KernelProcess, KosEnv, StartKernel, process_ended, wait_for
+from kos_core.testing import (
+    KernelProcess,
+    KosEnv,
+    StartKernel,
+    process_ended,
+    shared_kernel,
+    wait_for,
+)
 from toyapi import Echo
+
+#: The module's kernel (conftest's ``kernel`` starts one per test).
+kernel = shared_kernel(environ=kernel_environ())
 
 
 @pytest.fixture
@@ -51,7 +64,8 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_connection_file_is_private_and_complete(env: KosEnv, kernel: KernelProcess) -> None:
+def test_connection_file_is_private_and_complete(kernel: KernelProcess) -> None:
+    env = kernel.env
     path = paths.connection_file(env.kernel)
     assert path.parent == env.runtime_dir
     assert mode(path) == 0o600
@@ -67,8 +81,8 @@ def test_connection_file_is_private_and_complete(env: KosEnv, kernel: KernelProc
     assert [p.name for p in env.runtime_dir.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_nothing_without_the_secret(env: KosEnv, kernel: KernelProcess) -> None:
-    data = json.loads(paths.connection_file(env.kernel).read_text())
+def test_nothing_without_the_secret(kernel: KernelProcess) -> None:
+    data = json.loads(paths.connection_file(kernel.name).read_text())
     address = wire.Address.parse(data["address"])
     with pytest.raises(AuthenticationFailed):
         _rpc.ClientConnection(address, "x" + data["secret"][1:], "kernel").connect()
@@ -76,10 +90,10 @@ def test_nothing_without_the_secret(env: KosEnv, kernel: KernelProcess) -> None:
         _rpc.ClientConnection(address, "guess", "kernel").connect()
 
 
-def test_info_and_empty_plugin_table(env: KosEnv, kernel: KernelProcess) -> None:
+def test_info_and_empty_plugin_table(kernel: KernelProcess) -> None:
     with connect() as kos:
         name, pid, version = kos.kernel.Info()
-        assert (name, pid) == (env.kernel, kernel.pid)
+        assert (name, pid) == (kernel.name, kernel.pid)
         assert version
         assert kos.plugins() == []
         assert kos.list() == ["plugins"]
@@ -154,6 +168,7 @@ def test_not_a_context_over_the_wire(kernel: KernelProcess, served: EchoServer) 
             kos.lookup("svc/inner")
         with pytest.raises(NotAContext):
             kos.bind("svc/inner", "ToyAPI.Echo", served.sbh)
+        kos.unbind("svc")  # the kernel is shared: leave it as it was
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,20 @@ from coretest_util import (
     TOY_SERVICES,
     Processes,
     connection_of,
+    kernel_environ,
     python_env,
     write_script,
 )
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed, NameNotFound
-from kos_core.testing import KernelProcess, KosEnv, StartKernel, process_ended, wait_for
+from kos_core.testing import (
+    KernelProcess,
+    KosEnv,
+    StartKernel,
+    process_ended,
+    shared_kernel,
+    wait_for,
+)
 from toyapi import Echo
 
 
@@ -58,26 +66,58 @@ def read_report(path: Path, kernel: KernelProcess | None = None) -> dict[str, An
         raise TimeoutError(f"{exc}\n{kernel.log() if kernel else ''}") from None
 
 
+def toy_setup(script: Path, report: Path) -> str:
+    """The setup file launching the toy plugin ``script``, which writes ``report``."""
+    return (
+        "# the toy plugin, run from a file\n"
+        "[toy]\n"
+        f"file: {script}\n"
+        "args: --color=blue extra-arg\n"
+        f"report: {report}\n"
+        "service: toy-echo\n"
+        f"{TOY_SERVICES}"
+        "greeting: hello %(service)s\n"
+    )
+
+
 @pytest.fixture
 def booted(
     env: KosEnv, start_kernel: StartKernel, script: Path, tmp_path: Path
 ) -> tuple[KernelProcess, dict[str, Any]]:
-    """A kernel that launched the toy plugin from its setup file; and the plugin's report."""
+    """A kernel of its own that launched the toy plugin from its setup file; and the
+    plugin's report. For tests that stop the plugin or the kernel.
+    """
     report = tmp_path / "report.json"
-    kernel = start_kernel(
-        setup=(
-            "# the toy plugin, run from a file\n"
-            "[toy]\n"
-            f"file: {script}\n"
-            "args: --color=blue extra-arg\n"
-            f"report: {report}\n"
-            "service: toy-echo\n"
-            f"{TOY_SERVICES}"
-            "greeting: hello %(service)s\n"
-        )
-    )
+    kernel = start_kernel(setup=toy_setup(script, report))
     kernel.wait_plugin("toy", services=["toy-echo"])
     return kernel, read_report(report, kernel)
+
+
+def shared_script(env: KosEnv) -> Path:
+    """The toy plugin script of :data:`toy_kernel` (beside its place's directories)."""
+    return env.config_dir.parent / "toyplugin.py"
+
+
+def shared_report(env: KosEnv) -> Path:
+    """Where :data:`toy_kernel`'s toy plugin writes its report."""
+    return env.config_dir.parent / "report.json"
+
+
+def write_shared_setup(env: KosEnv) -> str:
+    """Write :data:`toy_kernel`'s plugin script; its setup file."""
+    return toy_setup(write_script(shared_script(env), TOY_PLUGIN), shared_report(env))
+
+
+#: The module's kernel running the toy plugin, for the tests that only look at it.
+toy_kernel = shared_kernel(
+    setup=write_shared_setup, environ=kernel_environ(), plugins={"toy": ["toy-echo"]}
+)
+
+
+@pytest.fixture
+def toy(toy_kernel: KernelProcess) -> tuple[KernelProcess, dict[str, Any]]:
+    """The module's kernel running the toy plugin; and the plugin's report."""
+    return toy_kernel, read_report(shared_report(toy_kernel.env), toy_kernel)
 
 
 def start_by_hand(
@@ -99,38 +139,35 @@ def start_by_hand(
 
 
 def test_kernel_launches_the_plugin_in_its_own_directory(
-    env: KosEnv, booted: tuple[KernelProcess, dict[str, Any]]
+    toy: tuple[KernelProcess, dict[str, Any]],
 ) -> None:
-    _, report = booted
+    kernel, report = toy
+    env = kernel.env
     expected = env.state_dir / env.kernel / "plugins" / "toy"
     assert Path(report["cwd"]).resolve() == expected.resolve()
     assert expected.is_dir()
 
 
-def test_kernel_passes_its_name_and_the_args(
-    env: KosEnv, script: Path, booted: tuple[KernelProcess, dict[str, Any]]
-) -> None:
-    _, report = booted
+def test_kernel_passes_its_name_and_the_args(toy: tuple[KernelProcess, dict[str, Any]]) -> None:
+    kernel, report = toy
     argv = report["argv"]
-    assert Path(argv[0]).resolve() == script.resolve()
-    assert argv[1:3] == ["-n", env.kernel]
+    assert Path(argv[0]).resolve() == shared_script(kernel.env).resolve()
+    assert argv[1:3] == ["-n", kernel.name]
     assert argv[3:] == ["--color=blue", "extra-arg"]
 
 
-def test_plugin_sees_its_section_options(
-    script: Path, tmp_path: Path, booted: tuple[KernelProcess, dict[str, Any]]
-) -> None:
-    _, report = booted
+def test_plugin_sees_its_section_options(toy: tuple[KernelProcess, dict[str, Any]]) -> None:
+    kernel, report = toy
     options = report["options"]
-    assert options["report"] == str(tmp_path / "report.json")
+    assert options["report"] == str(shared_report(kernel.env))
     assert options["service"] == "toy-echo"
     assert options["greeting"] == "hello toy-echo"
     assert options["args"] == "--color=blue extra-arg"
-    assert Path(options["file"]).resolve() == script.resolve()
+    assert Path(options["file"]).resolve() == shared_script(kernel.env).resolve()
 
 
-def test_register_gives_the_private_context(booted: tuple[KernelProcess, dict[str, Any]]) -> None:
-    _, report = booted
+def test_register_gives_the_private_context(toy: tuple[KernelProcess, dict[str, Any]]) -> None:
+    _, report = toy
     assert report["ns_path"] == "plugins/toy"
     assert report["ns_list"] == ["kos", "world"]
     # ns.lookup("kos") is the kernel's top context (and so is "world" here)
@@ -139,8 +176,8 @@ def test_register_gives_the_private_context(booted: tuple[KernelProcess, dict[st
     assert "plugins" in report["top_list"]
 
 
-def test_bind_service_errors(booted: tuple[KernelProcess, dict[str, Any]]) -> None:
-    _, report = booted
+def test_bind_service_errors(toy: tuple[KernelProcess, dict[str, Any]]) -> None:
+    _, report = toy
     kind, message = report["rebind"]
     assert kind == "NameAlreadyBound"
     assert "toy-echo" in message
@@ -150,8 +187,8 @@ def test_bind_service_errors(booted: tuple[KernelProcess, dict[str, Any]]) -> No
     assert "Bytes" in message
 
 
-def test_unbind_service_removes_the_name(booted: tuple[KernelProcess, dict[str, Any]]) -> None:
-    kernel, report = booted
+def test_unbind_service_removes_the_name(toy: tuple[KernelProcess, dict[str, Any]]) -> None:
+    kernel, report = toy
     assert "toy-echo-temp" in report["before_unbind"]
     assert "toy-echo-temp" not in report["after_unbind"]
     assert "toy-echo-half" not in report["after_unbind"]
@@ -165,8 +202,8 @@ def test_unbind_service_removes_the_name(booted: tuple[KernelProcess, dict[str, 
         stale.Str("x")
 
 
-def test_clients_call_the_plugin_directly(booted: tuple[KernelProcess, dict[str, Any]]) -> None:
-    kernel, report = booted
+def test_clients_call_the_plugin_directly(toy: tuple[KernelProcess, dict[str, Any]]) -> None:
+    kernel, report = toy
     with kernel.connect() as kos:
         echo = kos.lookup("toy-echo")
         assert isinstance(echo, Echo)

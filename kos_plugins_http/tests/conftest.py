@@ -1,5 +1,6 @@
 """Fixtures of the http plugin's tests: loopback HTTP, HTTPS and FTP servers, and
-kernels running the installed http plugin (each in the test's own kos place).
+kernels running the installed http plugin: one per test (``start_http``, in the test's
+own kos place), or one per module for the tests that only fetch (``http``).
 """
 
 from __future__ import annotations
@@ -7,13 +8,14 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from pytest_httpserver import HTTPServer
 
-from httptest_helpers import LOOPBACK, ONLY_HTTP, FtpSite, HttpPlugin, start_http_plugin
-from kos_core.testing import StartKernel
+from httptest_helpers import LOOPBACK, FtpSite, HttpPlugin, http_setup, start_http_plugin
+from kos_core.testing import KernelProcess, StartKernel, shared_kernel
 
 StartHttp = Callable[..., HttpPlugin]
 
@@ -96,7 +98,7 @@ def start_http(start_kernel: StartKernel) -> Iterator[StartHttp]:
     plugins: list[HttpPlugin] = []
 
     def start(section: str = LOOPBACK) -> HttpPlugin:
-        kernel = start_kernel(setup=f"{ONLY_HTTP}[http]\nrun-at-boot: yes\n{section}")
+        kernel = start_kernel(setup=http_setup(section))
         plugins.append(start_http_plugin(kernel, fork="child-start: exec" not in section))
         return plugins[-1]
 
@@ -105,3 +107,46 @@ def start_http(start_kernel: StartKernel) -> Iterator[StartHttp]:
     finally:
         for plugin in plugins:  # before start_kernel closes the kernels
             plugin.close()
+
+
+#: ``http_client(kernel)``: a client of the http plugin of ``kernel``.
+HttpClient = Callable[[KernelProcess], HttpPlugin]
+
+
+@pytest.fixture
+def http_client() -> Iterator[HttpClient]:
+    """``http_client(kernel)`` waits for the http plugin of ``kernel`` (a module's shared
+    kernel: :func:`shared_http`) and connects a client of the test's own. Every client
+    is closed after the test with every requester it made: a requester is a child of
+    its own that ends with its client, so the next test cannot see it.
+    """
+    plugins: list[HttpPlugin] = []
+
+    def connect(kernel: KernelProcess) -> HttpPlugin:
+        plugins.append(start_http_plugin(kernel))
+        return plugins[-1]
+
+    try:
+        yield connect
+    finally:
+        for plugin in plugins:
+            plugin.close()
+
+
+def shared_http(section: str) -> Any:
+    """A fixture: one kernel for a module's tests (:func:`kos_core.testing.shared_kernel`)
+    running the http plugin with ``[http]`` section ``section``; for tests that only fetch.
+    """
+    return shared_kernel(setup=http_setup(section), plugins={"http": ["http"]})
+
+
+#: The module's kernel, its http plugin allowing the loopback test servers (see ``http``).
+http_kernel = shared_http(LOOPBACK)
+
+
+@pytest.fixture
+def http(http_kernel: KernelProcess, http_client: HttpClient) -> HttpPlugin:
+    """The http plugin of the module's kernel (policy :data:`LOOPBACK`), with a client
+    of the test's own (see :func:`http_client`).
+    """
+    return http_client(http_kernel)

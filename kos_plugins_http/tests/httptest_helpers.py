@@ -26,6 +26,11 @@ ONLY_HTTP = "[DEFAULTS]\nrun-at-boot: no\n\n"
 LOOPBACK = "allow-hosts: 127.0.0.1 localhost\n"
 
 
+def http_setup(section: str = LOOPBACK) -> str:
+    """A setup file booting only the http plugin, its ``[http]`` section ``section``."""
+    return f"{ONLY_HTTP}[http]\nrun-at-boot: yes\n{section}"
+
+
 # ---------------------------------------------------------------------------- processes
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pytest_httpserver import HTTPServer
 
-from conftest import StartHttp
+from httptest_helpers import HttpPlugin
 
 BODY = b"line one\nline two\n\xff binary too\n"
 
@@ -28,19 +28,16 @@ def kos(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_http_get_prints_the_body_and_with_i_the_headers(
-    start_http: StartHttp, web: HTTPServer, tmp_path: Path
+    http: HttpPlugin, web: HTTPServer, tmp_path: Path
 ) -> None:
     web.expect_request("/page").respond_with_data(BODY, headers={"X-Kos-Test": "yes"})
-    plugin = start_http()
 
     result = kos("http", "get", web.url_for("/page"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == BODY
     assert result.stderr == b""
 
-    result = kos(
-        "http", "get", "-i", "-n", plugin.kernel.env.kernel, web.url_for("/page"), cwd=tmp_path
-    )
+    result = kos("http", "get", "-i", "-n", http.kernel.name, web.url_for("/page"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     head, blank, body = result.stdout.partition(b"\n\n")
     assert blank and body == BODY
@@ -50,21 +47,19 @@ def test_http_get_prints_the_body_and_with_i_the_headers(
 
 
 def test_http_get_prints_a_large_body_whole(
-    start_http: StartHttp, web: HTTPServer, tmp_path: Path
+    http: HttpPlugin, web: HTTPServer, tmp_path: Path
 ) -> None:
     large = os.urandom(3 * 1024 * 1024)  # read as a stream beside the connection
     web.expect_request("/large").respond_with_data(large)
-    start_http()
     result = kos("http", "get", web.url_for("/large"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == large
 
 
 def test_http_get_failures_exit_1_with_one_line(
-    start_http: StartHttp, web: HTTPServer, tmp_path: Path
+    http: HttpPlugin, web: HTTPServer, tmp_path: Path
 ) -> None:
     web.expect_request("/missing").respond_with_data(b"not here", status=404)
-    start_http()
     for url, fragment in ((web.url_for("/missing"), "404"), ("file:///etc/passwd", "not allowed")):
         result = kos("http", "get", url, cwd=tmp_path)
         assert result.returncode == 1, result

@@ -16,12 +16,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from conftest import StartHttp
-from httptest_helpers import LOOPBACK, FtpSite
+from conftest import HttpClient, StartHttp, shared_http
+from httptest_helpers import LOOPBACK, FtpSite, HttpPlugin
 from kos_core import _rpc
 from kos_core.errors import AuthenticationFailed
 from kos_core.fileapi import File
-from kos_core.testing import KosEnv, sbh_pid
+from kos_core.testing import KernelProcess, KosEnv, sbh_pid
 from kos_plugins_http import FileIOError, Requester
 
 TEXT = b"first line\nsecond line\nthird line\n"
@@ -51,6 +51,12 @@ def redirect(web: HTTPServer, path: str, location: str, status: int = 302) -> st
     return web.url_for(path)
 
 
+#: Kernels shared by the tests of one policy each (``http`` is the loopback one's).
+max_size_1000 = shared_http(LOOPBACK + "max-size: 1000\n")
+two_redirects = shared_http(LOOPBACK + "max-redirects: 2\n")
+only_localhost = shared_http("allow-hosts: localhost\n")
+
+
 def header(headers: list[tuple[str, str]], name: str) -> list[str]:
     return [value for key, value in headers if key.lower() == name.lower()]
 
@@ -58,9 +64,7 @@ def header(headers: list[tuple[str, str]], name: str) -> list[str]:
 # ---------------------------------------------------------------------------- fetching
 
 
-def test_get_with_info_returns_header_pairs_and_body(
-    start_http: StartHttp, web: HTTPServer
-) -> None:
+def test_get_with_info_returns_header_pairs_and_body(http: HttpPlugin, web: HTTPServer) -> None:
     def handler(request: Request) -> Response:
         response = Response(TEXT, mimetype="text/plain")
         response.headers.add("X-Kos-Test", "yes")
@@ -69,7 +73,7 @@ def test_get_with_info_returns_header_pairs_and_body(
         return response
 
     web.expect_request("/info").respond_with_handler(handler)
-    headers, body = start_http().requester().GetWithInfo(web.url_for("/info"))
+    headers, body = http.requester().GetWithInfo(web.url_for("/info"))
     assert isinstance(headers, list)
     assert all(
         isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(p, str) for p in pair)
@@ -83,10 +87,10 @@ def test_get_with_info_returns_header_pairs_and_body(
 
 
 def test_get_returns_a_file_to_read_by_size_line_and_lines(
-    start_http: StartHttp, web: HTTPServer
+    http: HttpPlugin, web: HTTPServer
 ) -> None:
     url = serve_text(web)
-    requester = start_http().requester()
+    requester = http.requester()
     assert isinstance(requester, Requester)
 
     whole = requester.Get(url)
@@ -108,8 +112,8 @@ def test_get_returns_a_file_to_read_by_size_line_and_lines(
     again.close()
 
 
-def test_a_response_body_is_read_only(start_http: StartHttp, web: HTTPServer) -> None:
-    body = start_http().requester().Get(serve_text(web))
+def test_a_response_body_is_read_only(http: HttpPlugin, web: HTTPServer) -> None:
+    body = http.requester().Get(serve_text(web))
     body.open("r")  # already open: nothing to do
     body.flush()
     with pytest.raises(FileIOError, match="read-only"):
@@ -147,16 +151,14 @@ def test_readline_returns_a_line_before_the_rest_of_the_body_arrives(
     assert body.read() == b"the rest\n"
 
 
-def test_a_large_body_arrives_whole(start_http: StartHttp, web: HTTPServer) -> None:
+def test_a_large_body_arrives_whole(http: HttpPlugin, web: HTTPServer) -> None:
     data = bytes(range(256)) * 8192  # 2 MiB
     web.expect_request("/large").respond_with_data(data)
-    body = start_http().requester().Get(web.url_for("/large"))
+    body = http.requester().Get(web.url_for("/large"))
     assert body.read() == data
 
 
-def test_large_bodies_of_unknown_length_arrive_whole(
-    start_http: StartHttp, web: HTTPServer
-) -> None:
+def test_large_bodies_of_unknown_length_arrive_whole(http: HttpPlugin, web: HTTPServer) -> None:
     data = os.urandom(3 * 1024 * 1024)
     web.expect_request("/chunked").respond_with_handler(
         lambda request: Response(data[i : i + 65536] for i in range(0, len(data), 65536))
@@ -164,7 +166,7 @@ def test_large_bodies_of_unknown_length_arrive_whole(
     web.expect_request("/gzip").respond_with_data(
         gzip.compress(data, 1), headers={"Content-Encoding": "gzip"}
     )
-    requester = start_http().requester()
+    requester = http.requester()
     for path in ("/chunked", "/gzip"):
         headers, body = requester.GetWithInfo(web.url_for(path))
         assert header(headers, "Content-Length") == [] or path == "/gzip"
@@ -182,7 +184,7 @@ def test_max_size_holds_for_a_large_body_read_at_once(
     assert requester.Get(fits).read() == b"y" * 3_000_000
 
 
-def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp) -> None:
+def test_a_body_cut_short_by_the_server_is_a_file_io_error(http: HttpPlugin) -> None:
     announced, sent = 3 * 1024 * 1024, 1024 * 1024
     with socket.create_server(("127.0.0.1", 0)) as listener:
 
@@ -196,7 +198,7 @@ def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp
 
         server = threading.Thread(target=serve_once, daemon=True)
         server.start()
-        requester = start_http().requester()
+        requester = http.requester()
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/cut"
         body = requester.Get(url)
         with pytest.raises(FileIOError) as caught:
@@ -207,9 +209,9 @@ def test_a_body_cut_short_by_the_server_is_a_file_io_error(start_http: StartHttp
         requester.Get(url)
 
 
-def test_http_404_raises_file_io_error_with_status(start_http: StartHttp, web: HTTPServer) -> None:
+def test_http_404_raises_file_io_error_with_status(http: HttpPlugin, web: HTTPServer) -> None:
     web.expect_request("/missing").respond_with_data(b"nope", status=404)
-    requester = start_http().requester()
+    requester = http.requester()
     with pytest.raises(FileIOError) as caught:
         requester.Get(web.url_for("/missing"))
     assert caught.value.status == 404
@@ -224,17 +226,17 @@ def test_http_404_raises_file_io_error_with_status(start_http: StartHttp, web: H
     assert requester.Get(serve_text(web)).read() == TEXT
 
 
-def test_unreachable_port_raises_file_io_error(start_http: StartHttp) -> None:
+def test_unreachable_port_raises_file_io_error(http: HttpPlugin) -> None:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/gone"
     with pytest.raises(FileIOError) as caught:
-        start_http().requester().Get(url)
+        http.requester().Get(url)
     assert url in str(caught.value)
 
 
-def test_refused_schemes(start_http: StartHttp) -> None:
-    requester = start_http().requester()
+def test_refused_schemes(http: HttpPlugin) -> None:
+    requester = http.requester()
     for url in (
         "file:///etc/passwd",
         "data:text/plain,hello",
@@ -253,11 +255,11 @@ def test_refused_schemes(start_http: StartHttp) -> None:
 
 
 def test_max_size_refuses_a_bigger_body_with_content_length(
-    start_http: StartHttp, web: HTTPServer
+    max_size_1000: KernelProcess, http_client: HttpClient, web: HTTPServer
 ) -> None:
     web.expect_request("/big").respond_with_data(b"x" * 1001)
     web.expect_request("/fits").respond_with_data(b"y" * 1000)
-    requester = start_http(LOOPBACK + "max-size: 1000\n").requester()
+    requester = http_client(max_size_1000).requester()
     with pytest.raises(FileIOError, match="max-size") as caught:
         requester.Get(web.url_for("/big"))
     assert "1001" in str(caught.value)
@@ -265,11 +267,11 @@ def test_max_size_refuses_a_bigger_body_with_content_length(
 
 
 def test_max_size_refuses_a_bigger_body_without_content_length(
-    start_http: StartHttp, web: HTTPServer
+    max_size_1000: KernelProcess, http_client: HttpClient, web: HTTPServer
 ) -> None:
     big = serve_stream(web, "/big", b"x" * 1001)
     fits = serve_stream(web, "/fits", b"y" * 1000)
-    requester = start_http(LOOPBACK + "max-size: 1000\n").requester()
+    requester = http_client(max_size_1000).requester()
     headers, body = requester.GetWithInfo(big)
     assert header(headers, "Content-Length") == []  # the size is only known by reading
     with pytest.raises(FileIOError, match="max-size"):
@@ -282,32 +284,36 @@ def test_max_size_refuses_a_bigger_body_without_content_length(
             pass
 
 
-def test_redirects_are_followed(start_http: StartHttp, web: HTTPServer) -> None:
+def test_redirects_are_followed(
+    two_redirects: KernelProcess, http_client: HttpClient, web: HTTPServer
+) -> None:
     final = serve_text(web, "/final")
     redirect(web, "/hop2", "/final", 301)  # a relative Location
     first = redirect(web, "/hop1", web.url_for("/hop2"), 307)
-    requester = start_http(LOOPBACK + "max-redirects: 2\n").requester()
+    requester = http_client(two_redirects).requester()
     assert requester.Get(first).read() == TEXT
     assert requester.Get(final).read() == TEXT
 
 
-def test_too_many_redirects_are_refused(start_http: StartHttp, web: HTTPServer) -> None:
+def test_too_many_redirects_are_refused(
+    two_redirects: KernelProcess, http_client: HttpClient, web: HTTPServer
+) -> None:
     serve_text(web, "/final")
     redirect(web, "/hop3", "/final")
     redirect(web, "/hop2", "/hop3")
     first = redirect(web, "/hop1", "/hop2")
     loop = redirect(web, "/loop", "/loop")
-    requester = start_http(LOOPBACK + "max-redirects: 2\n").requester()
+    requester = http_client(two_redirects).requester()
     with pytest.raises(FileIOError, match="too many redirects"):
         requester.Get(first)
     with pytest.raises(FileIOError, match="too many redirects"):
         requester.Get(loop)
 
 
-def test_a_redirect_to_a_refused_scheme_is_refused(start_http: StartHttp, web: HTTPServer) -> None:
+def test_a_redirect_to_a_refused_scheme_is_refused(http: HttpPlugin, web: HTTPServer) -> None:
     to_file = redirect(web, "/to-file", "file:///etc/passwd")
     to_gopher = redirect(web, "/to-gopher", "gopher://127.0.0.1/1")
-    requester = start_http().requester()
+    requester = http.requester()
     with pytest.raises(FileIOError, match="scheme 'file' is not allowed"):
         requester.Get(to_file)
     with pytest.raises(FileIOError, match="scheme 'gopher' is not allowed"):
@@ -330,11 +336,13 @@ def test_a_redirect_to_a_denied_host_is_refused(start_http: StartHttp, web: HTTP
     assert len(web.log) == 2  # the denied targets were never contacted
 
 
-def test_a_host_not_in_allow_hosts_is_refused(start_http: StartHttp, web: HTTPServer) -> None:
+def test_a_host_not_in_allow_hosts_is_refused(
+    only_localhost: KernelProcess, http_client: HttpClient, web: HTTPServer
+) -> None:
     url = serve_text(web)
     by_name = url.replace("127.0.0.1", "localhost")
     away = redirect(web, "/away", url).replace("127.0.0.1", "localhost")
-    requester = start_http("allow-hosts: localhost\n").requester()
+    requester = http_client(only_localhost).requester()
     with pytest.raises(FileIOError, match="not in allow-hosts"):
         requester.Get(url)  # 127.0.0.1 is not "localhost"
     assert web.log == []
@@ -391,10 +399,10 @@ def test_https_with_the_ca_file(
     assert body.read() == TEXT
 
 
-def test_https_without_the_ca_is_refused(start_http: StartHttp, secure_web: HTTPServer) -> None:
+def test_https_without_the_ca_is_refused(http: HttpPlugin, secure_web: HTTPServer) -> None:
     url = serve_text(secure_web)
     with pytest.raises(FileIOError, match=r"(?i)certificate"):
-        start_http().requester().Get(url)
+        http.requester().Get(url)
 
 
 def test_ftp(start_http: StartHttp, ftp_site: FtpSite) -> None:
@@ -412,9 +420,11 @@ def test_ftp(start_http: StartHttp, ftp_site: FtpSite) -> None:
         requester.Get(ftp_site.url("missing.txt"))
 
 
-def test_ftp_host_is_checked_too(start_http: StartHttp, ftp_site: FtpSite) -> None:
+def test_ftp_host_is_checked_too(
+    only_localhost: KernelProcess, http_client: HttpClient, ftp_site: FtpSite
+) -> None:
     (ftp_site.root / "hello.txt").write_bytes(TEXT)
-    requester = start_http("allow-hosts: localhost\n").requester()
+    requester = http_client(only_localhost).requester()
     with pytest.raises(FileIOError, match="not in allow-hosts"):
         requester.Get(ftp_site.url("hello.txt"))
 
@@ -433,10 +443,10 @@ def other_client_links() -> Iterator[list[_rpc.ClientConnection]]:
 
 
 def test_a_second_client_cannot_use_another_clients_requester(
-    start_http: StartHttp, web: HTTPServer, other_client_links: list[_rpc.ClientConnection]
+    http: HttpPlugin, web: HTTPServer, other_client_links: list[_rpc.ClientConnection]
 ) -> None:
     url = serve_text(web)
-    requester = start_http().requester()
+    requester = http.requester()
     assert requester.Get(url).read() == TEXT
     sbh = _rpc.sbh_of(requester)
     assert sbh
@@ -449,10 +459,9 @@ def test_a_second_client_cannot_use_another_clients_requester(
     assert requester.Get(url).read() == TEXT  # the owner is not disturbed
 
 
-def test_each_client_gets_its_own_process(start_http: StartHttp, web: HTTPServer) -> None:
-    plugin = start_http()
-    first, first_pid = plugin.requester_with_pid()
-    second, second_pid = plugin.requester_with_pid()
+def test_each_client_gets_its_own_process(http: HttpPlugin, web: HTTPServer) -> None:
+    first, first_pid = http.requester_with_pid()
+    second, second_pid = http.requester_with_pid()
     assert first_pid != second_pid
     assert sbh_pid(first) == first_pid
     assert sbh_pid(second) == second_pid
@@ -481,11 +490,11 @@ def test_each_client_gets_its_own_process(start_http: StartHttp, web: HTTPServer
     assert results == {"first": b"together", "second": b"together"}
 
 
-def test_a_refused_connection_says_where_and_why(start_http: StartHttp) -> None:
+def test_a_refused_connection_says_where_and_why(http: HttpPlugin) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    requester = start_http().requester()
+    requester = http.requester()
     with pytest.raises(FileIOError) as refused:
         requester.Get(f"http://127.0.0.1:{port}/")
     message = str(refused.value)

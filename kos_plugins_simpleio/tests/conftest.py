@@ -1,5 +1,6 @@
 """Fixtures of the simpleio tests: a private Xvfb for the session, a kernel per test
-that boots only the simpleio plugin on it, and clients of that kernel.
+that boots only the simpleio plugin on it (or one per module, for tests that open no
+window), and clients of that kernel.
 
 The tests need a real X server and the X tools that drive its windows (Debian
 packages xvfb, xdotool, x11-utils, xclip, imagemagick). Without them the tests that
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kos_core.testing import KernelProcess, StartKernel, require
+from kos_core.testing import KernelProcess, StartKernel, require, shared_kernel
 from simpleio_helpers import TOOL_PACKAGES, Screen, StartSimpleIO, Xvfb
 
 
@@ -65,3 +66,14 @@ def start_simpleio(start_kernel: StartKernel, monkeypatch: pytest.MonkeyPatch) -
 def kernel(start_simpleio: StartSimpleIO, xvfb: str) -> KernelProcess:
     """A kernel on the test display with its simpleio plugin running."""
     return start_simpleio(xvfb)
+
+
+#: One kernel per module booting only simpleio on the session's Xvfb, for the tests
+#: that open no window (one they opened would still be closing in the next test).
+windowless_kernel = shared_kernel(
+    environ=lambda request: {
+        "KOS_LOAD_PLUGINS": "simpleio",
+        "DISPLAY": request.getfixturevalue("xvfb"),
+    },
+    plugins={"simpleio": ["simpleio"]},
+)

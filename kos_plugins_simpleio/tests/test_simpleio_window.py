@@ -144,10 +144,13 @@ def test_GetNewSimpleIOWH_gives_a_window_of_that_size(
 
 @pytest.mark.parametrize(("height", "width"), [(0, 40), (10, 0), (-1, -1), (501, 10), (10, 501)])
 def test_bad_sizes_are_SpawnError(
-    kernel: KernelProcess, screen: Screen, height: int, width: int
+    windowless_kernel: KernelProcess, screen: Screen, height: int, width: int
 ) -> None:
     before = screen.windows()
-    with kernel.connect() as kos, pytest.raises(SpawnError, match="between 1 and 500"):
+    with (
+        windowless_kernel.connect() as kos,
+        pytest.raises(SpawnError, match="between 1 and 500"),
+    ):
         kos.lookup("simpleio").GetNewSimpleIOWH(height, width)
     assert screen.windows() == before
 

@@ -22,6 +22,8 @@ Fixtures:
 
 Outside a test function (a module-scoped fixture, a script), :func:`running_kernel`
 is the same as a context manager: ``with running_kernel(make_env()) as kernel: ...``.
+:func:`shared_kernel` makes a fixture that gives every test of a module one kernel
+(for tests that only read: look up, list, call read-only services).
 
 Without a kernel: :func:`served` serves a service object through the real wire on a
 private socket and gives the test a proxy (``with served(Greeter(), GreeterAPI) as g:``):
@@ -42,7 +44,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,7 @@ __all__ = [
     "running_kernel",
     "sbh_pid",
     "served",
+    "shared_kernel",
     "start_kernel",
     "wait_ended",
     "wait_for",
@@ -160,6 +163,74 @@ def start_kernel(kos_env: KosEnv, request: pytest.FixtureRequest) -> Iterator[St
 def kos_kernel(start_kernel: StartKernel) -> KernelProcess:
     """A running kernel with the installed plugins booted (per the test's setup files)."""
     return start_kernel()
+
+
+def shared_kernel(
+    *args: str,
+    kernel: str = "sharedk",
+    setup: str | Callable[[KosEnv], str] | None = None,
+    environ: Mapping[str, str] | Callable[[pytest.FixtureRequest], Mapping[str, str]] | None = None,
+    plugins: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
+    """A fixture giving every test of a module that requests it the same kernel.
+
+    Assign it to the fixture's name in a test module (or a ``conftest.py``: each module
+    still gets its own kernel)::
+
+        kernel = shared_kernel(environ={"KOS_LOAD_PLUGINS": ""})
+
+    The first test that requests it starts ``kos run -n KERNEL ARGS`` in a fresh
+    :func:`make_env` place (``setup`` is the plugin setup file to write first, or a
+    function of the place that writes what it needs and returns that text), with the
+    test's environment plus ``environ``; the kernel is closed once the module's tests
+    are done. For each test it sets the kernel's place and ``environ`` in the
+    environment (as ``kos_env`` does: for the test and every process it starts),
+    fails the test if the kernel has exited, and waits until each plugin in
+    ``plugins`` runs with the services listed for it. ``environ`` may be a function
+    of the test's ``request``, to use fixtures of a wider scope (the same for every
+    test): ``environ=lambda request: {"DISPLAY": request.getfixturevalue("xvfb")}``.
+
+    Only for tests that leave the kernel as they found it: a test that binds, stops or
+    kills something, or changes setup files, starts its own kernel (``start_kernel``).
+    A module whose tests also request ``kos_env`` overrides it to return this kernel's
+    ``env``.
+    """
+    key = pytest.StashKey[KernelProcess | str]()
+    wanted = {name: list(services) for name, services in (plugins or {}).items()}
+
+    def start(module: pytest.Module, env: KosEnv, extra: Mapping[str, str]) -> KernelProcess:
+        stack = contextlib.ExitStack()
+        module.addfinalizer(stack.close)
+        # last: if the module's tests are set up again (pytest-xdist may come back to a
+        # module after another one), the next test starts a new kernel
+        stack.callback(module.stash.__delitem__, key)
+        stack.callback(shutil.rmtree, env.runtime_dir.parent, ignore_errors=True)
+        text = setup(env) if callable(setup) else setup
+        return stack.enter_context(running_kernel(env, *args, setup=text, environ=extra))
+
+    @pytest.fixture
+    def fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> KernelProcess:
+        """The module's shared kernel, its place set in the environment for this test."""
+        module: pytest.Module | None = request.node.getparent(pytest.Module)
+        assert module is not None, "shared_kernel is for tests in modules"
+        process = module.stash.get(key, None)
+        if isinstance(process, str):
+            pytest.fail(process)
+        extra = dict(environ(request) if callable(environ) else environ or {})
+        env = make_env(kernel) if process is None else process.env
+        # set first: KernelProcess finds the kernel (to wait for it) in the environment
+        for name, value in {**env.environ(), **extra}.items():
+            monkeypatch.setenv(name, value)
+        if process is None:
+            module.stash[key] = "the module's shared kernel did not start: see its first test"
+            process = module.stash[key] = start(module, env, extra)
+        if process.process.poll() is not None:
+            pytest.fail(f"the module's shared kernel has exited:\n{process.log()}")
+        for name, services in wanted.items():
+            process.wait_plugin(name, services=services)
+        return process
+
+    return fixture
 
 
 # ---------------------------------------------------------------------------- etcd
