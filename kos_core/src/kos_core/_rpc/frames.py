@@ -8,6 +8,14 @@ serving side's never holds more than ``max_frame`` bytes of one request unless
 read and dropped in small chunks; :meth:`Frames.recv` then returns :data:`OVERSIZED`, the
 length (8 bytes) and those first bytes, from which the request is answered with an error
 (so the caller gets a clear exception and the connection goes on).
+
+Reads block in the kernel (no ``poll`` per frame): a frame of up to :data:`EXACT` bytes
+is read into one buffer of its exact size (``MSG_WAITALL``; TLS, which takes no flags,
+record by record), a longer one into a buffer that grows with what arrives. A read
+waits at most until its ``deadline`` (``SO_RCVTIMEO``), else :attr:`Frames.patience`
+seconds, else for ever. A frame goes out in one ``sendmsg`` of its header, its pieces
+(a large value is one, not copied) and the flusher; TLS sockets have no ``sendmsg``, so
+small pieces are joined there and large ones sent as they are.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import struct
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
 #: frame header: payload length, compressed flag
 HEADER = struct.Struct("!LB")
@@ -24,9 +34,14 @@ HEADER = struct.Struct("!LB")
 FLUSHER = b"\n"
 #: what :meth:`Frames.recv` returns first for a frame it did not hold in memory
 OVERSIZED = b"\xff"
+#: frames up to this long are read into a buffer of their announced size at once
+EXACT = 4 * 1024 * 1024
 _PREFIX = 4096
 _RECV_CHUNK = 256 * 1024
 _DISCARD_CHUNK = 64 * 1024
+_JOIN = 64 * 1024  # pieces shorter than this are joined before a TLS send
+_SLACK = 0.01  # seconds a read may wait past its deadline rather than reset SO_RCVTIMEO
+_TIMEVAL = struct.Struct("ll")
 
 
 class Frames:
@@ -42,6 +57,10 @@ class Frames:
         self.max_frame = max_frame
         self._allow = allow
         self._closed = False
+        #: seconds a read with no deadline waits at most (``None``: for ever)
+        self.patience: float | None = None
+        self._waits: float | None = None  # the socket's SO_RCVTIMEO (None: for ever)
+        self._tls = isinstance(sock, ssl.SSLSocket)
 
     @property
     def closed(self) -> bool:
@@ -75,40 +94,97 @@ class Frames:
 
     def send(self, data: bytes) -> None:
         """Send one frame of ``data``."""
-        header = HEADER.pack(len(data), 0)
-        if len(data) <= _RECV_CHUNK:
-            self._write(header + data + FLUSHER)  # one system call
-        else:  # no copy of a large frame
-            self._write(header)
-            self._write(memoryview(data))
-            self._write(FLUSHER)
+        self.send_pieces([data])
 
-    def recv(self) -> bytes:
-        """The payload of the next frame (or the marker of one too long to hold)."""
-        length, compressed = HEADER.unpack(self._read(HEADER.size))
+    def send_pieces(self, pieces: Sequence[bytes]) -> None:
+        """Send one frame whose payload is ``pieces`` joined (a large piece is not copied)."""
+        size = sum(map(len, pieces))
+        buffers = [HEADER.pack(size, 0), *pieces, FLUSHER]
+        try:
+            if self._tls:
+                self._send_tls(buffers)
+            else:
+                _send_all(self.sock, buffers)
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from None
+
+    def _send_tls(self, buffers: list[bytes]) -> None:
+        small: list[bytes] = []
+        for piece in buffers:
+            if len(piece) < _JOIN:
+                small.append(piece)
+                continue
+            if small:
+                self.sock.sendall(b"".join(small))
+                small = []
+            self.sock.sendall(piece)
+        if small:
+            self.sock.sendall(b"".join(small))
+
+    def recv(self, deadline: float | None = None) -> bytes:
+        """The payload of the next frame (or the marker of one too long to hold).
+
+        Raises :class:`TimeoutError` (and closes) if it is not in by ``deadline`` (a
+        ``time.monotonic()`` value), :class:`EOFError` if the connection ends.
+        """
+        length, compressed = HEADER.unpack(self._read(HEADER.size, deadline))
         if compressed:
             raise EOFError("compressed frames are not accepted")
         if self.max_frame is None or length <= self.max_frame:
             if length <= _RECV_CHUNK:  # small: frame and flusher in one read
-                return self._read(length + len(FLUSHER))[: -len(FLUSHER)]
-            frame = self._read(length)
-            self._read(len(FLUSHER))
+                return self._read(length + len(FLUSHER), deadline)[: -len(FLUSHER)]
+            frame = self._read(length, deadline)
+            self._read(len(FLUSHER), deadline)
             return frame
-        prefix = self._read(min(length, _PREFIX))
+        prefix = self._read(min(length, _PREFIX), deadline)
         if self._allow is not None and self._allow(prefix, length):
-            rest = self._read(length - len(prefix)) if length > len(prefix) else b""
-            self._read(len(FLUSHER))
+            rest = self._read(length - len(prefix), deadline) if length > len(prefix) else b""
+            self._read(len(FLUSHER), deadline)
             return prefix + rest
         left = length - len(prefix) + len(FLUSHER)
         while left > 0:
-            left -= len(self._read(min(left, _DISCARD_CHUNK)))
+            left -= len(self._read(min(left, _DISCARD_CHUNK), deadline))
         marker: bytes = OVERSIZED + length.to_bytes(8, "big") + prefix
         return marker
 
-    def _read(self, count: int) -> bytes:
-        """Exactly ``count`` bytes, or :class:`EOFError`."""
+    def _wait_at_most(self, deadline: float | None) -> None:
+        """Make the next read give up at ``deadline`` (else after :attr:`patience`)."""
+        seconds = self.patience if deadline is None else deadline - time.monotonic()
+        waits = self._waits
+        if seconds is None:
+            if waits is None:
+                return
+        elif waits is not None and abs(waits - seconds) <= _SLACK:
+            return
+        elif seconds <= 0:
+            self.close()
+            raise TimeoutError("no frame before the deadline")
+        whole = int(seconds or 0)
+        micros = int(((seconds or 0) - whole) * 1_000_000)
         try:
-            first = self.sock.recv(min(count, _RECV_CHUNK))
+            self.sock.setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(whole, micros)
+            )
+        except OSError as exc:
+            self.close()
+            raise EOFError(exc) from None
+        self._waits = seconds
+
+    def _read(self, count: int, deadline: float | None = None) -> bytes:
+        """Exactly ``count`` bytes, or :class:`EOFError` (:class:`TimeoutError` past
+        ``deadline``).
+        """
+        self._wait_at_most(deadline)
+        sock = self.sock
+        try:
+            if self._tls or count > EXACT:
+                first = sock.recv(min(count, _RECV_CHUNK))
+            else:  # one buffer of the exact size, filled in the kernel
+                first = sock.recv(count, socket.MSG_WAITALL)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            self.close()
+            raise TimeoutError("no frame before the deadline") from None
         except OSError as exc:
             self.close()
             raise EOFError(exc) from None
@@ -117,6 +193,9 @@ class Frames:
         if not first:
             self.close()
             raise EOFError("connection closed by peer")
+        return self._read_rest(first, count, deadline)
+
+    def _read_rest(self, first: bytes, count: int, deadline: float | None) -> bytes:
         # The buffer grows with what arrives, not with what a frame header announces.
         buffer = bytearray(first)
         buffer.extend(bytes(min(len(buffer), count - len(buffer))))
@@ -124,11 +203,15 @@ class Frames:
         while got < count:
             if got == len(buffer):
                 buffer.extend(bytes(min(len(buffer), count - got)))
+            self._wait_at_most(deadline)
             try:
                 with memoryview(buffer) as view:
                     n = self.sock.recv_into(view[got:], min(len(buffer) - got, _RECV_CHUNK))
-            except TimeoutError:
+            except TimeoutError:  # a socket with a Python-level timeout
                 continue
+            except (BlockingIOError, ssl.SSLWantReadError):
+                self.close()
+                raise TimeoutError("the frame did not arrive before the deadline") from None
             except OSError as exc:
                 self.close()
                 raise EOFError(exc) from None
@@ -138,9 +221,13 @@ class Frames:
             got += n
         return bytes(buffer)
 
-    def _write(self, data: bytes | memoryview) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            self.close()
-            raise EOFError(exc) from None
+
+def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:
+    """``buffers`` in as few ``sendmsg`` calls as the socket takes them."""
+    views: list[bytes | memoryview] = list(buffers)
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = memoryview(views[0])[sent:]
