@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from rpyc.core import brine, consts
+from rpyc.core import consts
 from rpyc.core.async_ import AsyncResultTimeout
 from rpyc.core.protocol import Connection
 from rpyc.lib import Timeout
@@ -208,7 +208,11 @@ class RpcPeer(Connection):  # type: ignore[misc]
         deadline = time.monotonic() + timeout
         # rpyc 6.0: what async_request sends (_get_seq_id, _box), without its callback.
         seq = self._get_seq_id()
-        self._send(consts.MSG_REQUEST, seq, (handler, self._box(args)))
+        try:  # plain values (what kos sends) go in a LABEL_VALUE box, as _box puts them
+            message = pieces(consts.MSG_REQUEST, seq, (handler, (consts.LABEL_VALUE, args)))
+        except TypeError:  # anything else as rpyc boxes it (which a kos peer refuses)
+            message = pieces(consts.MSG_REQUEST, seq, (handler, self._box(args)))
+        self._transmit(message)
         while True:
             try:
                 data = self._channel.recv(deadline)
@@ -320,11 +324,17 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise _Refused(f"an unsolicited rpyc message of type {data[:1].hex()}")
 
     def _send(self, msg: int, seq: int, args: Any) -> None:
-        # rpyc 6.0: _send(msg, seq, args) frames one message; a thread that finds the send
-        # lock taken queues it for the holder to send (a finalizer may post a release
-        # while its own thread is sending). This does the same, in pieces: no copy of a
-        # large value.
-        self._send_queue.append(pieces(msg, seq, args))
+        # rpyc 6.0: _send(msg, seq, args) frames and sends one message, thread-safely.
+        self._transmit(pieces(msg, seq, args))
+
+    def _transmit(self, message: list[bytes]) -> None:
+        """Send one message's pieces (see :func:`~.codec.pieces`) in one frame.
+
+        As rpyc 6.0's ``_send``: a thread that finds the send lock taken queues its
+        message for the holder to send (a finalizer may post a release while its own
+        thread is sending).
+        """
+        self._send_queue.append(message)
         while self._send_queue:
             if not self._sendlock.acquire(False):
                 return
@@ -363,10 +373,11 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise
         except Exception as exc:  # arguments a kos peer never sends
             raise _Refused(f"a malformed request ({type(exc).__name__})") from None
-        if not brine.dumpable(result):
-            result = self._unsendable
-        # rpyc 6.0: _send(msg, seq, args) frames and sends one message, thread-safely.
-        self._send(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, result))
+        try:
+            message = pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, result))
+        except TypeError:  # not a plain value
+            message = pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, self._unsendable))
+        self._transmit(message)
         if self._served is not None and self._served.ending is True:
             self.hang_up()  # the reply is sent; a servant asked for this (Close(), say)
 

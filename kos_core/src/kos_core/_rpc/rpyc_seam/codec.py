@@ -29,6 +29,28 @@ _TUPLE_TAGS = (
 )
 
 
+_STR_TAGS = (brine.TAG_EMPTY_STR, brine.TAG_STR1, brine.TAG_STR2, brine.TAG_STR3, brine.TAG_STR4)
+_IMM_INTS = brine.IMM_INTS  # small ints: one byte each, their value + _IMM_ZERO
+_IMM_ZERO = 0x50
+_IMM_FIRST, _IMM_LAST = min(_IMM_INTS) + _IMM_ZERO, max(_IMM_INTS) + _IMM_ZERO
+_TUP1, _TUP2, _TUP_L1, _TUP_L4 = (
+    t[0] for t in (brine.TAG_TUP1, brine.TAG_TUP2, brine.TAG_TUP_L1, brine.TAG_TUP_L4)
+)
+_STR1, _STR4, _STR_L1, _STR_L4 = (
+    t[0] for t in (brine.TAG_STR1, brine.TAG_STR4, brine.TAG_STR_L1, brine.TAG_STR_L4)
+)
+_UNICODE = brine.TAG_UNICODE[0]
+_SIZED = {_STR_L1: 1, _STR_L4: 4, brine.TAG_INT_L1[0]: 1, brine.TAG_INT_L4[0]: 4}
+_STRINGS = (_STR_L1, _STR_L4)
+_SINGLETONS: dict[int, Any] = {
+    brine.TAG_NONE[0]: None,
+    brine.TAG_EMPTY_STR[0]: b"",
+    brine.TAG_EMPTY_TUPLE[0]: (),
+    brine.TAG_TRUE[0]: True,
+    brine.TAG_FALSE[0]: False,
+}
+
+
 class Refused(EOFError):
     """A message no kos peer sends: its connection ends before rpyc handles it."""
 
@@ -39,26 +61,25 @@ def pieces(kind: int, seq: int, body: Any) -> list[bytes]:
     Raises :class:`TypeError` (as ``brine.dump`` does) for what brine cannot dump.
     """
     out: list[bytes] = [brine.I1.pack(kind), brine.TAG_TUP2]
-    _dump(seq, out)
-    _dump(body, out)
+    large: list[int] = []  # where in ``out`` a large value is
+    _dump(seq, out, large)
+    _dump(body, out, large)
+    if not large:
+        return [b"".join(out)]
     joined: list[bytes] = []
-    run: list[bytes] = []
-    for piece in out:
-        if len(piece) >= LARGE:
-            if run:
-                joined.append(b"".join(run))
-                run = []
-            joined.append(piece)
-        else:
-            run.append(piece)
-    if run:
-        joined.append(b"".join(run))
+    start = 0
+    for at in large:
+        if at > start:
+            joined.append(b"".join(out[start:at]))
+        joined.append(out[at])
+        start = at + 1
+    if start < len(out):
+        joined.append(b"".join(out[start:]))
     return joined
 
 
-def _dump(value: Any, out: list[bytes]) -> None:
-    # brine (rpyc 6.0): a tuple is its tag (by length) and its items; bytes of 256 or
-    # more are TAG_STR_L4, their length (I4) and themselves.
+def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
+    # brine (rpyc 6.0), for the types kos sends most; the rest is brine.dump's.
     kind = type(value)
     if kind is tuple:
         count = len(value)
@@ -69,21 +90,92 @@ def _dump(value: Any, out: list[bytes]) -> None:
         else:
             out.append(brine.TAG_TUP_L4 + brine.I4.pack(count))
         for item in value:
-            _dump(item, out)
-    elif kind is bytes and len(value) >= LARGE:
-        out.append(brine.TAG_STR_L4 + brine.I4.pack(len(value)))
-        out.append(value)
+            _dump(item, out, large)
+    elif kind is bytes:
+        _dump_bytes(value, out, large)
+    elif kind is str:
+        out.append(brine.TAG_UNICODE)
+        _dump_bytes(value.encode("utf8"), out, large)
+    elif kind is int:
+        if value in _IMM_INTS:
+            out.append(_IMM_INTS[value])
+        else:  # its decimal digits, after their count
+            digits = str(value).encode("ascii")
+            count = len(digits)
+            if count < 256:
+                out.append(brine.TAG_INT_L1 + brine.I1.pack(count) + digits)
+            else:
+                out.append(brine.TAG_INT_L4 + brine.I4.pack(count) + digits)
+    elif value is None:
+        out.append(brine.TAG_NONE)
     else:
         out.append(brine.dump(value))
 
 
+def _dump_bytes(value: bytes, out: list[bytes], large: list[int]) -> None:
+    # brine: up to 4 bytes a tag each, then TAG_STR_L1 + I1 length, then TAG_STR_L4 + I4.
+    size = len(value)
+    if size < len(_STR_TAGS):
+        out.append(_STR_TAGS[size] + value)
+    elif size < 256:
+        out.append(brine.TAG_STR_L1 + brine.I1.pack(size) + value)
+    elif size < LARGE:
+        out.append(brine.TAG_STR_L4 + brine.I4.pack(size) + value)
+    else:  # a piece of its own: not copied
+        out.append(brine.TAG_STR_L4 + brine.I4.pack(size))
+        large.append(len(out))
+        out.append(value)
+
+
 def load_message(data: bytes) -> Any:
-    """The brine value after the kind byte of a message (anything after it is ignored)."""
+    """The brine value after the kind byte of a message (anything after it is ignored).
+
+    Raises an exception of some kind if ``data`` is not brine.
+    """
+    return _load(data, 1)[0]
+
+
+def _load(data: bytes, at: int) -> tuple[Any, int]:
+    # brine's tags (rpyc 6.0), read by offset: no stream, and a value is sliced out of
+    # ``data`` once. Tags kos never sends are brine's own ``_load``'s.
+    tag = data[at]
+    at += 1
+    if _IMM_FIRST <= tag <= _IMM_LAST:
+        return tag - _IMM_ZERO, at
+    if tag == _TUP2:
+        first, at = _load(data, at)
+        second, at = _load(data, at)
+        return (first, second), at
+    if _STR1 <= tag <= _STR4:
+        end = at + tag - _STR1 + 1
+        return data[at:end], end
+    if tag == _UNICODE:
+        raw, at = _load(data, at)
+        return raw.decode("utf-8"), at
+    if _TUP1 <= tag <= _TUP_L4:
+        if tag == _TUP_L1:
+            count, at = data[at], at + 1
+        elif tag == _TUP_L4:
+            count, at = int.from_bytes(data[at : at + 4], "big"), at + 4
+        else:
+            count = tag - _TUP1 + 1
+        items = []
+        for _ in range(count):
+            item, at = _load(data, at)
+            items.append(item)
+        return tuple(items), at
+    if tag in _SIZED:  # a length (1 or 4 bytes), then bytes or an int's digits
+        width = _SIZED[tag]
+        end = at + width + int.from_bytes(data[at : at + width], "big")
+        raw = data[at + width : end]
+        return (raw if tag in _STRINGS else int(raw)), end
+    if tag in _SINGLETONS:
+        return _SINGLETONS[tag], at
     # rpyc 6.0: brine's private ``_load(stream)`` decodes one value from a file-like
     # object; BytesIO shares a bytes object's buffer until written to.
     stream = io.BytesIO(data)
-    stream.seek(1)
-    return brine._load(stream)
+    stream.seek(at - 1)
+    return brine._load(stream), stream.tell()
 
 
 def peek_call(prefix: bytes, call: int) -> tuple[int, int, Any, Any] | None:
