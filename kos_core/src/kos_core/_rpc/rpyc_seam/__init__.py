@@ -101,7 +101,7 @@ class _Channel(Frames):
         return super().poll(Timeout(timeout).timeleft())
 
 
-def _reply_of(data: bytes) -> tuple[Any, Any]:
+def _reply_of(data: bytes | memoryview) -> tuple[Any, Any]:
     """``(seq, boxed value)`` of a reply message."""
     try:
         seq, boxed = load_message(data)
@@ -290,27 +290,32 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise
         return served
 
-    def _dispatch(self, data: bytes) -> None:
+    def _dispatch(self, data: bytes | memoryview) -> None:
         # rpyc 6.0 (unbound threads): serve() calls this holding _recvlock once, and
         # notifies _recv_event after it returns; rpyc's own _dispatch releases the lock
         # before serving a request and after handing a reply to its callback (so the
-        # thread it wakes finds its result set). This does the same.
-        kind = data[:1]
-        if kind == _REPLY:
-            try:
+        # thread it wakes finds its result set). This does the same, and reads a request
+        # before it lets go (``data`` is a view of the channel's buffer, which the next
+        # reader fills).
+        kind = bytes(data[:1])
+        try:
+            if kind == _REPLY:
                 callback, value = self._reply(data)
-            except _Refused:
-                self._recvlock.release()
-                raise
-            callback(False, value)
-            self._recvlock.release()
-            return
-        self._recvlock.release()
-        if kind == _REQUEST:
-            seq, handler, args = self._request(data)
-            if not self._concurrent:
-                self._serve_request(seq, handler, args)
+                callback(False, value)
                 return
+            if kind == _REQUEST:
+                seq, handler, args = self._request(data)
+            elif kind == OVERSIZED and self._served is not None:
+                data = bytes(data)
+            else:
+                raise _Refused(f"an unsolicited rpyc message of type {kind.hex()}")
+        finally:
+            self._recvlock.release()
+        if kind == OVERSIZED:
+            self._refuse_oversized(data)
+        elif not self._concurrent:
+            self._serve_request(seq, handler, args)
+        else:
             # The call runs on a worker thread; at most _MAX_QUEUED wait for one.
             while not self._queued.acquire(timeout=1.0):
                 if self.closed:
@@ -318,10 +323,6 @@ class RpcPeer(Connection):  # type: ignore[misc]
             if self._workers is None:
                 self._workers = ThreadPoolExecutor(_MAX_WORKERS, thread_name_prefix="kos-call")
             self._workers.submit(self._serve_queued, seq, handler, args)
-        elif kind == OVERSIZED and self._served is not None:
-            self._refuse_oversized(data)
-        else:
-            raise _Refused(f"an unsolicited rpyc message of type {data[:1].hex()}")
 
     def _send(self, msg: int, seq: int, args: Any) -> None:
         # rpyc 6.0: _send(msg, seq, args) frames and sends one message, thread-safely.
@@ -344,7 +345,7 @@ class RpcPeer(Connection):  # type: ignore[misc]
             finally:
                 self._sendlock.release()
 
-    def _request(self, data: bytes) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
+    def _request(self, data: bytes | memoryview) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
         try:
             seq, (handler, boxed) = load_message(data)
         except Exception:
@@ -357,7 +358,7 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise _Refused("a malformed request")
         return seq, answer, args
 
-    def _reply(self, data: bytes) -> tuple[Callable[[bool, Any], None], Any]:
+    def _reply(self, data: bytes | memoryview) -> tuple[Callable[[bool, Any], None], Any]:
         seq, boxed = _reply_of(data)
         value = _unboxed(boxed)
         # rpyc 6.0: _request_callbacks maps a request's seq to callback(is_exc, value).
@@ -390,7 +391,7 @@ class RpcPeer(Connection):  # type: ignore[misc]
         finally:
             self._queued.release()
 
-    def _refuse_oversized(self, data: bytes) -> None:
+    def _refuse_oversized(self, data: bytes | memoryview) -> None:
         size = int.from_bytes(data[1:9], "big")
         call = peek_call(data[9:], self._call)
         if call is None or self._served is None:

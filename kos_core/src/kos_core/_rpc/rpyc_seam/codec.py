@@ -42,6 +42,7 @@ _STR1, _STR4, _STR_L1, _STR_L4 = (
 _UNICODE = brine.TAG_UNICODE[0]
 _SIZED = {_STR_L1: 1, _STR_L4: 4, brine.TAG_INT_L1[0]: 1, brine.TAG_INT_L4[0]: 4}
 _STRINGS = (_STR_L1, _STR_L4)
+_FLOAT = brine.TAG_FLOAT[0]
 _SINGLETONS: dict[int, Any] = {
     brine.TAG_NONE[0]: None,
     brine.TAG_EMPTY_STR[0]: b"",
@@ -127,7 +128,7 @@ def _dump_bytes(value: bytes, out: list[bytes], large: list[int]) -> None:
         out.append(value)
 
 
-def load_message(data: bytes) -> Any:
+def load_message(data: bytes | memoryview) -> Any:
     """The brine value after the kind byte of a message (anything after it is ignored).
 
     Raises an exception of some kind if ``data`` is not brine.
@@ -135,9 +136,10 @@ def load_message(data: bytes) -> Any:
     return _load(data, 1)[0]
 
 
-def _load(data: bytes, at: int) -> tuple[Any, int]:
-    # brine's tags (rpyc 6.0), read by offset: no stream, and a value is sliced out of
-    # ``data`` once. Tags kos never sends are brine's own ``_load``'s.
+def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
+    # brine's tags (rpyc 6.0), read by offset: no stream, and a value is copied out of
+    # ``data`` once (``bytes`` of a bytes slice is that slice). Tags kos never sends are
+    # brine's own ``_load``'s.
     tag = data[at]
     at += 1
     if _IMM_FIRST <= tag <= _IMM_LAST:
@@ -148,7 +150,7 @@ def _load(data: bytes, at: int) -> tuple[Any, int]:
         return (first, second), at
     if _STR1 <= tag <= _STR4:
         end = at + tag - _STR1 + 1
-        return data[at:end], end
+        return bytes(data[at:end]), end
     if tag == _UNICODE:
         raw, at = _load(data, at)
         return raw.decode("utf-8"), at
@@ -167,8 +169,10 @@ def _load(data: bytes, at: int) -> tuple[Any, int]:
     if tag in _SIZED:  # a length (1 or 4 bytes), then bytes or an int's digits
         width = _SIZED[tag]
         end = at + width + int.from_bytes(data[at : at + width], "big")
-        raw = data[at + width : end]
+        raw = bytes(data[at + width : end])
         return (raw if tag in _STRINGS else int(raw)), end
+    if tag == _FLOAT:
+        return brine.F8.unpack_from(data, at)[0], at + brine.F8.size
     if tag in _SINGLETONS:
         return _SINGLETONS[tag], at
     # rpyc 6.0: brine's private ``_load(stream)`` decodes one value from a file-like
@@ -178,7 +182,7 @@ def _load(data: bytes, at: int) -> tuple[Any, int]:
     return brine._load(stream), stream.tell()
 
 
-def peek_call(prefix: bytes, call: int) -> tuple[int, int, Any, Any] | None:
+def peek_call(prefix: bytes | memoryview, call: int) -> tuple[int, int, Any, Any] | None:
     """``(seq, handler, handle, method)`` from the start of a request frame, if readable
     (``handle`` and ``method`` are ``None`` unless ``handler`` is ``call``).
     """
