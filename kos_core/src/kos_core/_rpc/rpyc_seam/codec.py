@@ -91,7 +91,10 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
         else:
             out.append(brine.TAG_TUP_L4 + brine.I4.pack(count))
         for item in value:
-            _dump(item, out, large)
+            if type(item) is int and item in _IMM_INTS:  # the commonest leaf, inline
+                out.append(_IMM_INTS[item])
+            else:
+                _dump(item, out, large)
     elif kind is bytes:
         _dump_bytes(value, out, large)
     elif kind is str:
@@ -144,9 +147,17 @@ def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
     at += 1
     if _IMM_FIRST <= tag <= _IMM_LAST:
         return tag - _IMM_ZERO, at
-    if tag == _TUP2:
-        first, at = _load(data, at)
-        second, at = _load(data, at)
+    if tag == _TUP2:  # the commonest tag; small ints in it are read inline
+        byte = data[at]
+        if _IMM_FIRST <= byte <= _IMM_LAST:
+            first, at = byte - _IMM_ZERO, at + 1
+        else:
+            first, at = _load(data, at)
+        byte = data[at]
+        if _IMM_FIRST <= byte <= _IMM_LAST:
+            second, at = byte - _IMM_ZERO, at + 1
+        else:
+            second, at = _load(data, at)
         return (first, second), at
     if _STR1 <= tag <= _STR4:
         end = at + tag - _STR1 + 1
