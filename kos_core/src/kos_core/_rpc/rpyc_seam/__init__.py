@@ -198,8 +198,9 @@ class RpcPeer(Connection):  # type: ignore[misc]
         finally:
             with contextlib.suppress(RuntimeError):  # unless _cleanup released it
                 self._recvlock.release()
-            with self._recv_event:  # rpyc 6.0: threads waiting to read wait on this
-                self._recv_event.notify_all()
+            if self._request_callbacks:  # a thread waiting for its reply may read now
+                with self._recv_event:  # rpyc 6.0: such threads wait on this
+                    self._recv_event.notify_all()
 
     def _call_alone(self, handler: int, args: tuple[Any, ...], timeout: float) -> Any:
         """``request``, reading the socket on this thread (which holds ``_recvlock``)."""
