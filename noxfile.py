@@ -19,6 +19,8 @@ ROOT = Path(__file__).parent
 DISTRIBUTIONS = sorted(p.name for p in ROOT.glob("kos_*") if (p / "pyproject.toml").is_file())
 PYTHONS = ["3.11", "3.12", "3.13"]  # oldest to newest; the oldest is requires-python's floor
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "pytest-xdist>=3.5"]
+#: what only ``benchmarks/peers.py`` needs: the systems kos is compared with
+BENCHMARK_PEERS = ["Pyro5>=5.15", "msgpack>=1.0"]
 #: pytest workers per session: most of a test's time is spent waiting on real processes
 #: and sockets, so two workers halve a session even on two cores (``-- -n 0`` for one)
 WORKERS = ["-n", str(min(max(os.cpu_count() or 1, 2), 4))]
@@ -100,9 +102,12 @@ def coverage(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[0], default=False)
 def benchmarks(session: nox.Session) -> None:
-    """Speed against plain rpyc (and start-up against Pyro5) in the same run (not part
-    of the default run).
+    """Speed against plain rpyc (and start-up against Pyro5) in the same run, not part of
+    the default run; with ``-- peers`` the comparison of calls with Pyro5 and a minimal
+    msgpack RPC instead.
     """
-    # Pyro5: the start-up part's baseline, a benchmark-only dependency.
-    session.install(*(f"./{d}" for d in DISTRIBUTIONS), "Pyro5")
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    session.install(*(f"./{d}" for d in DISTRIBUTIONS), *BENCHMARK_PEERS)
+    if session.posargs[:1] == ["peers"]:
+        session.run("python", "benchmarks/peers.py", *session.posargs[1:])
+    else:
+        session.run("python", "benchmarks/run.py", *session.posargs)

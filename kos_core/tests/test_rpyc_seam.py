@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import rpyc
+from hypothesis import given
+from hypothesis import strategies as st
 from rpyc.core import brine, consts
 from rpyc.core.async_ import AsyncResult, AsyncResultTimeout
 from rpyc.core.channel import Channel
@@ -23,6 +25,7 @@ from rpyc.core.protocol import Connection
 from kos_core._rpc import HANDLE_KOS_CALL, RpcPeer
 from kos_core._rpc import rpyc_seam as seam
 from kos_core._rpc.frames import FLUSHER, HEADER, Frames
+from kos_core._rpc.rpyc_seam import codec
 from kos_core.testing import wait_for
 
 CALL_TIMEOUT = 10.0
@@ -125,6 +128,8 @@ def test_private_attributes_kos_uses_are_there(pair: tuple[Watched, Hand]) -> No
     assert type(peer._recvlock) is type(threading.RLock())
     assert isinstance(peer._recv_event, threading.Condition)
     assert peer._request_callbacks == {}
+    assert peer._send_queue == []
+    assert type(peer._sendlock) is type(threading.Lock())
     assert peer._channel.__class__ is seam._Channel
     assert peer._bind_threads is False
     assert peer._config["sync_request_timeout"] == CALL_TIMEOUT
@@ -145,6 +150,8 @@ def test_private_attributes_kos_uses_are_there(pair: tuple[Watched, Hand]) -> No
         ("_handle_close", ["self"]),
         ("_request_handlers", ["cls"]),
         ("async_request", ["self", "handler", "args", "kwargs"]),
+        ("_get_seq_id", ["self"]),
+        ("_box", ["self", "obj"]),
     ],
 )
 def test_rpyc_methods_kos_overrides_or_calls_keep_their_signatures(
@@ -191,6 +198,92 @@ def test_a_call_request_as_rpyc_frames_it_is_peeked(pair: tuple[Watched, Hand]) 
     assert (seq, handler, boxed) == (0, HANDLE_KOS_CALL, (consts.LABEL_VALUE, (0, "Get", ("key",))))
 
 
+plain = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary(max_size=300)
+    | st.sampled_from([b"\x11", b"x" * codec.LARGE, b"y" * (codec.LARGE + 1), 10**300]),
+    lambda inner: st.lists(inner, max_size=300).map(tuple),
+    max_leaves=400,
+)
+
+
+@given(plain, st.integers(0, 2**40))
+def test_pieces_join_to_the_bytes_rpyc_sends(value: Any, seq: int) -> None:
+    whole = brine.I1.pack(consts.MSG_REPLY) + brine.dump((seq, value))  # rpyc 6.0's _send
+    parts = codec.pieces(consts.MSG_REPLY, seq, value)
+    assert b"".join(parts) == whole
+    # repr tells 1 from True and 1.0, b"" from "": the types must come back too
+    assert repr(codec.load_message(whole + FLUSHER)) == repr((seq, value))
+    assert repr(codec.load_message(memoryview(whole))) == repr(brine.load(whole[1:]))
+
+
+def test_a_large_value_is_a_piece_of_its_own_not_copied() -> None:
+    value = bytes(codec.LARGE)
+    parts = codec.pieces(consts.MSG_REPLY, 7, (consts.LABEL_VALUE, (0, value)))
+    assert len(parts) == 2 and parts[1] is value
+
+
+def test_pieces_refuse_what_brine_cannot_dump() -> None:
+    with pytest.raises(TypeError):
+        brine.dump([1])
+    with pytest.raises(TypeError):
+        codec.pieces(consts.MSG_REPLY, 1, (0, [1]))
+
+
+# -- the lean path: a caller alone on its connection reads it itself ----------------------
+
+
+def test_a_caller_alone_reads_its_reply_without_poll_or_dispatch(
+    pair: tuple[Watched, Hand],
+) -> None:
+    peer, hand = pair
+    peer._channel.poll = None  # type: ignore[assignment,method-assign]  # must not be called
+    thread, out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "M", ()), 5.0), "caller")
+    seq, _, args = hand.request()
+    assert args == (0, "M", ())
+    hand.reply(seq, (0, b"v" * (codec.LARGE * 2)))
+    thread.join(5)
+    assert out == {"value": (0, b"v" * (codec.LARGE * 2))}
+    assert peer.dispatched == []  # its own reply never went through rpyc
+    assert peer._recvlock.acquire(blocking=False)  # and the lock is free after
+    peer._recvlock.release()
+
+
+def test_a_lean_reader_hands_another_threads_reply_over(pair: tuple[Watched, Hand]) -> None:
+    """A reads the socket on the lean path; B, calling meanwhile, finds it taken and
+    waits rpyc's way. B's reply comes first: A hands it over and reads on for its own.
+    """
+    peer, hand = pair
+    a, a_out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "A", ()), 5.0), "A")
+    seq_a, _, _ = hand.request()
+    assert not peer._recvlock.acquire(blocking=False)  # A sent its request holding it
+    b, b_out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "B", ()), 5.0), "B")
+    seq_b, _, args = hand.request()
+    assert args == (0, "B", ())
+    hand.reply(seq_b, "for B")
+    b.join(5)
+    assert b_out == {"value": "for B"}
+    assert a.is_alive() and a_out == {}
+    assert peer.dispatched == [(brine.I1.pack(consts.MSG_REPLY), "A", True)]
+    hand.reply(seq_a, "for A")
+    a.join(5)
+    assert a_out == {"value": "for A"}
+
+
+def test_a_lean_caller_refuses_a_reply_to_no_request(pair: tuple[Watched, Hand]) -> None:
+    peer, hand = pair
+    thread, out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "M", ()), 5.0), "caller")
+    seq, _, _ = hand.request()
+    hand.reply(seq + 1000, "stray")
+    thread.join(5)
+    assert isinstance(out.get("error"), EOFError)
+    assert peer.closed
+
+
 # -- the receive lock and its hand-over --------------------------------------------------
 
 
@@ -198,7 +291,8 @@ def test_dispatch_runs_holding_the_receive_lock_which_is_free_after(
     pair: tuple[Watched, Hand],
 ) -> None:
     peer, hand = pair
-    thread, out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "M", ()), 5.0), "caller")
+    call = (0, "M", ())
+    thread, out = in_thread(peer.begin(HANDLE_KOS_CALL, call, 5.0), "caller")
     seq, _, _ = hand.request()
     hand.reply(seq, "answer")
     thread.join(5)
@@ -224,10 +318,10 @@ def test_a_reader_hands_another_threads_reply_over_and_reads_on(
         return poll(timeout)
 
     peer._channel.poll = noted_poll  # type: ignore[method-assign]
-    a, a_out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "A", ()), 5.0), "A")
+    a, a_out = in_thread(peer.begin(HANDLE_KOS_CALL, (0, "A", ()), 5.0), "A")
     seq_a, _, _ = hand.request()
     wait_for(lambda: polling == ["A"], 5, "A to read the socket")
-    b, b_out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "B", ()), 5.0), "B")
+    b, b_out = in_thread(peer.begin(HANDLE_KOS_CALL, (0, "B", ()), 5.0), "B")
     seq_b, _, args = hand.request()
     assert args == (0, "B", ())
     hand.reply(seq_b, "for B")

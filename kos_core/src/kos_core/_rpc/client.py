@@ -11,7 +11,7 @@ import ssl
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from kos_core._net import wire
 from kos_core._rpc import streams
@@ -150,8 +150,13 @@ class ClientConnection:
         return data
 
     def _request(self, handler: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
-        with self._translated(spec) as conn:
+        conn = self._conn
+        try:
+            if conn is None:
+                conn = self.connect()
             status, payload = conn.request(handler, args, self._config.call_timeout)
+        except (NoReply, EOFError, OSError, CommunicationError) as exc:
+            self._translate(exc, spec, conn)
         return self._result(spec, status, payload)
 
     def invoke(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
@@ -187,7 +192,12 @@ class ClientConnection:
         try:
             conn = conn or self._conn or self.connect()
             yield conn
-        except NoReply:
+        except (NoReply, EOFError, OSError, CommunicationError) as exc:
+            self._translate(exc, spec, conn)
+
+    def _translate(self, exc: Exception, spec: MethodSpec, conn: RpcPeer | None) -> NoReturn:
+        """Raise what broke on ``conn`` during a call of ``spec`` as kos's error."""
+        if isinstance(exc, NoReply):
             if conn is not None:
                 self._drop(conn)
             raise CallTimeout(
@@ -195,12 +205,11 @@ class ClientConnection:
                 target=self.what,
                 method=spec.name,
             ) from None
-        except (EOFError, OSError) as exc:
-            raise ConnectionLost(
-                f"the serving process is gone ({exc})", target=self.what, method=spec.name
-            ) from None
-        except CommunicationError as exc:
+        if isinstance(exc, CommunicationError):
             raise exc.concerning(self.what, spec.name) from exc.__cause__
+        raise ConnectionLost(
+            f"the serving process is gone ({exc})", target=self.what, method=spec.name
+        ) from None
 
     def _result(self, spec: MethodSpec, status: int, payload: Any) -> Any:
         try:

@@ -1,4 +1,5 @@
-"""Everything kos takes from rpyc, behind one narrow seam: the only module importing it.
+"""Everything kos takes from rpyc, behind one narrow seam: the only package importing it
+(this module and :mod:`~kos_core._rpc.rpyc_seam.codec`, the messages as bytes).
 
 :class:`RpcPeer` is an rpyc connection that carries only kos messages. The rest of kos
 makes one with ``RpcPeer.client`` or ``RpcPeer.serving`` and uses ``request``, ``begin``,
@@ -10,34 +11,46 @@ unknown request) ends the connection before rpyc handles it, so rpyc's exception
 netref machinery (which caches a class per name it is sent) is never reached. Frames are
 not compressed, and a serving channel never holds more of a request than it accepts.
 
+Calls take a lean path where they can: ``request`` on a connection no other thread is
+reading sends its request and reads the frames itself, blocking on the socket (no
+``poll``, no result object) until its reply is in, and hands any other thread's reply
+to it as rpyc would; a connection another thread is reading falls back to rpyc's
+``async_request``. ``serve_all`` reads a serving connection's frames the same way on
+its own thread. The bytes on the wire are rpyc's either way.
+
 At each override and private name: what it relies on in rpyc 6.0.2 (the pyproject allows
 ``>=6.0,<7``); ``kos_core/tests/test_rpyc_seam.py`` fails if any of that changes.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from rpyc.core import brine, consts
+from rpyc.core import consts
 from rpyc.core.async_ import AsyncResultTimeout
 from rpyc.core.protocol import Connection
 from rpyc.lib import Timeout
 
 from kos_core._rpc.frames import OVERSIZED, Frames
+from kos_core._rpc.rpyc_seam.codec import REPLY as _REPLY
+from kos_core._rpc.rpyc_seam.codec import REQUEST as _REQUEST
+from kos_core._rpc.rpyc_seam.codec import Refused as _Refused
+from kos_core._rpc.rpyc_seam.codec import load_message, peek_call, pieces
+from kos_core._rpc.rpyc_seam.codec import unboxed as _unboxed
+
+__all__ = ["RPYC_HANDLERS", "NoReply", "RpcPeer", "Served", "peek_call"]
 
 log = logging.getLogger("kos.rpc")
 
-_REQUEST = brine.I1.pack(consts.MSG_REQUEST)
-_REPLY = brine.I1.pack(consts.MSG_REPLY)
 _MAX_WORKERS = 4
 _MAX_QUEUED = 64  # calls of one concurrent connection waiting for a worker
-_MAX_BOX_DEPTH = 32
 #: request handler ids rpyc itself defines (kos's own must not be among them)
 RPYC_HANDLERS = frozenset(v for k, v in vars(consts).items() if k.startswith("HANDLE_"))
 
@@ -88,50 +101,13 @@ class _Channel(Frames):
         return super().poll(Timeout(timeout).timeleft())
 
 
-def peek_call(prefix: bytes, call: int) -> tuple[int, int, Any, Any] | None:
-    """``(seq, handler, handle, method)`` from the start of a request frame, if readable
-    (``handle`` and ``method`` are ``None`` unless ``handler`` is ``call``).
-    """
-    # rpyc 6.0: brine's private ``_load(stream)`` decodes one value from a file-like
-    # object and leaves it at the next; a request is I1(MSG_REQUEST) + brine of
-    # (seq, (handler, box)), and a kos call's box (LABEL_VALUE, (handle, method, args)).
-    stream = io.BytesIO(prefix)
+def _reply_of(data: bytes | memoryview) -> tuple[Any, Any]:
+    """``(seq, boxed value)`` of a reply message."""
     try:
-        if stream.read(1) != _REQUEST or stream.read(1) != brine.TAG_TUP2:
-            return None
-        seq = brine._load(stream)
-        if stream.read(1) != brine.TAG_TUP2:
-            return None
-        handler = brine._load(stream)
-        if handler != call or stream.read(1) != brine.TAG_TUP2:
-            return int(seq), int(handler), None, None
-        brine._load(stream)  # the boxing label
-        if stream.read(1) != brine.TAG_TUP3:
-            return int(seq), int(handler), None, None
-        return int(seq), int(handler), brine._load(stream), brine._load(stream)
+        seq, boxed = load_message(data)
     except Exception:
-        return None
-
-
-class _Refused(EOFError):
-    """A message no kos peer sends: its connection ends before rpyc handles it."""
-
-
-def _unboxed(boxed: Any, depth: int = 0) -> Any:
-    """The value in an rpyc box of plain values (a netref's box, or anything else,
-    refuses the message).
-    """
-    # rpyc 6.0: Connection._box makes (LABEL_VALUE, v) of what brine dumps and
-    # (LABEL_TUPLE, boxes) of other tuples; anything else is boxed by reference.
-    if type(boxed) is tuple and len(boxed) == 2:
-        label, value = boxed
-        if label == consts.LABEL_VALUE:  # brine made it: plain values only
-            return value
-        if label == consts.LABEL_TUPLE and type(value) is tuple and depth < _MAX_BOX_DEPTH:
-            return tuple(_unboxed(item, depth + 1) for item in value)
-        if label in (consts.LABEL_LOCAL_REF, consts.LABEL_REMOTE_REF):
-            raise _Refused("a value boxed by reference")
-    raise _Refused("a malformed box")
+        raise _Refused("an unreadable reply") from None
+    return seq, boxed
 
 
 class _Root:
@@ -178,7 +154,9 @@ class RpcPeer(Connection):  # type: ignore[misc]
     @classmethod
     def client(cls, sock: socket.socket, call_timeout: float) -> RpcPeer:
         """A client's connection over ``sock`` (past the kos handshake)."""
-        return cls(_Channel(sock), call_timeout)
+        channel = _Channel(sock)
+        channel.patience = call_timeout  # a read stalled this long mid-frame gives up
+        return cls(channel, call_timeout)
 
     @classmethod
     def serving(
@@ -213,7 +191,68 @@ class RpcPeer(Connection):  # type: ignore[misc]
         """Send one request and wait for its reply; raises :class:`NoReply` after
         ``timeout`` seconds, :class:`EOFError` or :class:`OSError` if the connection breaks.
         """
-        return self.begin(handler, args, timeout)()
+        if not self._recvlock.acquire(blocking=False):  # another thread reads: rpyc's way
+            return self.begin(handler, args, timeout)()
+        try:
+            return self._call_alone(handler, args, timeout)
+        finally:
+            with contextlib.suppress(RuntimeError):  # unless _cleanup released it
+                self._recvlock.release()
+            if self._request_callbacks:  # a thread waiting for its reply may read now
+                with self._recv_event:  # rpyc 6.0: such threads wait on this
+                    self._recv_event.notify_all()
+
+    def _call_alone(self, handler: int, args: tuple[Any, ...], timeout: float) -> Any:
+        """``request``, reading the socket on this thread (which holds ``_recvlock``)."""
+        if self._closed:
+            raise EOFError("connection closed")
+        deadline = time.monotonic() + timeout
+        # rpyc 6.0: what async_request sends (_get_seq_id, _box), without its callback.
+        seq = self._get_seq_id()
+        try:  # plain values (what kos sends) go in a LABEL_VALUE box, as _box puts them
+            message = pieces(consts.MSG_REQUEST, seq, (handler, (consts.LABEL_VALUE, args)))
+        except TypeError:  # anything else as rpyc boxes it (which a kos peer refuses)
+            message = pieces(consts.MSG_REQUEST, seq, (handler, self._box(args)))
+        self._transmit(message)
+        while True:
+            try:
+                data = self._channel.recv(deadline)
+            except TimeoutError:
+                raise NoReply(f"no reply within {timeout:g} s") from None
+            except EOFError:
+                self.close()
+                raise
+            try:
+                if data[:1] == _REPLY:
+                    got, boxed = _reply_of(data)
+                    if got == seq:
+                        return _unboxed(boxed)
+                self._recvlock.acquire()  # _dispatch releases it once, as in serve()
+                self._dispatch(data)
+            except _Refused as exc:
+                log.info("closed a connection: %s", exc)
+                self._cleanup(_anyway=False)
+                raise
+            with self._recv_event:
+                self._recv_event.notify_all()
+
+    def serve_all(self) -> None:
+        """Serve this connection's messages until it ends (on this thread, blocking)."""
+        try:
+            while not self._closed:
+                data = self._channel.recv()
+                self._recvlock.acquire()  # rpyc 6.0: _dispatch is entered holding it
+                self._dispatch(data)
+        except _Refused as exc:
+            log.info("closed a connection: %s", exc)
+            self._cleanup(_anyway=False)
+        except EOFError:
+            pass
+        except OSError:
+            if not self._closed:
+                raise
+        finally:
+            self.close()
 
     def begin(self, handler: int, args: tuple[Any, ...], timeout: float) -> Callable[[], Any]:
         """Send one request; the returned function waits for its reply (as :meth:`request`).
@@ -252,27 +291,32 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise
         return served
 
-    def _dispatch(self, data: bytes) -> None:
+    def _dispatch(self, data: bytes | memoryview) -> None:
         # rpyc 6.0 (unbound threads): serve() calls this holding _recvlock once, and
         # notifies _recv_event after it returns; rpyc's own _dispatch releases the lock
         # before serving a request and after handing a reply to its callback (so the
-        # thread it wakes finds its result set). This does the same.
-        kind = data[:1]
-        if kind == _REPLY:
-            try:
+        # thread it wakes finds its result set). This does the same, and reads a request
+        # before it lets go (``data`` is a view of the channel's buffer, which the next
+        # reader fills).
+        kind = bytes(data[:1])
+        try:
+            if kind == _REPLY:
                 callback, value = self._reply(data)
-            except _Refused:
-                self._recvlock.release()
-                raise
-            callback(False, value)
-            self._recvlock.release()
-            return
-        self._recvlock.release()
-        if kind == _REQUEST:
-            seq, handler, args = self._request(data)
-            if not self._concurrent:
-                self._serve_request(seq, handler, args)
+                callback(False, value)
                 return
+            if kind == _REQUEST:
+                seq, handler, args = self._request(data)
+            elif kind == OVERSIZED and self._served is not None:
+                data = bytes(data)
+            else:
+                raise _Refused(f"an unsolicited rpyc message of type {kind.hex()}")
+        finally:
+            self._recvlock.release()
+        if kind == OVERSIZED:
+            self._refuse_oversized(data)
+        elif not self._concurrent:
+            self._serve_request(seq, handler, args)
+        else:
             # The call runs on a worker thread; at most _MAX_QUEUED wait for one.
             while not self._queued.acquire(timeout=1.0):
                 if self.closed:
@@ -280,14 +324,31 @@ class RpcPeer(Connection):  # type: ignore[misc]
             if self._workers is None:
                 self._workers = ThreadPoolExecutor(_MAX_WORKERS, thread_name_prefix="kos-call")
             self._workers.submit(self._serve_queued, seq, handler, args)
-        elif kind == OVERSIZED and self._served is not None:
-            self._refuse_oversized(data)
-        else:
-            raise _Refused(f"an unsolicited rpyc message of type {data[:1].hex()}")
 
-    def _request(self, data: bytes) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
+    def _send(self, msg: int, seq: int, args: Any) -> None:
+        # rpyc 6.0: _send(msg, seq, args) frames and sends one message, thread-safely.
+        self._transmit(pieces(msg, seq, args))
+
+    def _transmit(self, message: list[bytes]) -> None:
+        """Send one message's pieces (see :func:`~.codec.pieces`) in one frame.
+
+        As rpyc 6.0's ``_send``: a thread that finds the send lock taken queues its
+        message for the holder to send (a finalizer may post a release while its own
+        thread is sending).
+        """
+        self._send_queue.append(message)
+        while self._send_queue:
+            if not self._sendlock.acquire(False):
+                return
+            try:
+                if self._send_queue:
+                    self._channel.send_pieces(self._send_queue.pop(0))
+            finally:
+                self._sendlock.release()
+
+    def _request(self, data: bytes | memoryview) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
         try:
-            seq, (handler, boxed) = brine.load(data[1:])
+            seq, (handler, boxed) = load_message(data)
         except Exception:
             raise _Refused("an unreadable request") from None
         answer = self._answers.get(handler) if type(handler) is int else None
@@ -298,11 +359,8 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise _Refused("a malformed request")
         return seq, answer, args
 
-    def _reply(self, data: bytes) -> tuple[Callable[[bool, Any], None], Any]:
-        try:
-            seq, boxed = brine.load(data[1:])
-        except Exception:
-            raise _Refused("an unreadable reply") from None
+    def _reply(self, data: bytes | memoryview) -> tuple[Callable[[bool, Any], None], Any]:
+        seq, boxed = _reply_of(data)
         value = _unboxed(boxed)
         # rpyc 6.0: _request_callbacks maps a request's seq to callback(is_exc, value).
         callback = self._request_callbacks.pop(seq, None) if type(seq) is int else None
@@ -317,10 +375,11 @@ class RpcPeer(Connection):  # type: ignore[misc]
             raise
         except Exception as exc:  # arguments a kos peer never sends
             raise _Refused(f"a malformed request ({type(exc).__name__})") from None
-        if not brine.dumpable(result):
-            result = self._unsendable
-        # rpyc 6.0: _send(msg, seq, args) frames and sends one message, thread-safely.
-        self._send(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, result))
+        try:
+            message = pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, result))
+        except TypeError:  # not a plain value
+            message = pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, self._unsendable))
+        self._transmit(message)
         if self._served is not None and self._served.ending is True:
             self.hang_up()  # the reply is sent; a servant asked for this (Close(), say)
 
@@ -333,7 +392,7 @@ class RpcPeer(Connection):  # type: ignore[misc]
         finally:
             self._queued.release()
 
-    def _refuse_oversized(self, data: bytes) -> None:
+    def _refuse_oversized(self, data: bytes | memoryview) -> None:
         size = int.from_bytes(data[1:9], "big")
         call = peek_call(data[9:], self._call)
         if call is None or self._served is None:

@@ -1,0 +1,234 @@
+"""rpyc's messages as bytes: brine in and out, for :class:`~kos_core._rpc.rpyc_seam.RpcPeer`.
+
+A message is ``I1(kind) + brine.dump((seq, body))``, exactly as rpyc 6.0's
+``Connection._send`` makes it. :func:`pieces` makes those bytes without copying a large
+``bytes`` value into them (it is one piece of its own, sent as it is), and
+:func:`load_message` reads a message without slicing its frame: a large value is
+copied once, out of the frame. ``kos_core/tests/test_rpyc_seam.py`` holds both to
+brine's own ``dump`` and ``load``.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rpyc.core import brine, consts
+
+REQUEST = brine.I1.pack(consts.MSG_REQUEST)
+REPLY = brine.I1.pack(consts.MSG_REPLY)
+#: ``bytes`` values at least this long go out as pieces of their own
+LARGE = 64 * 1024
+_MAX_BOX_DEPTH = 32
+_TUPLE_TAGS = (
+    brine.TAG_EMPTY_TUPLE,
+    brine.TAG_TUP1,
+    brine.TAG_TUP2,
+    brine.TAG_TUP3,
+    brine.TAG_TUP4,
+)
+
+
+_STR_TAGS = (brine.TAG_EMPTY_STR, brine.TAG_STR1, brine.TAG_STR2, brine.TAG_STR3, brine.TAG_STR4)
+_IMM_INTS = brine.IMM_INTS  # small ints: one byte each, their value + _IMM_ZERO
+_IMM_ZERO = 0x50
+_IMM_FIRST, _IMM_LAST = min(_IMM_INTS) + _IMM_ZERO, max(_IMM_INTS) + _IMM_ZERO
+_TUP1, _TUP2, _TUP_L1, _TUP_L4 = (
+    t[0] for t in (brine.TAG_TUP1, brine.TAG_TUP2, brine.TAG_TUP_L1, brine.TAG_TUP_L4)
+)
+_STR1, _STR4, _STR_L1, _STR_L4 = (
+    t[0] for t in (brine.TAG_STR1, brine.TAG_STR4, brine.TAG_STR_L1, brine.TAG_STR_L4)
+)
+_UNICODE = brine.TAG_UNICODE[0]
+_SIZED = {_STR_L1: 1, _STR_L4: 4, brine.TAG_INT_L1[0]: 1, brine.TAG_INT_L4[0]: 4}
+_STRINGS = (_STR_L1, _STR_L4)
+_FLOAT = brine.TAG_FLOAT[0]
+_SINGLETONS: dict[int, Any] = {
+    brine.TAG_NONE[0]: None,
+    brine.TAG_EMPTY_STR[0]: b"",
+    brine.TAG_EMPTY_TUPLE[0]: (),
+    brine.TAG_TRUE[0]: True,
+    brine.TAG_FALSE[0]: False,
+}
+
+
+class Refused(EOFError):
+    """A message no kos peer sends: its connection ends before rpyc handles it."""
+
+
+def pieces(kind: int, seq: int, body: Any) -> list[bytes]:
+    """The bytes of one message, in pieces whose concatenation is rpyc's.
+
+    Raises :class:`TypeError` (as ``brine.dump`` does) for what brine cannot dump.
+    """
+    out: list[bytes] = [brine.I1.pack(kind), brine.TAG_TUP2]
+    large: list[int] = []  # where in ``out`` a large value is
+    _dump(seq, out, large)
+    _dump(body, out, large)
+    if not large:
+        return [b"".join(out)]
+    joined: list[bytes] = []
+    start = 0
+    for at in large:
+        if at > start:
+            joined.append(b"".join(out[start:at]))
+        joined.append(out[at])
+        start = at + 1
+    if start < len(out):
+        joined.append(b"".join(out[start:]))
+    return joined
+
+
+def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
+    # brine (rpyc 6.0), for the types kos sends most; the rest is brine.dump's.
+    kind = type(value)
+    if kind is tuple:
+        count = len(value)
+        if count < len(_TUPLE_TAGS):
+            out.append(_TUPLE_TAGS[count])
+        elif count < 256:
+            out.append(brine.TAG_TUP_L1 + brine.I1.pack(count))
+        else:
+            out.append(brine.TAG_TUP_L4 + brine.I4.pack(count))
+        for item in value:
+            if type(item) is int and item in _IMM_INTS:  # the commonest leaf, inline
+                out.append(_IMM_INTS[item])
+            else:
+                _dump(item, out, large)
+    elif kind is bytes:
+        _dump_bytes(value, out, large)
+    elif kind is str:
+        out.append(brine.TAG_UNICODE)
+        _dump_bytes(value.encode("utf8"), out, large)
+    elif kind is int:
+        if value in _IMM_INTS:
+            out.append(_IMM_INTS[value])
+        else:  # its decimal digits, after their count
+            digits = str(value).encode("ascii")
+            count = len(digits)
+            if count < 256:
+                out.append(brine.TAG_INT_L1 + brine.I1.pack(count) + digits)
+            else:
+                out.append(brine.TAG_INT_L4 + brine.I4.pack(count) + digits)
+    elif value is None:
+        out.append(brine.TAG_NONE)
+    else:
+        out.append(brine.dump(value))
+
+
+def _dump_bytes(value: bytes, out: list[bytes], large: list[int]) -> None:
+    # brine: up to 4 bytes a tag each, then TAG_STR_L1 + I1 length, then TAG_STR_L4 + I4.
+    size = len(value)
+    if size < len(_STR_TAGS):
+        out.append(_STR_TAGS[size] + value)
+    elif size < 256:
+        out.append(brine.TAG_STR_L1 + brine.I1.pack(size) + value)
+    elif size < LARGE:
+        out.append(brine.TAG_STR_L4 + brine.I4.pack(size) + value)
+    else:  # a piece of its own: not copied
+        out.append(brine.TAG_STR_L4 + brine.I4.pack(size))
+        large.append(len(out))
+        out.append(value)
+
+
+def load_message(data: bytes | memoryview) -> Any:
+    """The brine value after the kind byte of a message (anything after it is ignored).
+
+    Raises an exception of some kind if ``data`` is not brine.
+    """
+    return _load(data, 1)[0]
+
+
+def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
+    # brine's tags (rpyc 6.0), read by offset: no stream, and a value is copied out of
+    # ``data`` once (``bytes`` of a bytes slice is that slice). Tags kos never sends are
+    # brine's own ``_load``'s.
+    tag = data[at]
+    at += 1
+    if _IMM_FIRST <= tag <= _IMM_LAST:
+        return tag - _IMM_ZERO, at
+    if tag == _TUP2:  # the commonest tag; small ints in it are read inline
+        byte = data[at]
+        if _IMM_FIRST <= byte <= _IMM_LAST:
+            first, at = byte - _IMM_ZERO, at + 1
+        else:
+            first, at = _load(data, at)
+        byte = data[at]
+        if _IMM_FIRST <= byte <= _IMM_LAST:
+            second, at = byte - _IMM_ZERO, at + 1
+        else:
+            second, at = _load(data, at)
+        return (first, second), at
+    if _STR1 <= tag <= _STR4:
+        end = at + tag - _STR1 + 1
+        return bytes(data[at:end]), end
+    if tag == _UNICODE:
+        raw, at = _load(data, at)
+        return raw.decode("utf-8"), at
+    if _TUP1 <= tag <= _TUP_L4:
+        if tag == _TUP_L1:
+            count, at = data[at], at + 1
+        elif tag == _TUP_L4:
+            count, at = int.from_bytes(data[at : at + 4], "big"), at + 4
+        else:
+            count = tag - _TUP1 + 1
+        items = []
+        for _ in range(count):
+            item, at = _load(data, at)
+            items.append(item)
+        return tuple(items), at
+    if tag in _SIZED:  # a length (1 or 4 bytes), then bytes or an int's digits
+        width = _SIZED[tag]
+        end = at + width + int.from_bytes(data[at : at + width], "big")
+        raw = bytes(data[at + width : end])
+        return (raw if tag in _STRINGS else int(raw)), end
+    if tag == _FLOAT:
+        return brine.F8.unpack_from(data, at)[0], at + brine.F8.size
+    if tag in _SINGLETONS:
+        return _SINGLETONS[tag], at
+    # rpyc 6.0: brine's private ``_load(stream)`` decodes one value from a file-like
+    # object; BytesIO shares a bytes object's buffer until written to.
+    stream = io.BytesIO(data)
+    stream.seek(at - 1)
+    return brine._load(stream), stream.tell()
+
+
+def peek_call(prefix: bytes | memoryview, call: int) -> tuple[int, int, Any, Any] | None:
+    """``(seq, handler, handle, method)`` from the start of a request frame, if readable
+    (``handle`` and ``method`` are ``None`` unless ``handler`` is ``call``).
+    """
+    # A request is I1(MSG_REQUEST) + brine of (seq, (handler, box)), and a kos call's
+    # box (LABEL_VALUE, (handle, method, args)).
+    stream = io.BytesIO(prefix)
+    try:
+        if stream.read(1) != REQUEST or stream.read(1) != brine.TAG_TUP2:
+            return None
+        seq = brine._load(stream)
+        if stream.read(1) != brine.TAG_TUP2:
+            return None
+        handler = brine._load(stream)
+        if handler != call or stream.read(1) != brine.TAG_TUP2:
+            return int(seq), int(handler), None, None
+        brine._load(stream)  # the boxing label
+        if stream.read(1) != brine.TAG_TUP3:
+            return int(seq), int(handler), None, None
+        return int(seq), int(handler), brine._load(stream), brine._load(stream)
+    except Exception:
+        return None
+
+
+def unboxed(boxed: Any, depth: int = 0) -> Any:
+    """The value in an rpyc box of plain values (a netref's box, or anything else,
+    refuses the message).
+    """
+    # rpyc 6.0: Connection._box makes (LABEL_VALUE, v) of what brine dumps and
+    # (LABEL_TUPLE, boxes) of other tuples; anything else is boxed by reference.
+    if type(boxed) is tuple and len(boxed) == 2:
+        label, value = boxed
+        if label == consts.LABEL_VALUE:  # brine made it: plain values only
+            return value
+        if label == consts.LABEL_TUPLE and type(value) is tuple and depth < _MAX_BOX_DEPTH:
+            return tuple(unboxed(item, depth + 1) for item in value)
+        if label in (consts.LABEL_LOCAL_REF, consts.LABEL_REMOTE_REF):
+            raise Refused("a value boxed by reference")
+    raise Refused("a malformed box")
