@@ -49,6 +49,11 @@ def logs(kernel: str | None, follow: bool, count: int, kernel_log: bool, name: s
     for line in last_lines(path, count):
         click.echo(line)
     if follow:
+        import signal
+
+        # Ctrl-C ends it, also when started with SIGINT ignored (a non-interactive shell's
+        # background job), as kos watch does
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             for line in follow_file(path):
                 click.echo(line)
