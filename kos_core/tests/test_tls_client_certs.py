@@ -61,8 +61,8 @@ def asking_server() -> Iterator[Asking]:
             asking.plain.append(token)
             return _rpc.ServerSession(impl, Echo) if wire.tokens_equal(token, TOKEN) else None
 
-        def certified(token: str, cert: bytes) -> _rpc.ServerSession | None:
-            asking.certified.append((token, tls.certificate_name(cert)))
+        def certified(token: str, name: str) -> _rpc.ServerSession | None:
+            asking.certified.append((token, name))
             return _rpc.ServerSession(impl, Echo)
 
         address = wire.Address(host="127.0.0.1", port=0)

@@ -213,14 +213,13 @@ class KernelCore:
         session = KernelServant(self, grant)
         return _rpc.ServerSession(session, KernelInterface, on_close=session.closed)
 
-    def _authorize_station(self, token: str, cert: bytes) -> _rpc.ServerSession | None:
-        """A TLS client presented ``cert``, which the world's authority signed (only a
-        kernel in a world asks for one): with the station token, it is the station of
-        the kernel the certificate names, if the world knows that kernel.
+    def _authorize_station(self, token: str, sender: str) -> _rpc.ServerSession | None:
+        """A TLS client presented a certificate the world's authority issued to kernel
+        ``sender`` (only a kernel in a world asks for one): with the station token, it is
+        that kernel's station, if the world knows it.
         """
         if not wire.tokens_equal(token, access.STATION_TOKEN):
             return self._authorize(token)
-        sender = tls.certificate_name(cert)
         if self.world is None or sender == self.name or not self.world.knows(sender):
             log.info("kernel %s: refused a station credential for %r", self.name, sender)
             return None

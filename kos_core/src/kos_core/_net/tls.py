@@ -235,16 +235,6 @@ def presenting_context(ca_pem: str, cert_file: str, key_file: str | None = None)
     return context
 
 
-def certificate_name(der: bytes) -> str:
-    """The common name of a certificate given in DER ("" if it has none)."""
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    value = names[0].value if names else ""
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
-
-
 def write_pem_pair(issued: Issued) -> bytes:
     """The bytes of a PEM file holding a certificate followed by its key."""
     return (issued.cert_pem + issued.key_pem).encode("ascii")

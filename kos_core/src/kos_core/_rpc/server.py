@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from kos_core._net import wire
+from kos_core._net import tls, wire
 from kos_core._net.handshakes import PendingHandshakes
 from kos_core._rpc.connection import (
     DEFAULT_CONFIG,
@@ -45,11 +45,12 @@ class Server:
     them before their handshake, see :mod:`kos_core._net.handshakes`).
 
     ``authorize(token)`` returns the :class:`ServerSession` for a credential, or ``None``
-    to refuse it; ``certified(token, der)``, if given, is asked instead when a TLS client
-    presented a certificate (``der``, verified by ``tls``). Garbage, wrong credentials and
-    wrong protocol versions are refused during the handshake and never reach the rpc
-    layer. A TCP listener needs ``tls``: every connection to it speaks TLS (its handshake
-    inside the same deadline) before a byte of kos's own; plaintext TCP does not exist.
+    to refuse it; ``certified(token, name)``, if given, is asked instead when a TLS client
+    presented a certificate (verified by ``tls``; ``name``: its subject's common name).
+    Garbage, wrong credentials and wrong protocol versions are refused during the
+    handshake and never reach the rpc layer. A TCP listener needs ``tls``: every
+    connection to it speaks TLS (its handshake inside the same deadline) before a byte of
+    kos's own; plaintext TCP does not exist.
     """
 
     def __init__(
@@ -61,7 +62,7 @@ class Server:
         config: RpcConfig = DEFAULT_CONFIG,
         one_shot: bool = False,
         tls: ssl.SSLContext | None = None,
-        certified: Callable[[str, bytes], ServerSession | None] | None = None,
+        certified: Callable[[str, str], ServerSession | None] | None = None,
     ) -> None:
         if address.path is None and tls is None:
             raise KosError(f"cannot listen on {address} without TLS")
@@ -174,7 +175,7 @@ class Server:
             return stream
         with self._lock:
             taken = self._one_shot and self.connected.is_set()
-            cert = sock.getpeercert(True) if isinstance(sock, ssl.SSLSocket) else None
+            cert = tls.peer_name(sock) if isinstance(sock, ssl.SSLSocket) else None
             if taken:
                 session = None
             elif cert and self._certified is not None:
