@@ -120,16 +120,21 @@ def test_many_exception_frames_create_no_classes(server: EchoServer) -> None:
     assert len(vinegar._generic_exceptions_cache) == classes
 
 
-def test_a_list_argument_is_not_passed_by_reference(server: EchoServer) -> None:
-    """rpyc boxes a list by reference: the server hangs up instead of calling back."""
+def test_a_value_brine_cannot_carry_is_refused_before_anything_is_sent(
+    server: EchoServer,
+) -> None:
+    """rpyc would box a list by reference; a kos client refuses it, and the connection
+    goes on (the server hangs up on a boxed reference: the ``netref`` case above).
+    """
     link = _rpc.ClientConnection(server.address, TOKEN, "toy")
     try:
         conn = link.connect()
-        with pytest.raises(EOFError):
-            conn.request(_rpc.HANDLE_KOS_CALL, (0, "Str", ["x"]), 5.0)
+        with pytest.raises(TypeError):
+            conn.request(_rpc.HANDLE_KOS_CALL, (0, "Str", (["x"],)), 5.0)
+        assert server.impl.calls == []
+        assert conn.request(_rpc.HANDLE_KOS_CALL, (0, "Str", ("x",)), 5.0) == (_rpc.OK, "x")
     finally:
         link.close()
-    assert server.impl.calls == []
 
 
 def test_by_reference_objects_per_connection_are_capped(

@@ -1,6 +1,6 @@
 """What kos relies on in rpyc (kos_core._rpc.rpyc_seam): these fail if an rpyc release
-changes it. The peer under test is a real RpcPeer on one end of a socket pair; the other
-end is driven by hand, frame by frame, so each test decides when which reply goes out.
+changes it. The peer under test is a real serving RpcPeer on one end of a socket pair;
+the other end is driven by hand, frame by frame.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import inspect
 import io
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,51 +18,35 @@ import rpyc
 from hypothesis import given
 from hypothesis import strategies as st
 from rpyc.core import brine, consts
-from rpyc.core.async_ import AsyncResult, AsyncResultTimeout
 from rpyc.core.channel import Channel
 from rpyc.core.protocol import Connection
 
 from kos_core._rpc import HANDLE_KOS_CALL, RpcPeer
-from kos_core._rpc import rpyc_seam as seam
+from kos_core._rpc.client_peer import ClientPeer
 from kos_core._rpc.frames import FLUSHER, HEADER, Frames
 from kos_core._rpc.rpyc_seam import codec
-from kos_core.testing import wait_for
+from kos_core._rpc.rpyc_seam import peer as seam
 
 CALL_TIMEOUT = 10.0
 
 
 class Hand:
-    """The far end of a peer's connection, answered by hand."""
+    """The far end of a peer's connection, driven by hand."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.frames = Frames(sock)
 
-    def request(self) -> tuple[int, int, Any]:
-        """``(seq, handler, args)`` of the next request."""
+    def call(self, seq: int, args: Any, handler: int = HANDLE_KOS_CALL) -> None:
+        body = brine.dump((seq, (handler, (consts.LABEL_VALUE, args))))
+        self.frames.send(brine.I1.pack(consts.MSG_REQUEST) + body)
+
+    def reply(self) -> tuple[int, Any]:
+        """``(seq, value)`` of the next reply."""
         data = self.frames.recv()
-        assert data[:1] == brine.I1.pack(consts.MSG_REQUEST)
-        seq, (handler, (label, args)) = brine.load(data[1:])
+        assert data[:1] == brine.I1.pack(consts.MSG_REPLY)
+        seq, (label, value) = brine.load(data[1:])
         assert label == consts.LABEL_VALUE
-        return seq, handler, args
-
-    def reply(self, seq: int, value: Any) -> None:
-        body = brine.dump((seq, (consts.LABEL_VALUE, value)))
-        self.frames.send(brine.I1.pack(consts.MSG_REPLY) + body)
-
-
-class Watched(RpcPeer):
-    """An RpcPeer that notes, for every message it dispatches, the thread and whether it
-    held the receive lock.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.dispatched: list[tuple[bytes, str, bool]] = []
-
-    def _dispatch(self, data: bytes) -> None:
-        owned = self._recvlock._is_owned()
-        self.dispatched.append((data[:1], threading.current_thread().name, owned))
-        super()._dispatch(data)
+        return seq, value
 
 
 class Served:
@@ -85,29 +69,24 @@ class Served:
         self.ended.set()
 
 
+def echo(*args: Any) -> Any:
+    return args
+
+
 @pytest.fixture
-def pair() -> Iterator[tuple[Watched, Hand]]:
+def pair() -> Iterator[tuple[RpcPeer, Hand]]:
     ours, theirs = socket.socketpair()
-    peer = Watched(seam._Channel(ours), CALL_TIMEOUT)
+    peer = RpcPeer.serving(
+        ours, Served(), {HANDLE_KOS_CALL: echo}, CALL_TIMEOUT, call=HANDLE_KOS_CALL, unsendable=None
+    )
+    server = threading.Thread(target=peer.serve_all, daemon=True)
+    server.start()
     try:
         yield peer, Hand(theirs)
     finally:
         peer.hang_up()
         theirs.close()
-
-
-def in_thread(target: Callable[[], Any], name: str) -> tuple[threading.Thread, dict[str, Any]]:
-    out: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            out["value"] = target()
-        except BaseException as exc:
-            out["error"] = exc
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread, out
+        server.join(5)
 
 
 # -- version, configuration, private names ----------------------------------------------
@@ -123,14 +102,10 @@ def test_every_configuration_key_is_rpycs() -> None:
     assert set(seam._config(1.0)) <= set(DEFAULT_CONFIG)
 
 
-def test_private_attributes_kos_uses_are_there(pair: tuple[Watched, Hand]) -> None:
+def test_private_attributes_kos_uses_are_there(pair: tuple[RpcPeer, Hand]) -> None:
     peer, _ = pair
-    assert type(peer._recvlock) is type(threading.RLock())
-    assert isinstance(peer._recv_event, threading.Condition)
     assert peer._request_callbacks == {}
-    assert peer._send_queue == []
-    assert type(peer._sendlock) is type(threading.Lock())
-    assert peer._channel.__class__ is seam._Channel
+    assert peer._channel.__class__ is Frames
     assert peer._bind_threads is False
     assert peer._config["sync_request_timeout"] == CALL_TIMEOUT
     assert set(peer._HANDLERS) == {consts.HANDLE_PING, consts.HANDLE_CLOSE}
@@ -141,7 +116,6 @@ def test_private_attributes_kos_uses_are_there(pair: tuple[Watched, Hand]) -> No
     ("name", "parameters"),
     [
         ("__init__", ["self", "root", "channel", "config"]),
-        ("serve", ["self", "timeout", "wait_for_lock", "waiting"]),
         ("_dispatch", ["self", "data"]),
         ("_send", ["self", "msg", "seq", "args"]),
         ("_async_request", ["self", "handler", "args", "callback"]),
@@ -149,9 +123,6 @@ def test_private_attributes_kos_uses_are_there(pair: tuple[Watched, Hand]) -> No
         ("_handle_ping", ["self", "data"]),
         ("_handle_close", ["self"]),
         ("_request_handlers", ["cls"]),
-        ("async_request", ["self", "handler", "args", "kwargs"]),
-        ("_get_seq_id", ["self"]),
-        ("_box", ["self", "obj"]),
     ],
 )
 def test_rpyc_methods_kos_overrides_or_calls_keep_their_signatures(
@@ -166,10 +137,6 @@ def test_rpyc_methods_kos_overrides_or_calls_keep_their_signatures(
 def test_the_frame_layout_is_rpycs() -> None:
     assert Channel.FRAME_HEADER.format == HEADER.format == "!LB"
     assert Channel.FLUSHER == FLUSHER == b"\n"
-
-
-def test_async_result_timeout_is_the_builtin_timeout() -> None:
-    assert AsyncResultTimeout is TimeoutError
 
 
 # -- brine ------------------------------------------------------------------------------
@@ -189,11 +156,29 @@ def test_brine_tags_and_dumpable() -> None:
     assert not brine.dumpable([1]) and not brine.dumpable(object())
 
 
-def test_a_call_request_as_rpyc_frames_it_is_peeked(pair: tuple[Watched, Hand]) -> None:
-    peer, hand = pair
-    peer.post(HANDLE_KOS_CALL, (0, "Get", ("key",)))
-    data = hand.frames.recv()
-    assert seam.peek_call(data, HANDLE_KOS_CALL) == (0, HANDLE_KOS_CALL, 0, "Get")
+def test_the_codecs_constants_are_rpycs() -> None:
+    """The codec spells rpyc's constants out, so that a client need not import rpyc."""
+    tags = [name for name in vars(codec) if name.startswith("TAG_")]
+    assert tags and all(getattr(codec, name) == getattr(brine, name) for name in tags)
+    assert codec.IMM_INTS == brine.IMM_INTS
+    for name in ("I1", "I4", "F8"):
+        assert getattr(codec, name).format == getattr(brine, name).format
+    for name in ("MSG_REQUEST", "MSG_REPLY", "HANDLE_PING", "HANDLE_CLOSE"):
+        assert getattr(codec, name) == getattr(consts, name)
+    for name in ("LABEL_VALUE", "LABEL_TUPLE", "LABEL_LOCAL_REF", "LABEL_REMOTE_REF"):
+        assert getattr(codec, name) == getattr(consts, name)
+
+
+def test_a_call_request_as_rpyc_frames_it_is_peeked() -> None:
+    ours, theirs = socket.socketpair()
+    with contextlib.closing(theirs):
+        client = ClientPeer(ours, CALL_TIMEOUT)
+        try:
+            client.post(HANDLE_KOS_CALL, (0, "Get", ("key",)))
+            data = Frames(theirs).recv()
+        finally:
+            client.hang_up()
+    assert codec.peek_call(data, HANDLE_KOS_CALL) == (0, HANDLE_KOS_CALL, 0, "Get")
     seq, (handler, boxed) = brine.load(data[1:])
     assert (seq, handler, boxed) == (0, HANDLE_KOS_CALL, (consts.LABEL_VALUE, (0, "Get", ("key",))))
 
@@ -234,180 +219,24 @@ def test_pieces_refuse_what_brine_cannot_dump() -> None:
         codec.pieces(consts.MSG_REPLY, 1, (0, [1]))
 
 
-# -- the lean path: a caller alone on its connection reads it itself ----------------------
+# -- the serving peer -------------------------------------------------------------------
 
 
-def test_a_caller_alone_reads_its_reply_without_poll_or_dispatch(
-    pair: tuple[Watched, Hand],
+def test_a_request_is_answered_and_rpycs_ping_echoed(pair: tuple[RpcPeer, Hand]) -> None:
+    _, hand = pair
+    hand.call(5, (1, "M", (b"v" * 100,)))
+    assert hand.reply() == (5, (1, "M", (b"v" * 100,)))
+    hand.call(6, ("hello",), handler=consts.HANDLE_PING)
+    assert hand.reply() == (6, "hello")
+
+
+def test_a_reply_to_no_request_of_the_servers_ends_the_connection(
+    pair: tuple[RpcPeer, Hand],
 ) -> None:
     peer, hand = pair
-    peer._channel.poll = None  # type: ignore[assignment,method-assign]  # must not be called
-    thread, out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "M", ()), 5.0), "caller")
-    seq, _, args = hand.request()
-    assert args == (0, "M", ())
-    hand.reply(seq, (0, b"v" * (codec.LARGE * 2)))
-    thread.join(5)
-    assert out == {"value": (0, b"v" * (codec.LARGE * 2))}
-    assert peer.dispatched == []  # its own reply never went through rpyc
-    assert peer._recvlock.acquire(blocking=False)  # and the lock is free after
-    peer._recvlock.release()
-
-
-def test_a_lean_reader_hands_another_threads_reply_over(pair: tuple[Watched, Hand]) -> None:
-    """A reads the socket on the lean path; B, calling meanwhile, finds it taken and
-    waits rpyc's way. B's reply comes first: A hands it over and reads on for its own.
-    """
-    peer, hand = pair
-    a, a_out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "A", ()), 5.0), "A")
-    seq_a, _, _ = hand.request()
-    assert not peer._recvlock.acquire(blocking=False)  # A sent its request holding it
-    b, b_out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "B", ()), 5.0), "B")
-    seq_b, _, args = hand.request()
-    assert args == (0, "B", ())
-    hand.reply(seq_b, "for B")
-    b.join(5)
-    assert b_out == {"value": "for B"}
-    assert a.is_alive() and a_out == {}
-    assert peer.dispatched == [(brine.I1.pack(consts.MSG_REPLY), "A", True)]
-    hand.reply(seq_a, "for A")
-    a.join(5)
-    assert a_out == {"value": "for A"}
-
-
-def test_a_lean_caller_refuses_a_reply_to_no_request(pair: tuple[Watched, Hand]) -> None:
-    peer, hand = pair
-    thread, out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "M", ()), 5.0), "caller")
-    seq, _, _ = hand.request()
-    hand.reply(seq + 1000, "stray")
-    thread.join(5)
-    assert isinstance(out.get("error"), EOFError)
-    assert peer.closed
-
-
-# -- the receive lock and its hand-over --------------------------------------------------
-
-
-def test_dispatch_runs_holding_the_receive_lock_which_is_free_after(
-    pair: tuple[Watched, Hand],
-) -> None:
-    peer, hand = pair
-    call = (0, "M", ())
-    thread, out = in_thread(peer.begin(HANDLE_KOS_CALL, call, 5.0), "caller")
-    seq, _, _ = hand.request()
-    hand.reply(seq, "answer")
-    thread.join(5)
-    assert out == {"value": "answer"}
-    assert peer.dispatched == [(brine.I1.pack(consts.MSG_REPLY), "caller", True)]
-    assert peer._recvlock.acquire(blocking=False)  # nobody kept it
-    peer._recvlock.release()
-
-
-def test_a_reader_hands_another_threads_reply_over_and_reads_on(
-    pair: tuple[Watched, Hand],
-) -> None:
-    """Thread A reads the socket waiting for its reply; thread B, calling meanwhile,
-    waits on ``_recv_event``. B's reply arrives first: A sets B's result, releases the
-    lock and notifies, and B returns while A goes on waiting for its own.
-    """
-    peer, hand = pair
-    polling: list[str] = []
-    poll = peer._channel.poll
-
-    def noted_poll(timeout: Any) -> bool:
-        polling.append(threading.current_thread().name)
-        return poll(timeout)
-
-    peer._channel.poll = noted_poll  # type: ignore[method-assign]
-    a, a_out = in_thread(peer.begin(HANDLE_KOS_CALL, (0, "A", ()), 5.0), "A")
-    seq_a, _, _ = hand.request()
-    wait_for(lambda: polling == ["A"], 5, "A to read the socket")
-    b, b_out = in_thread(peer.begin(HANDLE_KOS_CALL, (0, "B", ()), 5.0), "B")
-    seq_b, _, args = hand.request()
-    assert args == (0, "B", ())
-    hand.reply(seq_b, "for B")
-    b.join(5)
-    assert b_out == {"value": "for B"}
-    assert a.is_alive() and a_out == {}
-    assert peer.dispatched == [(brine.I1.pack(consts.MSG_REPLY), "A", True)]
-    assert "B" not in polling  # B never read the socket: A handed its reply over
-    hand.reply(seq_a, "for A")
-    a.join(5)
-    assert a_out == {"value": "for A"}
-
-
-def test_serve_waits_for_the_reader_to_notify_when_the_lock_is_taken(
-    pair: tuple[Watched, Hand],
-) -> None:
-    peer, _ = pair
-    assert peer._recvlock.acquire()  # this thread is "the reader"
-    try:
-        waiter, out = in_thread(lambda: peer.serve(30, waiting=lambda: True), "waiter")
-        wait_for(lambda: _waiting_on(peer._recv_event), 5, "the waiter to wait")
-        with peer._recv_event:
-            peer._recv_event.notify_all()
-        waiter.join(5)
-        assert out == {"value": True}  # woken by the notice, well before its 30 s
-    finally:
-        peer._recvlock.release()
-
-
-def _waiting_on(condition: threading.Condition) -> bool:
-    return bool(getattr(condition, "_waiters", ()))
-
-
-def test_serve_returns_at_once_when_nothing_is_awaited(pair: tuple[Watched, Hand]) -> None:
-    peer, _ = pair
-    assert peer.serve(30, waiting=lambda: False) is False  # lock free: taken and given back
-    assert peer._recvlock.acquire(blocking=False)
-    peer._recvlock.release()
-    holder = threading.Thread(target=peer._recvlock.acquire)
-    holder.start()
-    holder.join()
-    assert peer.serve(30, waiting=lambda: False) is False  # lock taken by another thread
-    assert peer.dispatched == []
-
-
-def test_async_result_wait_serves_its_connection_until_the_result_is_in() -> None:
-    calls: list[tuple[Any, Any]] = []
-
-    class Conn:
-        def serve(self, timeout: Any, waiting: Callable[[], bool]) -> bool:
-            calls.append((timeout, waiting))
-            if len(calls) == 3:
-                result(False, "value")  # the reply, set by whoever read it
-            return True
-
-    result = AsyncResult(Conn())
-    result.set_expiry(30)
-    assert result.value == "value"
-    assert len(calls) == 3
-    assert all(waiting == result._waiting for _, waiting in calls)
-    assert result._waiting() is False
-
-
-def test_a_reply_after_expiry_is_dropped() -> None:
-    result = AsyncResult(object())
-    result.set_expiry(0)
-    result(False, "late")
-    assert not result.ready and result.expired
-    with pytest.raises(AsyncResultTimeout):
-        result.wait()
-
-
-def test_no_reply_in_time_is_no_reply(pair: tuple[Watched, Hand]) -> None:
-    peer, hand = pair
-    with pytest.raises(seam.NoReply):
-        peer.request(HANDLE_KOS_CALL, (0, "M", ()), 0.2)
-    assert hand.request()[2] == (0, "M", ())
-
-
-def test_a_peer_that_hangs_up_mid_call_is_an_eof(pair: tuple[Watched, Hand]) -> None:
-    peer, hand = pair
-    thread, out = in_thread(lambda: peer.request(HANDLE_KOS_CALL, (0, "M", ()), 5.0), "caller")
-    hand.request()
-    hand.frames.close()
-    thread.join(5)
-    assert isinstance(out.get("error"), EOFError)
+    hand.frames.send(brine.I1.pack(consts.MSG_REPLY) + brine.dump((3, (1, None))))
+    with pytest.raises(EOFError):
+        hand.frames.recv(deadline=None)
     assert peer.closed
 
 
@@ -417,7 +246,7 @@ def test_the_served_side_is_told_when_the_connection_ends() -> None:
     peer = RpcPeer.serving(
         ours, served, {HANDLE_KOS_CALL: lambda *a: a}, 5.0, call=HANDLE_KOS_CALL, unsendable=None
     )
-    client = RpcPeer.client(theirs, 5.0)
+    client = ClientPeer(theirs, 5.0)
     server = threading.Thread(target=peer.serve_all, daemon=True)
     server.start()
     try:

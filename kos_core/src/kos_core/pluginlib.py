@@ -325,7 +325,7 @@ class PluginKos(Kos):
 
     def _watch_kernel(self, fd: int) -> None:
         # Wait for the kernel's end of the connection to close without reading from
-        # it (rpyc owns the reading); then end this plugin like a SIGTERM would.
+        # it (callers do the reading); then end this plugin like a SIGTERM would.
         poller = select.poll()
         poller.register(fd, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
         try:

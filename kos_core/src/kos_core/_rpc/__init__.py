@@ -1,7 +1,10 @@
 """kos over rpyc: the names the rest of kos uses, gathered from the modules that make it.
 
-* :mod:`~kos_core._rpc.rpyc_seam` — the only module that touches rpyc: :class:`RpcPeer`,
-  a connection that carries only kos messages, over :mod:`~kos_core._rpc.frames`;
+* :mod:`~kos_core._rpc.rpyc_seam` — the only package that touches rpyc: :class:`RpcPeer`,
+  the serving end of a connection, which carries only kos messages over
+  :mod:`~kos_core._rpc.frames`, and the codec of those messages;
+* :mod:`~kos_core._rpc.client_peer` — the client's end (:class:`ClientPeer`), which does
+  not import rpyc;
 * :mod:`~kos_core._rpc.connection` — the kos protocol on it (request ids, reply
   statuses, configuration, what a serving connection answers);
 * :mod:`~kos_core._rpc.session` — the server side of one connection (:class:`ServerSession`);
@@ -28,6 +31,7 @@ from kos_core._rpc.client import (
     proxy_class,
     sbh_of,
 )
+from kos_core._rpc.client_peer import NoReply
 from kos_core._rpc.connection import (
     DECLARED,
     DEFAULT_CONFIG,
@@ -41,14 +45,19 @@ from kos_core._rpc.connection import (
     RpcConfig,
     current_session,
 )
-from kos_core._rpc.rpyc_seam import NoReply, RpcPeer
 
 if TYPE_CHECKING:
+    from kos_core._rpc.rpyc_seam.peer import RpcPeer
     from kos_core._rpc.server import Server
     from kos_core._rpc.session import ServerSession
 
-# The serving side is imported on first use: a client that only calls never loads it.
-_LAZY = {"Server": "kos_core._rpc.server", "ServerSession": "kos_core._rpc.session"}
+# The serving side is imported on first use: a client that only calls never loads it
+# (nor rpyc).
+_LAZY = {
+    "RpcPeer": "kos_core._rpc.rpyc_seam.peer",
+    "Server": "kos_core._rpc.server",
+    "ServerSession": "kos_core._rpc.session",
+}
 
 
 def __getattr__(name: str) -> Any:

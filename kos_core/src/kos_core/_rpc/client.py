@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard, TypeVar, cast
 
 from kos_core._net import wire
 from kos_core._rpc import streams
+from kos_core._rpc.client_peer import ClientPeer, NoReply
 from kos_core._rpc.connection import (
     DECLARED,
     DEFAULT_CONFIG,
@@ -25,7 +26,6 @@ from kos_core._rpc.connection import (
     OK,
     RpcConfig,
 )
-from kos_core._rpc.rpyc_seam import NoReply, RpcPeer
 from kos_core.errors import (
     AuthenticationFailed,
     CallTimeout,
@@ -44,6 +44,9 @@ from kos_core.interface import (
     from_wire,
     is_interface,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 _T = TypeVar("_T")
 
@@ -65,7 +68,7 @@ class ClientConnection:
         self.token = token
         self.what = what
         self._config = config
-        self._conn: RpcPeer | None = None
+        self._conn: ClientPeer | None = None
         self._lock = threading.Lock()
         self._closed = False
         #: a call timed out and its connection was dropped (objects held by reference
@@ -77,7 +80,7 @@ class ClientConnection:
         """True once the connection is open and not closed."""
         return self._conn is not None and not self._conn.closed
 
-    def connect(self) -> RpcPeer:
+    def connect(self) -> ClientPeer:
         """Open the connection now (idempotent); raises :class:`ServiceUnavailable` etc."""
         conn = self._conn
         if conn is not None:
@@ -87,7 +90,7 @@ class ClientConnection:
                 return self._conn
             if self._closed:
                 raise ServiceUnavailable("connection already closed", target=self.what)
-            self._conn = RpcPeer.client(self._open_socket(self.token), self._config.call_timeout)
+            self._conn = ClientPeer(self._open_socket(self.token), self._config.call_timeout)
             # Dropping the last proxy hangs up: a factory child sees its client go.
             weakref.finalize(self, self._conn.hang_up)
             return self._conn
@@ -100,13 +103,13 @@ class ClientConnection:
             sock = self.address.connect(self._config.connect_timeout)
         except AuthenticationFailed as exc:  # a certificate of another kernel
             raise exc.concerning(self.what) from None
-        except ssl.SSLCertVerificationError as exc:
-            raise AuthenticationFailed(
-                f"the server at {self.address} presented a certificate that no"
-                f" authority this client trusts has signed ({exc.verify_message})",
-                target=self.what,
-            ) from None
         except OSError as exc:
+            if _unverified(exc):
+                raise AuthenticationFailed(
+                    f"the server at {self.address} presented a certificate that no"
+                    f" authority this client trusts has signed ({exc.verify_message})",
+                    target=self.what,
+                ) from None
             raise ServiceUnavailable(
                 f"cannot connect to {self.address}: {exc.strerror or exc}", target=self.what
             ) from exc
@@ -187,7 +190,7 @@ class ClientConnection:
         return result
 
     @contextlib.contextmanager
-    def _translated(self, spec: MethodSpec, conn: RpcPeer | None = None) -> Iterator[RpcPeer]:
+    def _translated(self, spec: MethodSpec, conn: ClientPeer | None = None) -> Iterator[ClientPeer]:
         """The connection (opened if need be); what breaks on it raised as kos's errors."""
         try:
             conn = conn or self._conn or self.connect()
@@ -195,7 +198,7 @@ class ClientConnection:
         except (NoReply, EOFError, OSError, CommunicationError) as exc:
             self._translate(exc, spec, conn)
 
-    def _translate(self, exc: Exception, spec: MethodSpec, conn: RpcPeer | None) -> NoReturn:
+    def _translate(self, exc: Exception, spec: MethodSpec, conn: ClientPeer | None) -> NoReturn:
         """Raise what broke on ``conn`` during a call of ``spec`` as kos's error."""
         if isinstance(exc, NoReply):
             if conn is not None:
@@ -251,7 +254,7 @@ class ClientConnection:
             return object_of_sbh(value, interface)
         return make_proxy(interface, self, int(value))
 
-    def _drop(self, conn: RpcPeer) -> None:
+    def _drop(self, conn: ClientPeer) -> None:
         """Close ``conn`` after a call on it timed out: a late reply must not be taken for
         the next call's, and the server sees the disconnect. The next call reconnects.
         """
@@ -270,6 +273,13 @@ class ClientConnection:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def _unverified(exc: OSError) -> TypeGuard[ssl.SSLCertVerificationError]:
+    """``exc`` is a TLS server's certificate failing verification."""
+    # ssl is imported where a TLS connection is made; a process without it made none.
+    ssl_module = sys.modules.get("ssl")
+    return ssl_module is not None and isinstance(exc, ssl_module.SSLCertVerificationError)
 
 
 def _is_inline(reply: Any) -> bool:

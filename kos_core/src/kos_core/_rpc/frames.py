@@ -20,7 +20,9 @@ read waits at most until its ``deadline`` (``SO_RCVTIMEO``), else
 
 A frame goes out in one ``sendmsg`` of its header, its pieces (a large value is one, not
 copied) and the flusher; TLS sockets have no ``sendmsg``, so small pieces are joined
-there and large ones sent as they are.
+there and large ones sent as they are. Threads send one frame at a time; one that finds
+another sending leaves its frame for that one to send (as rpyc does: a finalizer may
+send from a thread that is sending already).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import ssl
 import struct
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -64,7 +67,9 @@ class Frames:
         #: seconds a read with no deadline waits at most (``None``: for ever)
         self.patience: float | None = None
         self._waits: float | None = None  # the socket's SO_RCVTIMEO (None: for ever)
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._tls = _is_tls(sock)
+        self._sending = threading.Lock()
+        self._unsent: list[Sequence[bytes]] = []
         # Received bytes: _buffer[_start:_end] is not yet taken by recv.
         self._buffer = bytearray(_AHEAD)
         self._view = memoryview(self._buffer)
@@ -107,7 +112,21 @@ class Frames:
         self.send_pieces([data])
 
     def send_pieces(self, pieces: Sequence[bytes]) -> None:
-        """Send one frame whose payload is ``pieces`` joined (a large piece is not copied)."""
+        """Send one frame whose payload is ``pieces`` joined (a large piece is not copied),
+        now or, if another thread is sending, by that thread once its own frame is out.
+        """
+        unsent = self._unsent
+        unsent.append(pieces)
+        while unsent:
+            if not self._sending.acquire(False):
+                return
+            try:
+                if unsent:
+                    self._send_frame(unsent.pop(0))
+            finally:
+                self._sending.release()
+
+    def _send_frame(self, pieces: Sequence[bytes]) -> None:
         size = sum(map(len, pieces))
         buffers = [HEADER.pack(size, 0), *pieces, FLUSHER]
         try:
@@ -182,11 +201,10 @@ class Frames:
                     )
             except TimeoutError:  # a socket with a Python-level timeout
                 continue
-            except (BlockingIOError, ssl.SSLWantReadError):
-                self.close()
-                raise TimeoutError("the frame did not arrive before the deadline") from None
             except OSError as exc:
                 self.close()
+                if isinstance(exc, BlockingIOError) or _wants_read(exc):
+                    raise TimeoutError("the frame did not arrive before the deadline") from None
                 raise EOFError(exc) from None
             if not n:
                 self.close()
@@ -239,6 +257,18 @@ class Frames:
             self.close()
             raise EOFError(exc) from None
         self._waits = seconds
+
+
+def _is_tls(sock: socket.socket) -> bool:
+    # ssl is imported where a TLS socket is made; a process without it has none.
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock, ssl.SSLSocket)
+
+
+def _wants_read(exc: OSError) -> bool:
+    """A TLS socket's read timed out (``SO_RCVTIMEO`` on a non-blocking record read)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLWantReadError)
 
 
 def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:

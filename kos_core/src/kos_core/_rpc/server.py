@@ -27,7 +27,7 @@ from kos_core._rpc.connection import (
     RpcConfig,
     session_requests,
 )
-from kos_core._rpc.rpyc_seam import RpcPeer
+from kos_core._rpc.rpyc_seam.peer import RpcPeer
 from kos_core._rpc.session import ServerSession
 from kos_core._rpc.streams import PendingStream, StreamTable
 from kos_core.errors import KosError

@@ -1,54 +1,68 @@
-"""rpyc's messages as bytes: brine in and out, for :class:`~kos_core._rpc.rpyc_seam.RpcPeer`.
+"""rpyc's messages as bytes: brine in and out, without importing rpyc for what kos sends.
 
 A message is ``I1(kind) + brine.dump((seq, body))``, exactly as rpyc 6.0's
 ``Connection._send`` makes it. :func:`pieces` makes those bytes without copying a large
 ``bytes`` value into them (it is one piece of its own, sent as it is), and
 :func:`load_message` reads a message without slicing its frame: a large value is
-copied once, out of the frame. ``kos_core/tests/test_rpyc_seam.py`` holds both to
-brine's own ``dump`` and ``load``.
+copied once, out of the frame. The tags and message kinds below are brine's and rpyc's
+(rpyc 6.0); values kos never sends are left to brine itself, imported only then, so a
+client that only calls never imports rpyc. ``kos_core/tests/test_rpyc_seam.py`` holds the
+constants and both functions to rpyc's own.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 from typing import Any
 
-from rpyc.core import brine, consts
+# rpyc 6.0: rpyc.core.consts
+MSG_REQUEST, MSG_REPLY = 1, 2
+LABEL_VALUE, LABEL_TUPLE, LABEL_LOCAL_REF, LABEL_REMOTE_REF = 1, 2, 3, 4
+HANDLE_PING, HANDLE_CLOSE = 1, 2
 
-REQUEST = brine.I1.pack(consts.MSG_REQUEST)
-REPLY = brine.I1.pack(consts.MSG_REPLY)
+# rpyc 6.0: rpyc.core.brine
+I1, I4, F8 = struct.Struct("!B"), struct.Struct("!L"), struct.Struct("!d")
+TAG_NONE, TAG_EMPTY_STR, TAG_EMPTY_TUPLE, TAG_TRUE, TAG_FALSE = (
+    b"\x00",
+    b"\x01",
+    b"\x02",
+    b"\x03",
+    b"\x04",
+)
+TAG_UNICODE = b"\x08"
+TAG_STR1, TAG_STR2, TAG_STR3, TAG_STR4, TAG_STR_L1, TAG_STR_L4 = (
+    bytes([t]) for t in range(0x0A, 0x10)
+)
+TAG_TUP1, TAG_TUP2, TAG_TUP3, TAG_TUP4, TAG_TUP_L1, TAG_TUP_L4 = (
+    bytes([t]) for t in range(0x10, 0x16)
+)
+TAG_INT_L1, TAG_INT_L4, TAG_FLOAT = b"\x16", b"\x17", b"\x18"
+#: small ints: one byte each, their value + 0x50
+IMM_INTS = {i: bytes([i + 0x50]) for i in range(-0x30, 0xA0)}
+
+REQUEST = I1.pack(MSG_REQUEST)
+REPLY = I1.pack(MSG_REPLY)
 #: ``bytes`` values at least this long go out as pieces of their own
 LARGE = 64 * 1024
 _MAX_BOX_DEPTH = 32
-_TUPLE_TAGS = (
-    brine.TAG_EMPTY_TUPLE,
-    brine.TAG_TUP1,
-    brine.TAG_TUP2,
-    brine.TAG_TUP3,
-    brine.TAG_TUP4,
-)
-
-
-_STR_TAGS = (brine.TAG_EMPTY_STR, brine.TAG_STR1, brine.TAG_STR2, brine.TAG_STR3, brine.TAG_STR4)
-_IMM_INTS = brine.IMM_INTS  # small ints: one byte each, their value + _IMM_ZERO
+_TUPLE_TAGS = (TAG_EMPTY_TUPLE, TAG_TUP1, TAG_TUP2, TAG_TUP3, TAG_TUP4)
+_STR_TAGS = (TAG_EMPTY_STR, TAG_STR1, TAG_STR2, TAG_STR3, TAG_STR4)
+_IMM_INTS = IMM_INTS
 _IMM_ZERO = 0x50
 _IMM_FIRST, _IMM_LAST = min(_IMM_INTS) + _IMM_ZERO, max(_IMM_INTS) + _IMM_ZERO
-_TUP1, _TUP2, _TUP_L1, _TUP_L4 = (
-    t[0] for t in (brine.TAG_TUP1, brine.TAG_TUP2, brine.TAG_TUP_L1, brine.TAG_TUP_L4)
-)
-_STR1, _STR4, _STR_L1, _STR_L4 = (
-    t[0] for t in (brine.TAG_STR1, brine.TAG_STR4, brine.TAG_STR_L1, brine.TAG_STR_L4)
-)
-_UNICODE = brine.TAG_UNICODE[0]
-_SIZED = {_STR_L1: 1, _STR_L4: 4, brine.TAG_INT_L1[0]: 1, brine.TAG_INT_L4[0]: 4}
+_TUP1, _TUP2, _TUP_L1, _TUP_L4 = (t[0] for t in (TAG_TUP1, TAG_TUP2, TAG_TUP_L1, TAG_TUP_L4))
+_STR1, _STR4, _STR_L1, _STR_L4 = (t[0] for t in (TAG_STR1, TAG_STR4, TAG_STR_L1, TAG_STR_L4))
+_UNICODE = TAG_UNICODE[0]
+_SIZED = {_STR_L1: 1, _STR_L4: 4, TAG_INT_L1[0]: 1, TAG_INT_L4[0]: 4}
 _STRINGS = (_STR_L1, _STR_L4)
-_FLOAT = brine.TAG_FLOAT[0]
+_FLOAT = TAG_FLOAT[0]
 _SINGLETONS: dict[int, Any] = {
-    brine.TAG_NONE[0]: None,
-    brine.TAG_EMPTY_STR[0]: b"",
-    brine.TAG_EMPTY_TUPLE[0]: (),
-    brine.TAG_TRUE[0]: True,
-    brine.TAG_FALSE[0]: False,
+    TAG_NONE[0]: None,
+    TAG_EMPTY_STR[0]: b"",
+    TAG_EMPTY_TUPLE[0]: (),
+    TAG_TRUE[0]: True,
+    TAG_FALSE[0]: False,
 }
 
 
@@ -61,7 +75,7 @@ def pieces(kind: int, seq: int, body: Any) -> list[bytes]:
 
     Raises :class:`TypeError` (as ``brine.dump`` does) for what brine cannot dump.
     """
-    out: list[bytes] = [brine.I1.pack(kind), brine.TAG_TUP2]
+    out: list[bytes] = [I1.pack(kind), TAG_TUP2]
     large: list[int] = []  # where in ``out`` a large value is
     _dump(seq, out, large)
     _dump(body, out, large)
@@ -87,9 +101,9 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
         if count < len(_TUPLE_TAGS):
             out.append(_TUPLE_TAGS[count])
         elif count < 256:
-            out.append(brine.TAG_TUP_L1 + brine.I1.pack(count))
+            out.append(TAG_TUP_L1 + I1.pack(count))
         else:
-            out.append(brine.TAG_TUP_L4 + brine.I4.pack(count))
+            out.append(TAG_TUP_L4 + I4.pack(count))
         for item in value:
             if type(item) is int and item in _IMM_INTS:  # the commonest leaf, inline
                 out.append(_IMM_INTS[item])
@@ -98,7 +112,7 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
     elif kind is bytes:
         _dump_bytes(value, out, large)
     elif kind is str:
-        out.append(brine.TAG_UNICODE)
+        out.append(TAG_UNICODE)
         _dump_bytes(value.encode("utf8"), out, large)
     elif kind is int:
         if value in _IMM_INTS:
@@ -107,12 +121,14 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
             digits = str(value).encode("ascii")
             count = len(digits)
             if count < 256:
-                out.append(brine.TAG_INT_L1 + brine.I1.pack(count) + digits)
+                out.append(TAG_INT_L1 + I1.pack(count) + digits)
             else:
-                out.append(brine.TAG_INT_L4 + brine.I4.pack(count) + digits)
+                out.append(TAG_INT_L4 + I4.pack(count) + digits)
     elif value is None:
-        out.append(brine.TAG_NONE)
+        out.append(TAG_NONE)
     else:
+        from rpyc.core import brine  # rpyc 6.0: what kos does not send itself
+
         out.append(brine.dump(value))
 
 
@@ -122,11 +138,11 @@ def _dump_bytes(value: bytes, out: list[bytes], large: list[int]) -> None:
     if size < len(_STR_TAGS):
         out.append(_STR_TAGS[size] + value)
     elif size < 256:
-        out.append(brine.TAG_STR_L1 + brine.I1.pack(size) + value)
+        out.append(TAG_STR_L1 + I1.pack(size) + value)
     elif size < LARGE:
-        out.append(brine.TAG_STR_L4 + brine.I4.pack(size) + value)
+        out.append(TAG_STR_L4 + I4.pack(size) + value)
     else:  # a piece of its own: not copied
-        out.append(brine.TAG_STR_L4 + brine.I4.pack(size))
+        out.append(TAG_STR_L4 + I4.pack(size))
         large.append(len(out))
         out.append(value)
 
@@ -183,11 +199,13 @@ def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
         raw = bytes(data[at + width : end])
         return (raw if tag in _STRINGS else int(raw)), end
     if tag == _FLOAT:
-        return brine.F8.unpack_from(data, at)[0], at + brine.F8.size
+        return F8.unpack_from(data, at)[0], at + F8.size
     if tag in _SINGLETONS:
         return _SINGLETONS[tag], at
     # rpyc 6.0: brine's private ``_load(stream)`` decodes one value from a file-like
     # object; BytesIO shares a bytes object's buffer until written to.
+    from rpyc.core import brine
+
     stream = io.BytesIO(data)
     stream.seek(at - 1)
     return brine._load(stream), stream.tell()
@@ -199,18 +217,20 @@ def peek_call(prefix: bytes | memoryview, call: int) -> tuple[int, int, Any, Any
     """
     # A request is I1(MSG_REQUEST) + brine of (seq, (handler, box)), and a kos call's
     # box (LABEL_VALUE, (handle, method, args)).
+    from rpyc.core import brine  # serving side only
+
     stream = io.BytesIO(prefix)
     try:
-        if stream.read(1) != REQUEST or stream.read(1) != brine.TAG_TUP2:
+        if stream.read(1) != REQUEST or stream.read(1) != TAG_TUP2:
             return None
         seq = brine._load(stream)
-        if stream.read(1) != brine.TAG_TUP2:
+        if stream.read(1) != TAG_TUP2:
             return None
         handler = brine._load(stream)
-        if handler != call or stream.read(1) != brine.TAG_TUP2:
+        if handler != call or stream.read(1) != TAG_TUP2:
             return int(seq), int(handler), None, None
         brine._load(stream)  # the boxing label
-        if stream.read(1) != brine.TAG_TUP3:
+        if stream.read(1) != TAG_TUP3:
             return int(seq), int(handler), None, None
         return int(seq), int(handler), brine._load(stream), brine._load(stream)
     except Exception:
@@ -225,10 +245,10 @@ def unboxed(boxed: Any, depth: int = 0) -> Any:
     # (LABEL_TUPLE, boxes) of other tuples; anything else is boxed by reference.
     if type(boxed) is tuple and len(boxed) == 2:
         label, value = boxed
-        if label == consts.LABEL_VALUE:  # brine made it: plain values only
+        if label == LABEL_VALUE:  # brine made it: plain values only
             return value
-        if label == consts.LABEL_TUPLE and type(value) is tuple and depth < _MAX_BOX_DEPTH:
+        if label == LABEL_TUPLE and type(value) is tuple and depth < _MAX_BOX_DEPTH:
             return tuple(unboxed(item, depth + 1) for item in value)
-        if label in (consts.LABEL_LOCAL_REF, consts.LABEL_REMOTE_REF):
+        if label in (LABEL_LOCAL_REF, LABEL_REMOTE_REF):
             raise Refused("a value boxed by reference")
     raise Refused("a malformed box")
