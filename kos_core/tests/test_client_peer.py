@@ -148,7 +148,7 @@ def test_requests_begun_together_overlap_and_each_gets_its_reply(
     pair: tuple[Noted, Hand],
 ) -> None:
     peer, hand = pair
-    pending = [peer.begin(HANDLE_KOS_CALL, (0, f"M{i}", ()), 5.0) for i in range(3)]
+    pending = [peer.begin(HANDLE_KOS_CALL, 0, f"M{i}", (), 5.0) for i in range(3)]
     seqs = [hand.request()[0] for _ in range(3)]
     for seq in reversed(seqs):
         hand.reply(seq, seq)
@@ -203,7 +203,7 @@ def test_rpycs_ping_is_echoed_and_its_close_ends_the_connection(
     hand.request()
     hand.send(consts.MSG_REQUEST, 77, (consts.HANDLE_PING, (consts.LABEL_VALUE, ("hi",))))
     data = hand.frames.recv()
-    assert brine.load(data[1:]) == (77, (consts.LABEL_VALUE, ("hi",)))
+    assert brine.load(data[1:]) == (77, (consts.LABEL_VALUE, "hi"))  # as rpyc echoes
     assert thread.is_alive()
     hand.send(consts.MSG_REQUEST, 78, (consts.HANDLE_CLOSE, (consts.LABEL_VALUE, ())))
     thread.join(5)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import rpyc
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rpyc.core import brine, consts
 from rpyc.core.channel import Channel
@@ -196,6 +196,7 @@ plain = st.recursive(
 )
 
 
+@settings(deadline=None)  # correctness, not speed: a busy machine must not fail it
 @given(plain, st.integers(0, 2**40))
 def test_pieces_join_to_the_bytes_rpyc_sends(value: Any, seq: int) -> None:
     whole = brine.I1.pack(consts.MSG_REPLY) + brine.dump((seq, value))  # rpyc 6.0's _send
@@ -204,6 +205,44 @@ def test_pieces_join_to_the_bytes_rpyc_sends(value: Any, seq: int) -> None:
     # repr tells 1 from True and 1.0, b"" from "": the types must come back too
     assert repr(codec.load_message(whole + FLUSHER)) == repr((seq, value))
     assert repr(codec.load_message(memoryview(whole))) == repr(brine.load(whole[1:]))
+
+
+@settings(deadline=None)
+@given(plain, st.integers(0, 2**40), st.integers(0, 2**20), st.text(max_size=20))
+def test_call_and_reply_pieces_are_the_generic_ones(
+    value: Any, seq: int, handle: int, method: str
+) -> None:
+    call = (HANDLE_KOS_CALL, (consts.LABEL_VALUE, (handle, method, value)))
+    for _ in range(2):  # the second time from the cached head of the call
+        parts = codec.call_pieces(seq, HANDLE_KOS_CALL, handle, method, value)
+        assert b"".join(parts) == b"".join(codec.pieces(consts.MSG_REQUEST, seq, call))
+    reply = codec.reply_pieces(seq, value)
+    whole = b"".join(codec.pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, value)))
+    assert b"".join(reply) == whole
+    assert repr(codec.reply_of(memoryview(whole))) == repr((seq, value))
+    request = memoryview(b"".join(parts))
+    assert repr(codec.request_of(request)) == repr((seq, HANDLE_KOS_CALL, (handle, method, value)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            (consts.LABEL_TUPLE, ((consts.LABEL_VALUE, 1), (consts.LABEL_VALUE, 2))), id="tuple-box"
+        ),
+        pytest.param((consts.LABEL_REMOTE_REF, ("builtins.list", 1, 0)), id="netref"),
+        pytest.param(b"\x11", id="unreadable"),
+    ],
+)
+def test_reply_of_unboxes_a_tuple_box_and_refuses_the_rest(body: Any) -> None:
+    data = brine.I1.pack(consts.MSG_REPLY) + brine.dump((4, body))
+    if body[0] == consts.LABEL_TUPLE:
+        assert codec.reply_of(data) == (4, (1, 2))
+        return
+    if isinstance(body, bytes):
+        data = data[:-2]  # cut short
+    with pytest.raises(codec.Refused):
+        codec.reply_of(data)
 
 
 def test_a_large_value_is_a_piece_of_its_own_not_copied() -> None:

@@ -152,12 +152,21 @@ class ClientConnection:
             raise ConnectionLost(message, target=self.what, method=spec.name)
         return data
 
-    def _request(self, handler: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
+    def _request(
+        self, handler: int, spec: MethodSpec, args: tuple[Any, ...], handle: int | None = None
+    ) -> Any:
+        """One request and its result: ``args`` of a call of ``spec`` on the object
+        ``handle`` names, or, without ``handle``, of any other request.
+        """
         conn = self._conn
+        timeout = self._config.call_timeout
         try:
             if conn is None:
                 conn = self.connect()
-            status, payload = conn.request(handler, args, self._config.call_timeout)
+            if handle is None:
+                status, payload = conn.request(handler, args, timeout)
+            else:
+                status, payload = conn.call(handler, handle, spec.name, args, timeout)
         except (NoReply, EOFError, OSError, CommunicationError) as exc:
             self._translate(exc, spec, conn)
         return self._result(spec, status, payload)
@@ -170,7 +179,7 @@ class ClientConnection:
                 target=self.what,
                 method=spec.name,
             )
-        return self._request(HANDLE_KOS_CALL, spec, (handle, spec.name, args))
+        return self._request(HANDLE_KOS_CALL, spec, args, handle)
 
     def begin(self, handle: int, spec: MethodSpec, args: tuple[Any, ...]) -> Callable[[], Any]:
         """Send a call without waiting; the returned function waits for its result.
@@ -179,8 +188,8 @@ class ClientConnection:
         stream a large read in pieces).
         """
         with self._translated(spec) as conn:
-            call = (handle, spec.name, args)
-            pending = conn.begin(HANDLE_KOS_CALL, call, self._config.call_timeout)
+            timeout = self._config.call_timeout
+            pending = conn.begin(HANDLE_KOS_CALL, handle, spec.name, args, timeout)
 
         def result() -> Any:
             with self._translated(spec, conn):

@@ -66,6 +66,14 @@ _SINGLETONS: dict[int, Any] = {
 }
 
 
+_REQUEST_HEAD = REQUEST + TAG_TUP2
+_REPLY_HEAD = REPLY + TAG_TUP2
+_VALUE_BOX = TAG_TUP2 + IMM_INTS[LABEL_VALUE]  # (LABEL_VALUE, ...): a box of plain values
+_VALUE_LABEL = IMM_INTS[LABEL_VALUE][0]
+_CALL_HEADS: dict[tuple[int, int, str], bytes] = {}
+_MAX_CALL_HEADS = 4096
+
+
 class Refused(EOFError):
     """A message no kos peer sends: its connection ends before rpyc handles it."""
 
@@ -79,6 +87,46 @@ def pieces(kind: int, seq: int, body: Any) -> list[bytes]:
     large: list[int] = []  # where in ``out`` a large value is
     _dump(seq, out, large)
     _dump(body, out, large)
+    return _joined(out, large)
+
+
+def call_pieces(seq: int, handler: int, handle: int, method: str, args: Any) -> list[bytes]:
+    """``pieces(MSG_REQUEST, seq, (handler, (LABEL_VALUE, (handle, method, args))))``, the
+    bytes before ``args`` but for ``seq`` made once per ``(handler, handle, method)``.
+    """
+    key = (handler, handle, method)
+    head = _CALL_HEADS.get(key)
+    if head is None:
+        parts = [TAG_TUP2, *_dumped(handler), _VALUE_BOX, TAG_TUP3]
+        head = b"".join([*parts, *_dumped(handle), *_dumped(method)])
+        if len(_CALL_HEADS) < _MAX_CALL_HEADS:
+            _CALL_HEADS[key] = head
+    out: list[bytes] = [_REQUEST_HEAD]
+    large: list[int] = []
+    _dump(seq, out, large)
+    out.append(head)
+    _dump(args, out, large)
+    return _joined(out, large)
+
+
+def reply_pieces(seq: int, value: Any) -> list[bytes]:
+    """``pieces(MSG_REPLY, seq, (LABEL_VALUE, value))``: a reply of a plain value."""
+    out: list[bytes] = [_REPLY_HEAD]
+    large: list[int] = []
+    _dump(seq, out, large)
+    out.append(_VALUE_BOX)
+    _dump(value, out, large)
+    return _joined(out, large)
+
+
+def _dumped(value: Any) -> list[bytes]:
+    out: list[bytes] = []
+    _dump(value, out, [])
+    return out
+
+
+def _joined(out: list[bytes], large: list[int]) -> list[bytes]:
+    """``out`` as few pieces: joined, but for the large values at the indexes ``large``."""
     if not large:
         return [b"".join(out)]
     joined: list[bytes] = []
@@ -153,6 +201,38 @@ def load_message(data: bytes | memoryview) -> Any:
     Raises an exception of some kind if ``data`` is not brine.
     """
     return _load(data, 1)[0]
+
+
+def reply_of(data: bytes | memoryview) -> tuple[Any, Any]:
+    """``(seq, value)`` of a reply message of a plain value; :class:`Refused` if it is
+    unreadable or boxes its value otherwise.
+    """
+    try:
+        if data[1] == _TUP2:  # what a kos peer sends: (seq, (LABEL_VALUE, value))
+            seq, at = _load(data, 2)
+            if data[at] == _TUP2 and data[at + 1] == _VALUE_LABEL:
+                return seq, _load(data, at + 2)[0]
+        seq, boxed = load_message(data)
+    except Exception:
+        raise Refused("an unreadable reply") from None
+    return seq, unboxed(boxed)
+
+
+def request_of(data: bytes | memoryview) -> tuple[Any, Any, Any]:
+    """``(seq, handler, args)`` of a request message of plain values; :class:`Refused`
+    if it is unreadable or boxes its arguments otherwise.
+    """
+    try:
+        if data[1] == _TUP2:  # what a kos peer sends: (seq, (handler, (LABEL_VALUE, args)))
+            seq, at = _load(data, 2)
+            if data[at] == _TUP2:
+                handler, at = _load(data, at + 1)
+                if data[at] == _TUP2 and data[at + 1] == _VALUE_LABEL:
+                    return seq, handler, _load(data, at + 2)[0]
+        seq, (handler, boxed) = load_message(data)
+    except Exception:
+        raise Refused("an unreadable request") from None
+    return seq, handler, unboxed(boxed)
 
 
 def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:

@@ -32,8 +32,7 @@ from kos_core._rpc.frames import OVERSIZED, Frames
 from kos_core._rpc.rpyc_seam.codec import REPLY as _REPLY
 from kos_core._rpc.rpyc_seam.codec import REQUEST as _REQUEST
 from kos_core._rpc.rpyc_seam.codec import Refused as _Refused
-from kos_core._rpc.rpyc_seam.codec import load_message, peek_call, pieces
-from kos_core._rpc.rpyc_seam.codec import unboxed as _unboxed
+from kos_core._rpc.rpyc_seam.codec import peek_call, pieces, reply_of, reply_pieces, request_of
 
 __all__ = ["RPYC_HANDLERS", "RpcPeer", "Served"]
 
@@ -73,15 +72,6 @@ def _config(call_timeout: float) -> dict[str, Any]:
         "bind_threads": False,  # one reader: serve_all
         "sync_request_timeout": call_timeout,  # how long close() waits for its reply
     }
-
-
-def _reply_of(data: bytes | memoryview) -> tuple[Any, Any]:
-    """``(seq, boxed value)`` of a reply message."""
-    try:
-        seq, boxed = load_message(data)
-    except Exception:
-        raise _Refused("an unreadable reply") from None
-    return seq, boxed
 
 
 class _Root:
@@ -205,21 +195,16 @@ class RpcPeer(Connection):  # type: ignore[misc]
         self._channel.send_pieces(pieces(msg, seq, args))
 
     def _request(self, data: bytes | memoryview) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
-        try:
-            seq, (handler, boxed) = load_message(data)
-        except Exception:
-            raise _Refused("an unreadable request") from None
+        seq, handler, args = request_of(data)
         answer = self._answers.get(handler) if type(handler) is int else None
         if answer is None:
             raise _Refused(f"rpyc request {handler!r}, which kos does not serve")
-        args = _unboxed(boxed)
         if type(seq) is not int or type(args) is not tuple:
             raise _Refused("a malformed request")
         return seq, answer, args
 
     def _reply(self, data: bytes | memoryview) -> tuple[Callable[[bool, Any], None], Any]:
-        seq, boxed = _reply_of(data)
-        value = _unboxed(boxed)
+        seq, value = reply_of(data)
         # rpyc 6.0: _request_callbacks maps a request's seq to callback(is_exc, value).
         callback = self._request_callbacks.pop(seq, None) if type(seq) is int else None
         if callback is None:
@@ -234,9 +219,9 @@ class RpcPeer(Connection):  # type: ignore[misc]
         except Exception as exc:  # arguments a kos peer never sends
             raise _Refused(f"a malformed request ({type(exc).__name__})") from None
         try:
-            message = pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, result))
+            message = reply_pieces(seq, result)
         except TypeError:  # not a plain value
-            message = pieces(consts.MSG_REPLY, seq, (consts.LABEL_VALUE, self._unsendable))
+            message = reply_pieces(seq, self._unsendable)
         self._channel.send_pieces(message)
         if self._served.ending is True:
             self.hang_up()  # the reply is sent; a servant asked for this (Close(), say)
