@@ -45,6 +45,7 @@ __all__ = ["Interface", "MethodSpec", "find_interface", "raises"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _SCALARS = (str, bytes, int, float, bool, type(None))
+_EXACT = frozenset(_SCALARS)  # a value of exactly such a type is its own wire form
 
 
 def raises(*exceptions: type[KosError]) -> Callable[[_F], _F]:
@@ -96,6 +97,11 @@ class MethodSpec:
             )
             for p in self.params
         )
+
+    @functools.cached_property
+    def result_what(self) -> str:
+        """How errors about its result name it."""
+        return f"result of {self.name}()"
 
     @functools.cached_property
     def returns_refs(self) -> bool:
@@ -241,6 +247,8 @@ def check_value(value: Any, tp: Any, what: str) -> Any:
     values are returned unchanged (the caller turns them into references).
     Raises ``TypeError`` naming ``what``.
     """
+    if tp is type(value) and tp in _EXACT:  # the commonest case, first
+        return value
     if tp is Any or is_interface(tp):
         return value
     if tp is None or tp is type(None):

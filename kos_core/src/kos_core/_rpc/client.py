@@ -359,7 +359,9 @@ def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
 
     def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
         bound = spec.bind(args, kwargs)
-        wire = tuple(check_value(v, tp, what) for v, (tp, what) in zip(bound, checks, strict=True))
+        wire = tuple(
+            [check_value(v, tp, what) for v, (tp, what) in zip(bound, checks, strict=True)]
+        )
         return self._kos_link.invoke(self._kos_handle, spec, wire)
 
     method.__name__ = spec.name

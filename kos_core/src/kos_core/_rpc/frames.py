@@ -49,6 +49,7 @@ _AHEAD = 64 * 1024  # a receive buffer's first length; reads take up to this muc
 _JOIN = 64 * 1024  # pieces shorter than this are joined before a TLS send
 _SLACK = 0.01  # seconds a read may wait past its deadline rather than reset SO_RCVTIMEO
 _TIMEVAL = struct.Struct("ll")
+_FRAMING = HEADER.size + len(FLUSHER)  # bytes of a frame besides its payload
 
 
 class Frames:
@@ -116,8 +117,14 @@ class Frames:
         now or, if another thread is sending, by that thread once its own frame is out.
         """
         unsent = self._unsent
-        unsent.append(pieces)
-        while unsent:
+        if self._sending.acquire(False):  # nobody else sends: this frame goes first
+            try:
+                self._send_frame(pieces)
+            finally:
+                self._sending.release()
+        else:
+            unsent.append(pieces)
+        while unsent:  # frames left by threads that found this one sending
             if not self._sending.acquire(False):
                 return
             try:
@@ -133,7 +140,7 @@ class Frames:
             if self._tls:
                 self._send_tls(buffers)
             else:
-                _send_all(self.sock, buffers)
+                _send_all(self.sock, buffers, size + _FRAMING)
         except OSError as exc:
             self.close()
             raise EOFError(exc) from None
@@ -271,12 +278,17 @@ def _wants_read(exc: OSError) -> bool:
     return ssl is not None and isinstance(exc, ssl.SSLWantReadError)
 
 
-def _send_all(sock: socket.socket, buffers: list[bytes]) -> None:
-    """``buffers`` in as few ``sendmsg`` calls as the socket takes them."""
+def _send_all(sock: socket.socket, buffers: list[bytes], size: int) -> None:
+    """``buffers`` (``size`` bytes in all) in as few ``sendmsg`` calls as the socket takes."""
+    sent = sock.sendmsg(buffers)
+    if sent == size:  # all at once, as almost always
+        return
     views: list[bytes | memoryview] = list(buffers)
-    while views:
-        sent = sock.sendmsg(views)
+    while True:
         while views and sent >= len(views[0]):
             sent -= len(views.pop(0))
+        if not views:
+            return
         if sent:
             views[0] = memoryview(views[0])[sent:]
+        sent = sock.sendmsg(views)

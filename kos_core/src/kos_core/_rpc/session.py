@@ -117,8 +117,8 @@ class ServerSession:
             return self._failure(interface, spec, exc)
         try:
             if spec.returns_refs:
-                return OK, self._encode_refs(result, spec.returns, f"result of {method}()")
-            return OK, check_value(result, spec.returns, f"result of {method}()")
+                return OK, self._encode_refs(result, spec.returns, spec.result_what)
+            return OK, check_value(result, spec.returns, spec.result_what)
         except _Refused as refused:
             return refused.reply
         except TypeError as exc:
