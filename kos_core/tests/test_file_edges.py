@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,30 @@ def test_a_stream_shorter_than_announced_is_an_error_not_a_hang(serve: Serve) ->
     assert caught.value.method == "read"
     assert SERVERS[id(f)].streams._streams == {}  # ended and forgotten
     assert f.read(4) == b"next"  # the connection goes on
+
+
+def _wmem_max() -> int:
+    try:
+        with open("/proc/sys/net/core/wmem_max") as f:
+            return int(f.read())
+    except OSError:
+        return streams.PIECE
+
+
+def test_a_unix_stream_gets_a_send_buffer_of_a_piece() -> None:
+    """With the Unix socket's default buffer (about 200 KiB) the two ends take turns
+    dozens of times per MiB; a piece-sized one cuts that (the kernel caps it at wmem_max).
+    """
+    ours, theirs = socket.socketpair()
+    default = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    data = os.urandom(3 * MIB)
+    pending = streams.PendingStream(streams.ReadStream(len(data), iter([data])), [], repr)
+    with ours, theirs:
+        sender = threading.Thread(target=pending.send, args=(ours, 5.0))
+        sender.start()
+        received = streams.receive(theirs, len(data), 5.0, "test")
+        sender.join(5)
+        size = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    assert received == data and pending.failure is None
+    # Linux doubles what it is given, up to twice wmem_max
+    assert size == 2 * min(streams.PIECE, _wmem_max()) >= default

@@ -75,6 +75,10 @@ class PendingStream:
         sent = 0
         try:
             set_os_timeouts(sock, timeout)
+            if sock.family == socket.AF_UNIX:
+                # A piece at a time in the socket: the two ends take turns a few times
+                # per MiB instead of a few dozen (the kernel caps it at wmem_max).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PIECE)
             for piece in itertools.chain(self.prefix, self.stream.pieces):
                 room = len(piece) if length is None else length - sent
                 sock.sendall(piece if len(piece) <= room else piece[:room])
