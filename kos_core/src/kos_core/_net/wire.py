@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import ssl
+import sys
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from typing import TYPE_CHECKING, TypeGuard
 
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
+
+if TYPE_CHECKING:
+    import ssl
 
 PROTOCOL_VERSION = 1
 #: seconds a server gives a new connection for its whole handshake (not per read)
@@ -162,8 +165,28 @@ def _retry_pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def is_tls(sock: socket.socket) -> TypeGuard[ssl.SSLSocket]:
+    """Whether ``sock`` speaks TLS. Asked without importing :mod:`ssl` (a Unix-socket
+    client never needs it): no TLS socket exists before something imported it.
+    """
+    tls = sys.modules.get("ssl")
+    return tls is not None and isinstance(sock, tls.SSLSocket)
+
+
+def timed_out(exc: OSError) -> bool:
+    """Whether ``exc`` is a read that gave up at the socket's own timeout (``EAGAIN``,
+    or TLS's ``SSLWantReadError``), asked as :func:`is_tls` asks.
+    """
+    tls = sys.modules.get("ssl")
+    return isinstance(exc, BlockingIOError) or (
+        tls is not None and isinstance(exc, tls.SSLWantReadError)
+    )
+
+
 def format_sbh(address: Address, token: str) -> str:
     """The SBH of the object that ``token`` names at ``address``."""
+    from urllib.parse import quote  # SBHs are made by servers; a plain client never does
+
     if address.path is not None:
         return f"kos+unix://{quote(address.path)}#{token}"
     host = f"[{address.host}]" if address.host and ":" in address.host else address.host
@@ -173,6 +196,8 @@ def format_sbh(address: Address, token: str) -> str:
 
 def parse_sbh(sbh: str) -> tuple[Address, str]:
     """Split an SBH into its address and token; raises :class:`UsageError` if malformed."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
     try:
         parts = urlsplit(sbh)
         token = parts.fragment
@@ -254,7 +279,7 @@ def _read_line(sock: socket.socket, *, leave_rest: bool = False) -> str:
     while b"\n" not in data:
         if len(data) >= _MAX_LINE:
             raise AuthenticationFailed("handshake line too long")
-        if leave_rest and isinstance(sock, ssl.SSLSocket):
+        if leave_rest and is_tls(sock):
             chunk = sock.recv(1)  # TLS cannot peek; the line is a dozen bytes
         elif leave_rest:
             peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)

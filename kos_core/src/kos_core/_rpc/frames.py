@@ -28,10 +28,11 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import ssl
 import struct
 import time
 from collections.abc import Callable, Sequence
+
+from kos_core._net import wire
 
 #: frame header: payload length, compressed flag
 HEADER = struct.Struct("!LB")
@@ -64,7 +65,7 @@ class Frames:
         #: seconds a read with no deadline waits at most (``None``: for ever)
         self.patience: float | None = None
         self._waits: float | None = None  # the socket's SO_RCVTIMEO (None: for ever)
-        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._tls = wire.is_tls(sock)
         # Received bytes: _buffer[_start:_end] is not yet taken by recv.
         self._buffer = bytearray(_AHEAD)
         self._view = memoryview(self._buffer)
@@ -182,11 +183,10 @@ class Frames:
                     )
             except TimeoutError:  # a socket with a Python-level timeout
                 continue
-            except (BlockingIOError, ssl.SSLWantReadError):
-                self.close()
-                raise TimeoutError("the frame did not arrive before the deadline") from None
             except OSError as exc:
                 self.close()
+                if wire.timed_out(exc):
+                    raise TimeoutError("the frame did not arrive before the deadline") from None
                 raise EOFError(exc) from None
             if not n:
                 self.close()

@@ -22,15 +22,18 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
-import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kos_core._net import wire
 from kos_core.errors import CallTimeout, ConnectionLost, ServiceUnavailable
+
+if TYPE_CHECKING:
+    import ssl
 
 #: reads that end within this many bytes come back in the reply itself
 INLINE = 256 * 1024
@@ -171,7 +174,7 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
     """
     set_os_timeouts(sock, timeout)
     try:
-        if isinstance(sock, ssl.SSLSocket):
+        if wire.is_tls(sock):
             return _receive_tls(sock, length)
         parts: list[bytes] = []
         left = length
@@ -183,9 +186,9 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
             parts.append(part)
             if left is not None:
                 left -= len(part)
-    except (BlockingIOError, ssl.SSLWantReadError):
-        raise CallTimeout(f"no data for {timeout:g} s", target=what, method="read") from None
     except OSError as exc:
+        if wire.timed_out(exc):
+            raise CallTimeout(f"no data for {timeout:g} s", target=what, method="read") from None
         raise ConnectionLost(f"stream broken: {exc}", target=what, method="read") from None
     finally:
         with contextlib.suppress(OSError):
