@@ -26,8 +26,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kos_core._net import wire
 from kos_core.errors import CallTimeout, ConnectionLost, ServiceUnavailable
@@ -47,8 +46,7 @@ _ONE_RECV = 256 * 1024 * 1024  # a known length larger than this arrives in part
 Reply = tuple[int, Any]
 
 
-@dataclass
-class ReadStream:
+class ReadStream(NamedTuple):
     """What ``kos_read_stream(size)`` returns: the bytes to send, as ``pieces``.
 
     ``length`` is how many bytes the pieces add up to, if known in advance (the client
