@@ -23,8 +23,7 @@ import contextlib
 import socket
 import sys
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, NamedTuple, TypeGuard
 
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
 
@@ -42,10 +41,12 @@ _MAX_LINE = 256
 _MAX_UNIX_PATH = 107
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(NamedTuple):
     """Where a kos server listens: a Unix socket path, or a TCP host and port (and the
     kernel whose certificate the server there must present, if that is known).
+
+    (A named tuple: every client makes this class, and a dataclass takes longer to make
+    than the rest of this module.)
     """
 
     path: str | None = None
