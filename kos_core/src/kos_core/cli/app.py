@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
+from click import formatting
 
 from kos_core import __version__
 from kos_core.cli.common import (
@@ -70,29 +71,30 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class KosContext(click.Context):
+    """The top-level context: it sizes help as click does, without importing shutil as
+    click would (shutil imports the compression modules).
+    """
+
+    def make_formatter(self) -> click.HelpFormatter:
+        width = self.terminal_width
+        if width is None and formatting.FORCED_WIDTH is None:
+            most = 80 if self.max_content_width is None else self.max_content_width
+            width = help_width(most)
+        return self.formatter_class(width=width, max_width=self.max_content_width)
+
+
 class KosGroup(HintingGroup):
     """The top-level group: kos's own commands, those of :data:`LAZY_COMMANDS` imported
     on first use; installed plugins may add commands to it, which report errors as kos's
     own commands do.
     """
 
+    context_class = KosContext
     _plugins_loaded = False
     #: while ``--help`` lists the commands: a lazy command not yet imported is listed
     #: from its summary in :data:`LAZY_COMMANDS`
     _listing = False
-
-    def make_context(
-        self,
-        info_name: str | None,
-        args: list[str],
-        parent: click.Context | None = None,
-        **extra: Any,
-    ) -> click.Context:
-        # click sizes help to the terminal through shutil, which imports the
-        # compression modules; help_width() gives the same width without them.
-        if parent is None:
-            extra.setdefault("terminal_width", help_width())
-        return super().make_context(info_name, args, parent, **extra)
 
     def _lazy_command(self, name: str) -> click.Command:
         module, attribute, summary = LAZY_COMMANDS[name]
