@@ -26,7 +26,7 @@ def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_what_is_written_is_read_back(place: Path) -> None:
     unix = wire.Address(path=str(place / "k1.sock"))
     connection_file.write("k1", address=unix, secret="s3cret", pid=4242)
-    path = paths.connection_file("k1")
+    path = Path(paths.connection_file("k1"))
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert list(json.loads(path.read_text())) == [
         "kernel",

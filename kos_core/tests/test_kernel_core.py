@@ -66,7 +66,7 @@ def mode(path: Path) -> int:
 
 def test_connection_file_is_private_and_complete(kernel: KernelProcess) -> None:
     env = kernel.env
-    path = paths.connection_file(env.kernel)
+    path = Path(paths.connection_file(env.kernel))
     assert path.parent == env.runtime_dir
     assert mode(path) == 0o600
     assert mode(env.runtime_dir) == 0o700
@@ -82,7 +82,7 @@ def test_connection_file_is_private_and_complete(kernel: KernelProcess) -> None:
 
 
 def test_nothing_without_the_secret(kernel: KernelProcess) -> None:
-    data = json.loads(paths.connection_file(kernel.name).read_text())
+    data = json.loads(Path(paths.connection_file(kernel.name)).read_text())
     address = wire.Address.parse(data["address"])
     with pytest.raises(AuthenticationFailed):
         _rpc.ClientConnection(address, "x" + data["secret"][1:], "kernel").connect()
@@ -210,12 +210,12 @@ def test_stale_connection_file_after_a_kill(env: KosEnv, start_kernel: StartKern
     os.kill(first.pid, signal.SIGKILL)
     first.process.wait(5)
     first.kill_group()
-    assert paths.connection_file(env.kernel).exists()  # left behind by the killed kernel
+    assert Path(paths.connection_file(env.kernel)).exists()  # left behind by the killed kernel
     with pytest.raises(KernelUnreachable, match="stale connection file") as caught:
         connect()
     assert caught.value.target == f"kernel {env.kernel!r}"
     second = start_kernel()  # not blocked by it
-    assert json.loads(paths.connection_file(env.kernel).read_text())["pid"] == second.pid
+    assert json.loads(Path(paths.connection_file(env.kernel)).read_text())["pid"] == second.pid
     with second.connect() as kos:
         assert kos.kernel.Info()[1] == second.pid
 
@@ -235,7 +235,7 @@ def test_sigterm_stops_plugins_and_cleans_up(
     pid = kernel.wait_plugin("toy", services=["toy-echo"])
     assert kernel.stop() == 0
     assert process_ended(pid)
-    assert not paths.connection_file(env.kernel).exists()
+    assert not Path(paths.connection_file(env.kernel)).exists()
     assert [p.name for p in env.runtime_dir.iterdir()] == []
     assert "Traceback" not in kernel.log_path.read_text()
 
@@ -279,7 +279,7 @@ def test_tcp_kernel_and_plugin(env: KosEnv, start_kernel: StartKernel, tmp_path:
     procs = Processes()
     kernel = start_kernel("--listen", "127.0.0.1:0")
     try:
-        data = json.loads(paths.connection_file(env.kernel).read_text())
+        data = json.loads(Path(paths.connection_file(env.kernel)).read_text())
         assert wire.Address.parse(data["address"]).path is not None  # always its socket
         address = wire.Address.parse(data["tcp"])
         assert address.host == "127.0.0.1"

@@ -8,6 +8,8 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kos_core._os import paths
 from kos_core.errors import UsageError
@@ -107,6 +109,26 @@ def test_bad_host_name_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 # -- runtime directory ----------------------------------------------------------------
 
 
+@given(st.lists(st.sampled_from(["", "/", "//", "///", ".", "..", "a", "b.c", " "]), max_size=8))
+def test_a_path_is_spelt_as_pathlib_spells_it(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert paths.spelt(text) == str(Path(text))
+    assert paths.spelt(Path(text)) == str(Path(text))
+    # and its directory, as pathlib has it
+    assert paths._parent(paths.spelt(text)) == str(Path(text).parent)
+
+
+def test_the_runtime_dir_is_spelt_as_pathlib_spells_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KOS_RUNTIME_DIR", f"{tmp_path}//./rt/")
+    assert paths.runtime_dir() == tmp_path / "rt"
+    assert paths.connection_file("k1") == f"{tmp_path}/rt/k1.kernel.json"
+    with pytest.raises(UsageError, match=f"^{tmp_path}/rt/k2.kernel.json is a symlink"):
+        os.symlink(tmp_path / "elsewhere", tmp_path / "rt" / "k2.kernel.json")
+        paths.read_private_file(paths.connection_file("k2"))
+
+
 def test_runtime_dir_from_kos_runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "rt" / "deeper"))
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "xdg"))
@@ -184,5 +206,5 @@ def test_connection_file_is_in_the_runtime_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KOS_RUNTIME_DIR", str(tmp_path / "rt"))
-    assert paths.connection_file("k1") == tmp_path / "rt" / "k1.kernel.json"
+    assert paths.connection_file("k1") == str(tmp_path / "rt" / "k1.kernel.json")
     assert mode(tmp_path / "rt") == 0o700

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import subprocess
 import sys
@@ -147,6 +148,26 @@ def test_an_sbh_naming_its_kernel_reads_as_before_where_the_name_is_not_known() 
 def test_sbh_round_trip_property(parts: list[str], token: str) -> None:
     address = Address(path="/" + "/".join(parts))
     assert parse_sbh(format_sbh(address, token)) == (address, token)
+
+
+@given(
+    st.text(st.sampled_from("aZ09_.-~/%?# \t\u00e9"), max_size=30),
+    st.text(st.sampled_from("aZ09_-/#% "), max_size=8),
+)
+def test_a_plain_unix_sbh_reads_as_the_url_parser_reads_it(path: str, token: str) -> None:
+    """Unix SBHs with nothing to unquote skip urllib; any string reads the same either way."""
+    sbh = f"kos+unix:///{path}#{token}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wire, "_PLAIN_UNIX_SBH", re.compile(r"(?!)"))  # never plain
+        by_url = _outcome(sbh)
+    assert _outcome(sbh) == by_url
+
+
+def _outcome(sbh: str) -> object:
+    try:
+        return parse_sbh(sbh)
+    except UsageError as exc:
+        return str(exc)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ every declared setting when it reads the files) and for the plugin
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -101,6 +100,8 @@ class Setting(Generic[T]):
             value: T = self._parse(raw)
             self._limit(value)
         except ValueError as exc:
+            import json  # to quote a bad value: reading good ones never loads it
+
             reason = str(exc) or f"use {_KINDS[self.type][1]}"
             raise ValueError(
                 f"bad value for {self.name}: {json.dumps(raw, ensure_ascii=False)} ({reason})"

@@ -7,11 +7,14 @@ lists them. Keep this module light: the kernel and the CLI import it.
 
 from __future__ import annotations
 
-import ipaddress
+from typing import TYPE_CHECKING
 
 from kos_core.hookspecs import Setting
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+if TYPE_CHECKING:
+    import ipaddress
+
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: the most ``spare-children`` may be
 MAX_SPARES = 32
 
@@ -22,6 +25,8 @@ def network(pattern: str) -> Network | None:
     """
     if not any(c.isdigit() for c in pattern) or "*" in pattern:
         return None
+    import ipaddress  # only for a pattern that names a network (kos --help needs none)
+
     try:
         return ipaddress.ip_network(pattern, strict=False)
     except ValueError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pluggy
 
@@ -23,8 +23,11 @@ ENTRY_POINT_GROUP = "kos.plugins"
 LOAD_ENV = "KOS_LOAD_PLUGINS"
 
 
-@dataclass(frozen=True)
-class InstalledPlugin:
+# Named tuples and a plain class, not dataclasses: kos --help discovers plugins, and
+# making a dataclass takes longer than the rest of this module.
+
+
+class InstalledPlugin(NamedTuple):
     """A plugin found among the installed distributions."""
 
     name: str
@@ -33,8 +36,7 @@ class InstalledPlugin:
     spec: PluginSpec
 
 
-@dataclass(frozen=True)
-class BrokenPlugin:
+class BrokenPlugin(NamedTuple):
     """A plugin whose entry point could not be used, and why."""
 
     name: str
@@ -42,15 +44,15 @@ class BrokenPlugin:
     error: str
 
 
-@dataclass
 class Discovery:
     """The outcome of discovery: usable plugins by name, and broken ones."""
 
-    manager: pluggy.PluginManager
-    plugins: dict[str, InstalledPlugin] = field(default_factory=dict)
-    broken: list[BrokenPlugin] = field(default_factory=list)
-    #: installed plugins that ``$KOS_LOAD_PLUGINS`` left out
-    skipped: set[str] = field(default_factory=set)
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.plugins: dict[str, InstalledPlugin] = {}
+        self.broken: list[BrokenPlugin] = []
+        #: installed plugins that ``$KOS_LOAD_PLUGINS`` left out
+        self.skipped: set[str] = set()
 
     @property
     def known(self) -> set[str]:

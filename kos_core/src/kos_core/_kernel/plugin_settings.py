@@ -5,7 +5,6 @@ key that nobody reads.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -57,6 +56,8 @@ def unknown_key(plugin: str, key: str, declared: Sequence[Setting[Any]]) -> str 
     names = [s.name for s in declared]
     if key in KOS_KEYS or key in names:
         return None
+    import json  # to quote the key: a plugin's discovery never needs it
+
     hint = did_you_mean(key, [*names, *sorted(KOS_KEYS)])
     return (
         f"unknown key {json.dumps(key, ensure_ascii=False)} in [{plugin}]{hint}:"

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 RESTART_CHOICES = ("always", "on-failure", "never")
 
 
-@dataclass(frozen=True)
-class Supervision:
-    """The supervision settings of one plugin."""
+class Supervision(NamedTuple):
+    """The supervision settings of one plugin (a named tuple: kos --help imports this
+    module, and a dataclass takes longer to make).
+    """
 
     restart: str = "on-failure"
     startsecs: float = 1.0

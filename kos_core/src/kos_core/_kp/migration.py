@@ -58,7 +58,7 @@ import logging
 import re
 import socket
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from kos_core._client import Kos, kernel_link
@@ -141,15 +141,23 @@ class World(Protocol):
         """The TLS client context that presents this kernel's world certificate."""
 
 
-@dataclass(frozen=True)
 class StationAddress(wire.Address):
     """A kernel of the world at its TCP address, dialled as a station: with
     ``context`` (this kernel's world certificate presented, the world authority alone
-    trusted), and the kernel's certificate required to name ``kernel``.
+    trusted), and the kernel's certificate required to name ``kernel``. ``context`` is
+    no field: it is neither compared nor shown.
     """
 
-    context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
-    kernel: str = ""
+    context: ssl.SSLContext | None = None
+
+    @classmethod
+    def dialled_with(
+        cls, host: str | None, port: int, kernel: str, context: ssl.SSLContext
+    ) -> StationAddress:
+        """``kernel`` at ``host:port``, dialled with ``context``."""
+        station = cls(host=host, port=port, kernel=kernel)
+        station.context = context
+        return station
 
     def connect(self, timeout: float) -> socket.socket:
         """Open the TCP connection and its TLS (``ssl.SSLError`` if the peer is not
@@ -170,7 +178,7 @@ def station_link(kernel: str, address: str, context: ssl.SSLContext) -> ClientCo
     the station credential: the token ``station`` over TLS with ``context``.
     """
     where = wire.Address.parse(address)
-    dial = StationAddress(host=where.host, port=where.port, context=context, kernel=kernel)
+    dial = StationAddress.dialled_with(where.host, where.port, kernel, context)
     return ClientConnection(dial, access.STATION_TOKEN, f"kernel {kernel!r}")
 
 

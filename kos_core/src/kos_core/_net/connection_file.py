@@ -16,8 +16,10 @@ without them is damaged.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from dataclasses import dataclass
+import os
+from typing import NamedTuple
 
 from kos_core import __version__
 from kos_core._net import wire
@@ -27,8 +29,7 @@ from kos_core.errors import KernelUnreachable
 __all__ = ["ConnectionInfo", "read", "remove", "write"]
 
 
-@dataclass(frozen=True)
-class ConnectionInfo:
+class ConnectionInfo(NamedTuple):
     """What a kernel's connection file says."""
 
     #: the kernel's name
@@ -114,4 +115,5 @@ def write(
 
 def remove(kernel: str) -> None:
     """Remove kernel ``kernel``'s connection file, if there is one."""
-    paths.connection_file(kernel).unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(paths.connection_file(kernel))

@@ -20,13 +20,16 @@ without reaching rpyc, so stray or hostile bytes cost the server one short-lived
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
-import ssl
+import sys
 import time
-from dataclasses import dataclass
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from typing import TYPE_CHECKING, NamedTuple, TypeGuard
 
 from kos_core.errors import AuthenticationFailed, ProtocolMismatch, UsageError
+
+if TYPE_CHECKING:
+    import ssl
 
 PROTOCOL_VERSION = 1
 #: seconds a server gives a new connection for its whole handshake (not per read)
@@ -39,10 +42,12 @@ _MAX_LINE = 256
 _MAX_UNIX_PATH = 107
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(NamedTuple):
     """Where a kos server listens: a Unix socket path, or a TCP host and port (and the
     kernel whose certificate the server there must present, if that is known).
+
+    (A named tuple: every client makes this class, and a dataclass takes longer to make
+    than the rest of this module.)
     """
 
     path: str | None = None
@@ -162,8 +167,36 @@ def _retry_pause(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def is_tls(sock: socket.socket) -> TypeGuard[ssl.SSLSocket]:
+    """Whether ``sock`` speaks TLS. Asked without importing :mod:`ssl` (a Unix-socket
+    client never needs it): no TLS socket exists before something imported it.
+    """
+    tls = sys.modules.get("ssl")
+    return tls is not None and isinstance(sock, tls.SSLSocket)
+
+
+def timed_out(exc: OSError) -> bool:
+    """Whether ``exc`` is a read that gave up at the socket's own timeout (``EAGAIN``,
+    or TLS's ``SSLWantReadError``), asked as :func:`is_tls` asks.
+    """
+    tls = sys.modules.get("ssl")
+    return isinstance(exc, BlockingIOError) or (
+        tls is not None and isinstance(exc, tls.SSLWantReadError)
+    )
+
+
+def certificate_refused(exc: OSError) -> TypeGuard[ssl.SSLCertVerificationError]:
+    """Whether ``exc`` is a TLS server's certificate failing verification, asked as
+    :func:`is_tls` asks.
+    """
+    tls = sys.modules.get("ssl")
+    return tls is not None and isinstance(exc, tls.SSLCertVerificationError)
+
+
 def format_sbh(address: Address, token: str) -> str:
     """The SBH of the object that ``token`` names at ``address``."""
+    from urllib.parse import quote  # SBHs are made by servers; a plain client never does
+
     if address.path is not None:
         return f"kos+unix://{quote(address.path)}#{token}"
     host = f"[{address.host}]" if address.host and ":" in address.host else address.host
@@ -173,6 +206,23 @@ def format_sbh(address: Address, token: str) -> str:
 
 def parse_sbh(sbh: str) -> tuple[Address, str]:
     """Split an SBH into its address and token; raises :class:`UsageError` if malformed."""
+    plain = _PLAIN_UNIX_SBH.fullmatch(sbh)
+    if plain is not None:  # what a server makes of most paths: nothing to unquote
+        address, token = Address(path=plain[1]), plain[2]
+    else:
+        address, token = _parse_url(sbh)
+    if not token or not token.isascii() or not token.replace("-", "").replace("_", "").isalnum():
+        raise UsageError(f"string binding handle has no valid token: {sbh[:80]!r}")
+    return address, token
+
+
+#: a Unix SBH whose path has only characters ``quote`` leaves as they are
+_PLAIN_UNIX_SBH = re.compile(r"kos\+unix://(/[A-Za-z0-9_.~/-]*)#([A-Za-z0-9_-]+)")
+
+
+def _parse_url(sbh: str) -> tuple[Address, str]:
+    from urllib.parse import parse_qs, unquote, urlsplit  # a plain Unix SBH needs none
+
     try:
         parts = urlsplit(sbh)
         token = parts.fragment
@@ -185,8 +235,6 @@ def parse_sbh(sbh: str) -> tuple[Address, str]:
             raise ValueError(sbh)
     except ValueError:
         raise UsageError(f"not a kos string binding handle: {sbh[:80]!r}") from None
-    if not token or not token.isascii() or not token.replace("-", "").replace("_", "").isalnum():
-        raise UsageError(f"string binding handle has no valid token: {sbh[:80]!r}")
     return address, token
 
 
@@ -254,7 +302,7 @@ def _read_line(sock: socket.socket, *, leave_rest: bool = False) -> str:
     while b"\n" not in data:
         if len(data) >= _MAX_LINE:
             raise AuthenticationFailed("handshake line too long")
-        if leave_rest and isinstance(sock, ssl.SSLSocket):
+        if leave_rest and is_tls(sock):
             chunk = sock.recv(1)  # TLS cannot peek; the line is a dozen bytes
         elif leave_rest:
             peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)

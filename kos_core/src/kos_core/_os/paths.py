@@ -4,6 +4,9 @@ Files in the runtime directory (the connection file with the operator secret, th
 are reached only through a descriptor of that directory, opened without following
 symlinks and checked (:func:`open_private_dir`): a symlink swapped in after a check
 cannot redirect what is read or written.
+
+What a client needs (its kernel's name and connection file) is worked out with
+:mod:`os.path`, spelt as :mod:`pathlib` spells it: a client never imports pathlib.
 """
 
 from __future__ import annotations
@@ -14,9 +17,16 @@ import os
 import re
 import socket
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kos_core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import TypeAlias
+
+    #: a path as a string, or as a :class:`pathlib.Path`
+    StrPath: TypeAlias = str | os.PathLike[str]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -37,12 +47,30 @@ def kernel_name(explicit: str | None = None) -> str:
     return check_name(name or "localhost", "kernel")
 
 
-def _runtime_path() -> Path:
+def spelt(path: StrPath) -> str:
+    """``path`` as ``str(pathlib.Path(path))`` spells it: no empty or ``.`` parts, no
+    ``/`` at the end (``..`` stays: it may follow a symlink).
+    """
+    text = os.fspath(path)
+    root = "//" if text[:2] == "//" and text[2:3] != "/" else "/" if text[:1] == "/" else ""
+    return root + "/".join(p for p in text.split("/") if p not in ("", ".")) or "."
+
+
+def _parent(path: str) -> str:
+    """The directory holding ``path`` (spelt), as ``Path.parent`` has it."""
+    return os.path.dirname(path) or "."
+
+
+def _runtime(create: bool = True) -> str:
     if env := os.environ.get("KOS_RUNTIME_DIR"):
-        return Path(env)
-    if xdg := os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(xdg) / "kos"
-    return Path(f"/tmp/kos-{os.getuid()}")
+        path = spelt(env)
+    elif xdg := os.environ.get("XDG_RUNTIME_DIR"):
+        path = spelt(f"{xdg}/kos")
+    else:
+        path = f"/tmp/kos-{os.getuid()}"
+    if create:
+        os.close(open_private_dir(path))
+    return path
 
 
 def runtime_dir(create: bool = True) -> Path:
@@ -52,13 +80,12 @@ def runtime_dir(create: bool = True) -> Path:
     With ``create``, it is made if missing and checked without following symlinks
     (see :func:`open_private_dir`).
     """
-    path = _runtime_path()
-    if create:
-        os.close(open_private_dir(path))
-    return path
+    from pathlib import Path
+
+    return Path(_runtime(create))
 
 
-def open_private_dir(path: Path) -> int:
+def open_private_dir(path: StrPath) -> int:
     """Make ``path`` (``0700``) if it is missing; return a file descriptor of it.
 
     The directory is opened without following a symlink and checked through that
@@ -66,15 +93,16 @@ def open_private_dir(path: Path) -> int:
     symlink), owned by this user, mode ``0700``, in a parent that other users cannot
     rename entries of. Anything else raises :class:`UsageError` saying what to fix.
     """
+    path = spelt(path)
     try:
-        parent_fd = os.open(_existing(path.parent), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        parent_fd = os.open(_existing(_parent(path)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         raise UsageError(f"cannot make the runtime directory {path}: {exc.strerror}") from None
     try:
-        _check_parent(path.parent, os.fstat(parent_fd))
+        _check_parent(_parent(path), os.fstat(parent_fd))
         created = _mkdir_at(path, parent_fd)
         try:
-            fd = os.open(path.name, _DIR_FLAGS, dir_fd=parent_fd)
+            fd = os.open(os.path.basename(path), _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise UsageError(_not_a_directory(path, parent_fd)) from None
@@ -96,15 +124,15 @@ def open_private_dir(path: Path) -> int:
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _existing(path: Path) -> Path:
+def _existing(path: str) -> str:
     """``path``, made (with its parents) if it is missing."""
-    path.mkdir(parents=True, exist_ok=True)
+    os.makedirs(path, exist_ok=True)
     return path
 
 
-def _mkdir_at(path: Path, parent_fd: int) -> bool:
+def _mkdir_at(path: str, parent_fd: int) -> bool:
     try:
-        os.mkdir(path.name, 0o700, dir_fd=parent_fd)
+        os.mkdir(os.path.basename(path), 0o700, dir_fd=parent_fd)
     except FileExistsError:
         return False
     except OSError as exc:
@@ -112,7 +140,7 @@ def _mkdir_at(path: Path, parent_fd: int) -> bool:
     return True
 
 
-def _check_parent(parent: Path, info: os.stat_result) -> None:
+def _check_parent(parent: str, info: os.stat_result) -> None:
     # Whoever may rename entries of the parent could swap the directory for another
     # after it was checked: only this user and root may, unless the sticky bit is set.
     if info.st_uid not in (0, os.getuid()):
@@ -124,15 +152,15 @@ def _check_parent(parent: Path, info: os.stat_result) -> None:
     raise UsageError(f"the runtime directory's parent {parent} may be changed by others; {fix}")
 
 
-def _not_a_directory(path: Path, parent_fd: int) -> str:
-    if stat.S_ISLNK(os.lstat(path.name, dir_fd=parent_fd).st_mode):
+def _not_a_directory(path: str, parent_fd: int) -> str:
+    if stat.S_ISLNK(os.lstat(os.path.basename(path), dir_fd=parent_fd).st_mode):
         return (
             f"runtime directory {path} is a symlink; remove it (rm {path}) or set KOS_RUNTIME_DIR"
         )
     return f"runtime directory {path} is not a directory; remove it or set KOS_RUNTIME_DIR"
 
 
-def _check_private_dir(path: Path, info: os.stat_result) -> None:
+def _check_private_dir(path: str, info: os.stat_result) -> None:
     if info.st_uid != os.getuid():
         raise UsageError(
             f"runtime directory {path} belongs to uid {info.st_uid}, not to you"
@@ -151,6 +179,8 @@ def state_dir(kernel: str) -> Path:
     ``$KOS_STATE_DIR/<kernel>``, else ``$XDG_STATE_HOME/kos/<kernel>``,
     else ``~/.local/state/kos/<kernel>``.
     """
+    from pathlib import Path
+
     if env := os.environ.get("KOS_STATE_DIR"):
         base = Path(env)
     elif xdg := os.environ.get("XDG_STATE_HOME"):
@@ -160,9 +190,11 @@ def state_dir(kernel: str) -> Path:
     return base / kernel
 
 
-def connection_file(kernel: str) -> Path:
-    """The kernel's connection file: address, pid, protocol version and the run's secret."""
-    return runtime_dir() / f"{kernel}.kernel.json"
+def connection_file(kernel: str) -> str:
+    """The kernel's connection file: address, pid, protocol version and the run's secret
+    (a string, as :func:`spelt` spells it: clients read it).
+    """
+    return spelt(os.path.join(_runtime(), f"{kernel}.kernel.json"))
 
 
 def tls_file(kernel: str) -> Path:
@@ -170,7 +202,7 @@ def tls_file(kernel: str) -> Path:
     return runtime_dir() / f"{kernel}.tls.pem"
 
 
-def open_private_file(path: Path, flags: int, mode: int = 0o600) -> int:
+def open_private_file(path: StrPath, flags: int, mode: int = 0o600) -> int:
     """A descriptor of ``path`` (a file in the runtime directory) opened with ``flags``.
 
     Opened relative to the checked directory (:func:`open_private_dir`) with
@@ -179,10 +211,11 @@ def open_private_file(path: Path, flags: int, mode: int = 0o600) -> int:
     this user, raises :class:`UsageError`. A missing file raises ``FileNotFoundError``
     unless ``flags`` holds ``O_CREAT`` (it is then made with ``mode``).
     """
-    dir_fd = open_private_dir(path.parent)
+    path = spelt(path)
+    dir_fd = open_private_dir(_parent(path))
     try:
         flags |= os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        fd = os.open(path.name, flags, mode, dir_fd=dir_fd)
+        fd = os.open(os.path.basename(path), flags, mode, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise UsageError(f"{path} is a symlink; remove it (rm {path})") from None
@@ -196,7 +229,7 @@ def open_private_file(path: Path, flags: int, mode: int = 0o600) -> int:
     return fd
 
 
-def read_private_file(path: Path, limit: int = 1 << 20) -> bytes:
+def read_private_file(path: StrPath, limit: int = 1 << 20) -> bytes:
     """The first ``limit`` bytes of ``path``, opened as :func:`open_private_file` does.
 
     Raises ``FileNotFoundError`` if there is no such file.
@@ -205,7 +238,7 @@ def read_private_file(path: Path, limit: int = 1 << 20) -> bytes:
         return fh.read(limit)
 
 
-def write_private_file(path: Path, data: bytes) -> None:
+def write_private_file(path: StrPath, data: bytes) -> None:
     """Replace ``path`` (a file in the runtime directory) with ``data``, atomically, mode ``0600``.
 
     The bytes go to a temporary file beside it, created with ``O_CREAT | O_EXCL |
@@ -213,15 +246,17 @@ def write_private_file(path: Path, data: bytes) -> None:
     relative to the same descriptor. Whatever was planted at the temporary name (a
     symlink to somewhere else, say) is removed, never followed.
     """
-    dir_fd = open_private_dir(path.parent)
-    tmp = f"{path.name}.tmp{os.getpid()}"
+    path = spelt(path)
+    name = os.path.basename(path)
+    dir_fd = open_private_dir(_parent(path))
+    tmp = f"{name}.tmp{os.getpid()}"
     try:
         fd = _create_new(tmp, dir_fd)
         try:
             with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), 0o600)
                 fh.write(data)
-            os.rename(tmp, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)

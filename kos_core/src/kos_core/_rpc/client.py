@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 from kos_core._net import wire
 from kos_core._rpc import streams
@@ -44,9 +43,6 @@ from kos_core.interface import (
     from_wire,
     is_interface,
 )
-
-if TYPE_CHECKING:
-    import ssl
 
 _T = TypeVar("_T")
 
@@ -104,7 +100,7 @@ class ClientConnection:
         except AuthenticationFailed as exc:  # a certificate of another kernel
             raise exc.concerning(self.what) from None
         except OSError as exc:
-            if _unverified(exc):
+            if wire.certificate_refused(exc):
                 raise AuthenticationFailed(
                     f"the server at {self.address} presented a certificate that no"
                     f" authority this client trusts has signed ({exc.verify_message})",
@@ -282,13 +278,6 @@ class ClientConnection:
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
-
-
-def _unverified(exc: OSError) -> TypeGuard[ssl.SSLCertVerificationError]:
-    """``exc`` is a TLS server's certificate failing verification."""
-    # ssl is imported where a TLS connection is made; a process without it made none.
-    ssl_module = sys.modules.get("ssl")
-    return ssl_module is not None and isinstance(exc, ssl_module.SSLCertVerificationError)
 
 
 def _is_inline(reply: Any) -> bool:

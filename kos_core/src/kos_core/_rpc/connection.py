@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 if TYPE_CHECKING:
     from kos_core._rpc.session import ServerSession
@@ -28,9 +27,10 @@ DEFAULT_MAX_REQUEST = int(os.environ.get("KOS_MAX_REQUEST", str(64 * 1024 * 1024
 UNSENDABLE = (FAULT, ("TypeError", "the reply is not a plain value"))
 
 
-@dataclass(frozen=True)
-class RpcConfig:
-    """Tuning of kos connections."""
+class RpcConfig(NamedTuple):
+    """Tuning of kos connections (a named tuple: every client makes this class, and a
+    dataclass takes longer to make).
+    """
 
     call_timeout: float = float(os.environ.get("KOS_CALL_TIMEOUT", "30"))
     connect_timeout: float = 5.0

@@ -31,10 +31,11 @@ import contextlib
 import select
 import socket
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+
+from kos_core._net import wire
 
 #: frame header: payload length, compressed flag
 HEADER = struct.Struct("!LB")
@@ -68,7 +69,7 @@ class Frames:
         #: seconds a read with no deadline waits at most (``None``: for ever)
         self.patience: float | None = None
         self._waits: float | None = None  # the socket's SO_RCVTIMEO (None: for ever)
-        self._tls = _is_tls(sock)
+        self._tls = wire.is_tls(sock)
         self._sending = threading.Lock()
         self._unsent: list[Sequence[bytes]] = []
         # Received bytes: _buffer[_start:_end] is not yet taken by recv.
@@ -210,7 +211,7 @@ class Frames:
                 continue
             except OSError as exc:
                 self.close()
-                if isinstance(exc, BlockingIOError) or _wants_read(exc):
+                if wire.timed_out(exc):
                     raise TimeoutError("the frame did not arrive before the deadline") from None
                 raise EOFError(exc) from None
             if not n:
@@ -264,18 +265,6 @@ class Frames:
             self.close()
             raise EOFError(exc) from None
         self._waits = seconds
-
-
-def _is_tls(sock: socket.socket) -> bool:
-    # ssl is imported where a TLS socket is made; a process without it has none.
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(sock, ssl.SSLSocket)
-
-
-def _wants_read(exc: OSError) -> bool:
-    """A TLS socket's read timed out (``SO_RCVTIMEO`` on a non-blocking record read)."""
-    ssl = sys.modules.get("ssl")
-    return ssl is not None and isinstance(exc, ssl.SSLWantReadError)
 
 
 def _send_all(sock: socket.socket, buffers: list[bytes], size: int) -> None:

@@ -22,15 +22,17 @@ from __future__ import annotations
 import contextlib
 import itertools
 import socket
-import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from kos_core._net import wire
 from kos_core.errors import CallTimeout, ConnectionLost, ServiceUnavailable
+
+if TYPE_CHECKING:
+    import ssl
 
 #: reads that end within this many bytes come back in the reply itself
 INLINE = 256 * 1024
@@ -44,8 +46,7 @@ _ONE_RECV = 256 * 1024 * 1024  # a known length larger than this arrives in part
 Reply = tuple[int, Any]
 
 
-@dataclass
-class ReadStream:
+class ReadStream(NamedTuple):
     """What ``kos_read_stream(size)`` returns: the bytes to send, as ``pieces``.
 
     ``length`` is how many bytes the pieces add up to, if known in advance (the client
@@ -175,7 +176,7 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
     """
     set_os_timeouts(sock, timeout)
     try:
-        if isinstance(sock, ssl.SSLSocket):
+        if wire.is_tls(sock):
             return _receive_tls(sock, length)
         parts: list[bytes] = []
         left = length
@@ -187,9 +188,9 @@ def receive(sock: socket.socket, length: int | None, timeout: float, what: str) 
             parts.append(part)
             if left is not None:
                 left -= len(part)
-    except (BlockingIOError, ssl.SSLWantReadError):
-        raise CallTimeout(f"no data for {timeout:g} s", target=what, method="read") from None
     except OSError as exc:
+        if wire.timed_out(exc):
+            raise CallTimeout(f"no data for {timeout:g} s", target=what, method="read") from None
         raise ConnectionLost(f"stream broken: {exc}", target=what, method="read") from None
     finally:
         with contextlib.suppress(OSError):

@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from kos_core._kernel import namespace
@@ -98,7 +98,7 @@ def world_settings(url: str, tls_dir: Path) -> WorldSettings:
 def _naming(sbh: str, kernel: str) -> str:
     """``sbh`` naming ``kernel`` (``?kernel=``), remembered: lookups are hot, names few."""
     address, token = wire.parse_sbh(sbh)
-    return wire.format_sbh(replace(address, kernel=kernel), token)
+    return wire.format_sbh(address._replace(kernel=kernel), token)
 
 
 class WorldMember:

@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 import click
+from click import formatting
 
 from kos_core import __version__
-from kos_core.cli.call import call
 from kos_core.cli.common import (
     PathType,
     config_option,
+    help_width,
     kernel_option,
     print_table,
     wait_options,
@@ -23,12 +25,6 @@ from kos_core.cli.errors import (
     reports_errors,
     run_command_line,
 )
-from kos_core.cli.kp import kp
-from kos_core.cli.logs import logs
-from kos_core.cli.reload import reload
-from kos_core.cli.status import plugins, status
-from kos_core.cli.watch import watch
-from kos_core.cli.world import world
 from kos_core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -36,13 +32,86 @@ if TYPE_CHECKING:
 
 __all__ = ["cli", "main"]
 
+#: The commands that live in this package's sibling modules, imported only when one of
+#: them is used: name -> (module, attribute, the first paragraph of its help, which
+#: ``kos --help`` lists without importing the module; a test keeps it the command's own).
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "call": ("call", "call", "Call METHOD of the service bound at SERVICE with ARGS."),
+    "kp": ("kp", "kp", "Run Knowbot Programs (untrusted, confined, mobile) at a kernel."),
+    "logs": (
+        "logs",
+        "logs",
+        "Print the captured output (stdout and stderr) of plugin NAME (kp/ID: of a KP), or"
+        " with --kernel-log the kernel's own log. Every line starts with its time; a marker"
+        " line starts each kernel run. Works whether or not the kernel is running.",
+    ),
+    "plugins": (
+        "status",
+        "plugins",
+        "List installed plugins, and their state if a kernel is running.",
+    ),
+    "reload": (
+        "reload",
+        "reload",
+        "Read the setup files again and apply them to a running kernel.",
+    ),
+    "status": (
+        "status",
+        "status",
+        "Show each plugin of a running kernel: state, pid, uptime, restarts, services,"
+        " last exit; then its KPs, if it runs or ran any.",
+    ),
+    "watch": (
+        "watch",
+        "watch",
+        "Print each service bound or unbound at or under PATH (default: everywhere), one"
+        " line per event, until Ctrl-C.",
+    ),
+    "world": ("world", "world", "The world: kernels on many hosts sharing one namespace."),
+}
 
-class KosGroup(HintingGroup):
-    """The top-level group; installed plugins may add commands to it, which report
-    errors as kos's own commands do.
+
+class KosContext(click.Context):
+    """The top-level context: it sizes help as click does, without importing shutil as
+    click would (shutil imports the compression modules).
     """
 
+    def make_formatter(self) -> click.HelpFormatter:
+        width = self.terminal_width
+        if width is None and formatting.FORCED_WIDTH is None:
+            most = 80 if self.max_content_width is None else self.max_content_width
+            width = help_width(most)
+        return self.formatter_class(width=width, max_width=self.max_content_width)
+
+
+class KosGroup(HintingGroup):
+    """The top-level group: kos's own commands, those of :data:`LAZY_COMMANDS` imported
+    on first use; installed plugins may add commands to it, which report errors as kos's
+    own commands do.
+    """
+
+    context_class = KosContext
     _plugins_loaded = False
+    #: while ``--help`` lists the commands: a lazy command not yet imported is listed
+    #: from its summary in :data:`LAZY_COMMANDS`
+    _listing = False
+
+    def _lazy_command(self, name: str) -> click.Command:
+        module, attribute, summary = LAZY_COMMANDS[name]
+        if self._listing:
+            return click.Command(name, help=summary)
+        command: click.Command = getattr(
+            importlib.import_module(f"kos_core.cli.{module}"), attribute
+        )
+        self.add_command(command, name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        self._listing = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self._listing = False
 
     def _load_plugin_commands(self) -> None:
         if self._plugins_loaded:
@@ -67,10 +136,12 @@ class KosGroup(HintingGroup):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
-        return super().list_commands(ctx)
+        return sorted({*self.commands, *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            return self._lazy_command(cmd_name)
         if command is None:
             self._load_plugin_commands()
             command = super().get_command(ctx, cmd_name)
@@ -247,16 +318,6 @@ def ls(kernel: str | None, path: str) -> None:
             rows.append([name, detail])
     if rows:
         print_table(["NAME", "TYPE"], rows)
-
-
-cli.add_command(call)
-cli.add_command(world)
-cli.add_command(plugins)
-cli.add_command(status)
-cli.add_command(kp)
-cli.add_command(logs)
-cli.add_command(reload)
-cli.add_command(watch)
 
 
 def main() -> None:

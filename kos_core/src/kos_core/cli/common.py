@@ -5,6 +5,7 @@ how a table is printed.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,6 +41,25 @@ config_option = click.option(
     help="Directory of the plugin setup files "
     "(default: $KOS_CONFIG, else $XDG_CONFIG_HOME/kos, else ~/.config/kos).",
 )
+
+
+def help_width(max_width: int = 80) -> int:
+    """The width click gives help text: the terminal's (``$COLUMNS`` first, 80 when
+    standard output is no terminal) up to ``max_width``, less 2, at least 50.
+
+    The terminal is asked as :func:`shutil.get_terminal_size` asks it, without
+    importing :mod:`shutil` (with the compression modules it imports) as click would.
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # no stdout, or not a terminal
+            columns = 80
+    return max(min(columns, max_width) - 2, 50)
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:
