@@ -85,7 +85,6 @@ NOT_FOR_CLIENT = (
     "pluggy",
     "rpyc",
     "ssl",
-    "urllib.parse",
 )
 
 HOOKS = '''
