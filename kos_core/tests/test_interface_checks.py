@@ -5,6 +5,7 @@ server-side ``TypeError`` like any other mismatch.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from coretest_util import TOKEN, connection_of, echo_server
 from kos_core import _rpc
 from kos_core._net import wire
 from kos_core.errors import RemoteError
-from kos_core.interface import Interface
+from kos_core.interface import Interface, _parameter_names
 from toyapi import Counter, CounterImpl
 
 
@@ -28,6 +29,29 @@ def test_a_method_without_hints_is_refused_at_class_definition() -> None:
     assert message.startswith("interface Frobber: method Frob() needs a type hint for")
     assert "argument 'x'" in message and "the result" in message
     assert "'y'" not in message
+
+
+def _stubs() -> list[Any]:
+    def plain(self, a, b=1):  # type: ignore[no-untyped-def]
+        local = a  # a local after the parameters in the code object
+        return local
+
+    def starred(self, a, /, b, *args, c, d=2, **kw):  # type: ignore[no-untyped-def]
+        local = b
+        return local
+
+    def keyword_only(self, *, k):  # type: ignore[no-untyped-def]
+        pass
+
+    def nothing(self):  # type: ignore[no-untyped-def]
+        pass
+
+    return [plain, starred, keyword_only, nothing]
+
+
+@pytest.mark.parametrize("func", _stubs(), ids=lambda f: f.__name__)
+def test_parameter_names_are_the_signatures(func: Any) -> None:
+    assert _parameter_names(func) == tuple(inspect.signature(func).parameters)
 
 
 def test_a_method_with_full_hints_is_accepted() -> None:

@@ -189,8 +189,9 @@ def _check_hints(cls: type) -> None:
         if name.startswith("_") or not inspect.isfunction(func):
             continue
         annotations = getattr(func, "__annotations__", {})
-        params = list(inspect.signature(func).parameters.values())[1:]
-        missing = [f"argument {p.name!r}" for p in params if p.name not in annotations]
+        missing = [
+            f"argument {name!r}" for name in _parameter_names(func)[1:] if name not in annotations
+        ]
         if "return" not in annotations:
             missing.append("the result (-> None if it returns nothing)")
         if missing:
@@ -198,6 +199,20 @@ def _check_hints(cls: type) -> None:
                 f"interface {cls.__name__}: method {name}() needs a type hint for"
                 f" {', '.join(missing)}"
             )
+
+
+def _parameter_names(func: Any) -> tuple[str, ...]:
+    """The names of a function's parameters, in the order its signature lists them
+    (read from its code: a class of many methods is checked as it is defined).
+    """
+    code = func.__code__
+    names = code.co_varnames
+    positional, keyword_only = code.co_argcount, code.co_kwonlyargcount
+    star = positional + keyword_only
+    varargs = names[star : star + 1] if code.co_flags & inspect.CO_VARARGS else ()
+    varkw_at = star + len(varargs)
+    varkw = names[varkw_at : varkw_at + 1] if code.co_flags & inspect.CO_VARKEYWORDS else ()
+    return (*names[:positional], *varargs, *names[positional:star], *varkw)
 
 
 def _collect_methods(cls: type[Interface]) -> dict[str, MethodSpec]:
