@@ -99,6 +99,14 @@ class MethodSpec:
         )
 
     @functools.cached_property
+    def exact_types(self) -> tuple[type, ...] | None:
+        """The parameters' types if each is a scalar a value of which is its own wire
+        form (``str``, ``bytes``, ``int``, ...), else ``None``.
+        """
+        types = tuple(p.type for p in self.params)
+        return types if all(tp in _EXACT for tp in types) else None
+
+    @functools.cached_property
     def result_what(self) -> str:
         """How errors about its result name it."""
         return f"result of {self.name}()"

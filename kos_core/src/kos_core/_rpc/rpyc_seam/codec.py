@@ -70,6 +70,8 @@ _REQUEST_HEAD = REQUEST + TAG_TUP2
 _REPLY_HEAD = REPLY + TAG_TUP2
 _VALUE_BOX = TAG_TUP2 + IMM_INTS[LABEL_VALUE]  # (LABEL_VALUE, ...): a box of plain values
 _VALUE_LABEL = IMM_INTS[LABEL_VALUE][0]
+_INT_L1_HEADS = [TAG_INT_L1 + I1.pack(n) for n in range(256)]
+_STR_L1_HEADS = [TAG_STR_L1 + I1.pack(n) for n in range(256)]
 _CALL_HEADS: dict[tuple[int, int, str], bytes] = {}
 _MAX_CALL_HEADS = 4096
 
@@ -169,7 +171,7 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
             digits = str(value).encode("ascii")
             count = len(digits)
             if count < 256:
-                out.append(TAG_INT_L1 + I1.pack(count) + digits)
+                out.append(_INT_L1_HEADS[count] + digits)
             else:
                 out.append(TAG_INT_L4 + I4.pack(count) + digits)
     elif value is None:
@@ -186,7 +188,7 @@ def _dump_bytes(value: bytes, out: list[bytes], large: list[int]) -> None:
     if size < len(_STR_TAGS):
         out.append(_STR_TAGS[size] + value)
     elif size < 256:
-        out.append(TAG_STR_L1 + I1.pack(size) + value)
+        out.append(_STR_L1_HEADS[size] + value)
     elif size < LARGE:
         out.append(TAG_STR_L4 + I4.pack(size) + value)
     else:  # a piece of its own: not copied
@@ -258,7 +260,14 @@ def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
     if _STR1 <= tag <= _STR4:
         end = at + tag - _STR1 + 1
         return bytes(data[at:end]), end
-    if tag == _UNICODE:
+    if tag == _UNICODE:  # its UTF-8 as bytes; a short one decoded straight from ``data``
+        inner = data[at]
+        if _STR1 <= inner <= _STR4:
+            end = at + inner - _STR1 + 2
+            return str(data[at + 1 : end], "utf-8"), end
+        if inner == _STR_L1:
+            end = at + 2 + data[at + 1]
+            return str(data[at + 2 : end], "utf-8"), end
         raw, at = _load(data, at)
         return raw.decode("utf-8"), at
     if _TUP1 <= tag <= _TUP_L4:
