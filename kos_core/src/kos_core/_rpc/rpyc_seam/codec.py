@@ -103,20 +103,20 @@ def call_pieces(seq: int, handler: int, handle: int, method: str, args: Any) -> 
         head = b"".join([*parts, *_dumped(handle), *_dumped(method)])
         if len(_CALL_HEADS) < _MAX_CALL_HEADS:
             _CALL_HEADS[key] = head
-    out: list[bytes] = [_REQUEST_HEAD]
-    large: list[int] = []
-    _dump(seq, out, large)
-    out.append(head)
-    _dump(args, out, large)
-    return _joined(out, large)
+    return _message(_REQUEST_HEAD, seq, head, args)
 
 
 def reply_pieces(seq: int, value: Any) -> list[bytes]:
     """``pieces(MSG_REPLY, seq, (LABEL_VALUE, value))``: a reply of a plain value."""
-    out: list[bytes] = [_REPLY_HEAD]
+    return _message(_REPLY_HEAD, seq, _VALUE_BOX, value)
+
+
+def _message(head: bytes, seq: int, middle: bytes, value: Any) -> list[bytes]:
+    """The pieces of ``head``, ``seq``, ``middle`` (made already) and ``value``."""
+    out: list[bytes] = [head]
     large: list[int] = []
     _dump(seq, out, large)
-    out.append(_VALUE_BOX)
+    out.append(middle)
     _dump(value, out, large)
     return _joined(out, large)
 
