@@ -82,19 +82,59 @@ class ClientConnection:
         conn = self._conn
         if conn is not None:
             return conn
+        return self._open(None)[0]
+
+    def _open(
+        self, first: tuple[int, tuple[Any, ...]] | None
+    ) -> tuple[RpcPeer, Callable[[], Any] | None]:
+        """The connection, opened unless another thread has; and, if ``first`` (a
+        request) went out pipelined behind the opening line (a server whose SBH allows
+        it: one round trip instead of two), the function that waits for its reply.
+        """
         with self._lock:
             if self._conn is not None:
-                return self._conn
+                return self._conn, None
             if self._closed:
                 raise ServiceUnavailable("connection already closed", target=self.what)
-            self._conn = RpcPeer.client(self._open_socket(self.token), self._config.call_timeout)
+            pipelined = first is not None and self.address.pipeline
+            sock = self._open_socket(self.token, pipelined=pipelined)
+            conn = RpcPeer.client(sock, self._config.call_timeout)
+            reply = None
+            if first is not None and pipelined:
+                try:
+                    reply = self._pipeline(conn, sock, *first)
+                except BaseException:
+                    conn.close()
+                    raise
+            self._conn = conn
             # Dropping the last proxy hangs up: a factory child sees its client go.
-            weakref.finalize(self, self._conn.hang_up)
-            return self._conn
+            weakref.finalize(self, conn.hang_up)
+            return conn, reply
 
-    def _open_socket(self, token: str, *, stream: bool = False) -> socket.socket:
+    def _pipeline(
+        self, conn: RpcPeer, sock: socket.socket, handler: int, args: tuple[Any, ...]
+    ) -> Callable[[], Any]:
+        """Send a request behind the opening line, then read the server's answer to the
+        line (a refusal raises); return the function that waits for the reply.
+        """
+        unsent: OSError | None = None
+        try:
+            reply = conn.begin(handler, args, self._config.call_timeout)
+        except OSError as exc:  # a server that refused may have hung up already
+            unsent = exc
+        with self._handshaking(sock):
+            wire.read_answer(sock, leave_rest=True)
+            sock.settimeout(None)
+        if unsent is not None:
+            raise unsent
+        return reply
+
+    def _open_socket(
+        self, token: str, *, stream: bool = False, pipelined: bool = False
+    ) -> socket.socket:
         """A new socket to :attr:`address`, past the handshake with ``token`` (for a
-        stream's bytes, with ``stream``).
+        stream's bytes, with ``stream``); with ``pipelined``, only the opening line is
+        sent: the caller reads the answer.
         """
         try:
             sock = self.address.connect(self._config.connect_timeout)
@@ -110,9 +150,21 @@ class ClientConnection:
             raise ServiceUnavailable(
                 f"cannot connect to {self.address}: {exc.strerror or exc}", target=self.what
             ) from exc
+        with self._handshaking(sock):
+            if pipelined:
+                wire.send_opening(sock, token)
+            else:
+                wire.client_handshake(sock, token, stream=stream)
+                sock.settimeout(None)
+        return sock
+
+    @contextlib.contextmanager
+    def _handshaking(self, sock: socket.socket) -> Iterator[None]:
+        """What breaks during the handshake on ``sock`` closes it and is raised as
+        kos's error.
+        """
         try:
-            wire.client_handshake(sock, token, stream=stream)
-            sock.settimeout(None)
+            yield
         except OSError as exc:
             sock.close()
             raise ServiceUnavailable(f"handshake failed: {exc}", target=self.what) from exc
@@ -122,7 +174,6 @@ class ClientConnection:
         except BaseException:
             sock.close()
             raise
-        return sock
 
     def read_stream(self, handle: int, spec: MethodSpec, size: int) -> Any:
         """A large ``read(size)`` of the object ``handle`` names, inline or on a second
@@ -152,9 +203,13 @@ class ClientConnection:
     def _request(self, handler: int, spec: MethodSpec, args: tuple[Any, ...]) -> Any:
         conn = self._conn
         try:
+            reply = None
             if conn is None:
-                conn = self.connect()
-            status, payload = conn.request(handler, args, self._config.call_timeout)
+                conn, reply = self._open((handler, args))
+            if reply is not None:
+                status, payload = reply()
+            else:
+                status, payload = conn.request(handler, args, self._config.call_timeout)
         except (NoReply, EOFError, OSError, CommunicationError) as exc:
             self._translate(exc, spec, conn)
         return self._result(spec, status, payload)
