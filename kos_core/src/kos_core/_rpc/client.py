@@ -117,16 +117,20 @@ class ClientConnection:
         """Send a request behind the opening line, then read the server's answer to the
         line (a refusal raises); return the function that waits for the reply.
         """
-        unsent: OSError | None = None
+        answer = sock.dup()  # a failed send closes ``sock``; a refusal is still read here
+        unsent: OSError | EOFError | None = None
         try:
-            reply = conn.begin(handler, args, self._config.call_timeout)
-        except OSError as exc:  # a server that refused may have hung up already
-            unsent = exc
-        with self._handshaking(sock):
-            wire.read_answer(sock, leave_rest=True)
-            sock.settimeout(None)
+            try:
+                reply = conn.begin(handler, args, self._config.call_timeout)
+            except (OSError, EOFError) as exc:  # a server that refused may have hung up
+                unsent = exc
+            with self._handshaking(answer):
+                wire.read_answer(answer, leave_rest=True)
+        finally:
+            answer.close()
         if unsent is not None:
             raise unsent
+        sock.settimeout(None)
         return reply
 
     def _open_socket(
