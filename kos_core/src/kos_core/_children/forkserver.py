@@ -62,16 +62,28 @@ class ChildFactory:
     running at once, per client connection and in all (default: a
     :class:`~kos_core._children.limits.ChildLimits` with its defaults, 8 and 64); spares
     do not count. Safe to call from several threads.
+
+    With ``make_ahead``, a spare also calls ``callable(*args)`` ahead of need, with the
+    args of the last spawn, and a spawn with the same args hands out that object at
+    once: for a callable that only builds an object (no window, no connection, nothing
+    that must not happen before it is asked for).
     """
 
     def __init__(
-        self, target: str, typename: str, *, spares: int = 1, limits: ChildLimits | None = None
+        self,
+        target: str,
+        typename: str,
+        *,
+        spares: int = 1,
+        limits: ChildLimits | None = None,
+        make_ahead: bool = False,
     ) -> None:
         if spares < 0:
             raise ValueError(f"spares must be 0 or more, not {spares}")
         self.target = target
         self.typename = typename
         self.spares = spares
+        self.make_ahead = make_ahead
         self.limits = limits if limits is not None else ChildLimits()
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -96,6 +108,7 @@ class ChildFactory:
             self.typename,
             str(child_end.fileno()),
             str(self.spares),
+            "ahead" if self.make_ahead else "on-demand",
         ]
         self._process = subprocess.Popen(
             command, pass_fds=(child_end.fileno(), lifeline), stdin=subprocess.DEVNULL, env=env
@@ -228,8 +241,8 @@ def _make_child(
 
 
 def main(argv: list[str]) -> int:
-    """Run the fork server: ``TARGET TYPENAME CONTROL_FD SPARES``."""
-    target, typename, ctl_fd, count = argv
+    """Run the fork server: ``TARGET TYPENAME CONTROL_FD SPARES (ahead|on-demand)``."""
+    target, typename, ctl_fd, count, making = argv
     make = _resolve(target)
     find_interface(typename).methods()  # preload and check the interface
     _warm_up()
@@ -263,6 +276,8 @@ def main(argv: list[str]) -> int:
         try:
             args = list(json.loads(line)["args"])
             pid, sbh, why = _make_child(spares, make, typename, args, plumbing)
+            if making == "ahead" and sbh:
+                spares.ahead = args  # new spares make their object with these
         except Exception as exc:
             print(f"kos fork server: {type(exc).__name__}: {exc}", file=sys.stderr)
             pid, sbh, why = 0, "", f"fork server: {exc}"

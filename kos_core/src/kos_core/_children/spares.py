@@ -7,6 +7,13 @@ same socket with its SBH line, or ``!why`` (see
 :func:`~kos_core._children.factory.report_failure`); from then on it is an ordinary factory
 child, whose client timeout counts from the assignment.
 
+A spare of a factory that makes its objects ahead (``make_ahead``) is forked with the
+args of the last spawn: it runs ``make(*args)`` with them at once and tells the fork
+server the SBH of the object it serves, ``+SBH`` (nobody else knows it). A spawn with
+the same args then only sends it ``{"go": true}`` (its client timeout starts) and hands
+out that SBH without waiting for the spare; other args are an ordinary assignment, for
+which the object made ahead is dropped.
+
 A spare left idle for a moment warms up the code its first client will run: it serves
 itself a handshake and two calls through :mod:`~kos_core._rpc`, so the copy-on-write
 faults and first-use costs are paid before anybody waits. One handed its args sooner
@@ -19,6 +26,7 @@ closes its end of the private socket or dies (end-of-file), or on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -45,11 +53,15 @@ _IDLE_BEFORE_WARM_UP = 0.01
 
 
 class Spare:
-    """The fork server's end of one idle spare child."""
+    """The fork server's end of one idle spare child (``ahead``: the args it makes its
+    object with ahead of need, if any).
+    """
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(self, pid: int, sock: socket.socket, ahead: list[Any] | None = None) -> None:
         self.pid = pid
         self.sock = sock
+        self.ahead = ahead
+        self._data = b""
 
     def assign(self, args: list[Any]) -> tuple[str, str] | None:
         """Hand the spare its args; return ``(sbh, why)`` as
@@ -57,13 +69,51 @@ class Spare:
         before it could take them.
         """
         try:
+            made = self._made_ahead() if args == self.ahead else ""
             try:
-                self.sock.sendall(json.dumps({"args": args}).encode() + b"\n")
+                message = {"go": True} if made else {"args": args}
+                self.sock.sendall(json.dumps(message).encode() + b"\n")
             except OSError:
                 return None
-            return factory.read_sbh(self.sock.fileno(), factory.SPAWN_TIMEOUT)
+            if made:
+                return made, ""
+            answer = self._answer(time.monotonic() + factory.SPAWN_TIMEOUT)
+            if answer is None:
+                return "", f"the child wrote no SBH within {factory.SPAWN_TIMEOUT:g} s"
+            return factory.sbh_of_line(answer)
         finally:
             self.sock.close()
+
+    def _made_ahead(self) -> str:
+        """The SBH of the object the spare made ahead, if it has said so ("" if not yet)."""
+        with contextlib.suppress(OSError):
+            self._data += self.sock.recv(factory.MAX_SBH, socket.MSG_DONTWAIT)
+        line, newline, rest = self._data.partition(b"\n")
+        if not newline or not line.startswith(b"+"):
+            return ""
+        self._data = rest
+        return factory.sbh_of_line(line[1:])[0]
+
+    def _answer(self, deadline: float) -> bytes | None:
+        """The spare's answer to its args (skipping its ``+SBH`` line); ``None`` if it
+        gave none before ``deadline``.
+        """
+        while True:
+            line, newline, rest = self._data.partition(b"\n")
+            if newline and not line.startswith(b"+"):
+                return line
+            if newline:
+                self._data = rest
+                continue
+            left = deadline - time.monotonic()
+            if len(self._data) > factory.MAX_SBH:
+                return line
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            chunk = self.sock.recv(factory.MAX_SBH)
+            if not chunk:
+                return line
+            self._data += chunk
 
 
 class Spares:
@@ -73,6 +123,8 @@ class Spares:
         self._make = make
         self._typename = typename
         self.count = count
+        #: the args new spares make their object with ahead of need (``None``: they wait)
+        self.ahead: list[Any] | None = None
         self._idle: list[Spare] = []
 
     def sockets(self) -> list[socket.socket]:
@@ -94,10 +146,11 @@ class Spares:
         """Fork spares until there are ``count``; ``plumbing`` is what each must close."""
         while len(self._idle) < self.count:
             ours, theirs = socket.socketpair()
+            ahead = self.ahead
             try:
                 pid = forked.fork(
                     [*plumbing, *self.sockets(), ours],
-                    functools.partial(_live, self._make, self._typename, theirs),
+                    functools.partial(_live, self._make, self._typename, theirs, ahead),
                 )
             except OSError as exc:
                 ours.close()
@@ -105,13 +158,15 @@ class Spares:
                 return
             finally:
                 theirs.close()
-            self._idle.append(Spare(pid, ours))
+            self._idle.append(Spare(pid, ours, ahead))
 
 
 # ------------------------------------------------------------------ the spare itself
 
 
-def _live(make: Callable[..., object], typename: str, sock: socket.socket) -> None:
+def _live(
+    make: Callable[..., object], typename: str, sock: socket.socket, ahead: list[Any] | None
+) -> None:
     """The life of a spare child, in the forked process."""
     stop = threading.Event()
     wake_read, wake_write = os.pipe()
@@ -122,25 +177,53 @@ def _live(make: Callable[..., object], typename: str, sock: socket.socket) -> No
     child.stop = stop  # a SIGTERM, however early, ends this child
     assignment = _Assignment(sock, stop, wake_read)
     try:
+        made = _make_ahead(make, ahead, typename, child, sock)
         try:
-            args = assignment.wait(_IDLE_BEFORE_WARM_UP)
+            message = assignment.wait(_IDLE_BEFORE_WARM_UP)
         except TimeoutError:
             _warm_up_unless(assignment.pending)
-            args = assignment.wait(None)
+            message = assignment.wait(None)
         signal.set_wakeup_fd(-1)
         os.close(wake_read)
         os.close(wake_write)
-        if args is not None:
+        if message is not None and message.get("go") is True and made is not None:
+            child.start_clock()  # the fork server has handed out the SBH
+            sock.close()
+        elif message is not None:
+            args = list(message["args"])
             sbh_fd = sock.detach()
-            obj = forked.make_object(make, args, sbh_fd, before_report=child.close)
-            child.assign(obj, typename, sbh_fd)
+            if made is None or args != ahead:
+                made = forked.make_object(make, args, sbh_fd, before_report=child.close)
+            child.assign(made, typename, sbh_fd)
     except BaseException:
         child.close()
         raise
-    if args is None:
+    if message is None:
         child.close()  # not wanted any more
     else:
         child.run()
+
+
+def _make_ahead(
+    make: Callable[..., object],
+    ahead: list[Any] | None,
+    typename: str,
+    child: factory.ChildServer,
+    sock: socket.socket,
+) -> object | None:
+    """``make(*ahead)``, served by ``child`` and its SBH told on ``sock``; ``None`` if
+    there are no args to make it with or it failed (the assignment makes it again, and
+    reports why it fails).
+    """
+    if ahead is None:
+        return None
+    try:
+        made = make(*ahead)
+        sbh = child.offer(made, typename)
+        sock.sendall(b"+" + sbh.encode("ascii") + b"\n")
+    except Exception:
+        return None
+    return made
 
 
 class _Assignment:
@@ -157,10 +240,11 @@ class _Assignment:
         """True if the assignment (or end-of-file) is there to read."""
         return bool(select.select([self._sock], [], [], 0.0)[0])
 
-    def wait(self, timeout: float | None) -> list[Any] | None:
-        """The assignment's args; ``None`` if this spare is to exit instead (the plugin
-        or the fork server is gone, or SIGTERM). Raises ``TimeoutError`` after
-        ``timeout`` seconds (``None``: no limit) without either.
+    def wait(self, timeout: float | None) -> dict[str, Any] | None:
+        """The assignment (``{"args": [...]}``, or ``{"go": true}``); ``None`` if this
+        spare is to exit instead (the plugin or the fork server is gone, or SIGTERM).
+        Raises ``TimeoutError`` after ``timeout`` seconds (``None``: no limit) without
+        either.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         watched = [self._sock.fileno(), self._wake_fd]
@@ -176,12 +260,16 @@ class _Assignment:
             if self._lifeline in ready and factory._parent_gone(self._lifeline, 0.0):
                 return None  # the plugin died
             if self._sock.fileno() in ready:
-                chunk = self._sock.recv(_MAX_ASSIGNMENT)
+                try:
+                    chunk = self._sock.recv(_MAX_ASSIGNMENT)
+                except ConnectionResetError:  # it closed our socket with our +SBH unread
+                    chunk = b""
                 if not chunk:
                     return None  # the fork server closed our socket or died
                 self._data += chunk
                 if self._data.endswith(b"\n"):
-                    return list(json.loads(self._data)["args"])
+                    message = json.loads(self._data)
+                    return message if isinstance(message, dict) else None
         return None
 
 
