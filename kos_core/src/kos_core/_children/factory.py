@@ -245,14 +245,22 @@ class ChildServer:
 
     def __init__(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
         self._listen()
+        self.start_accepting()
         self.assign(obj, typename, sbh_fd)
 
     @classmethod
     def prepare(cls) -> ChildServer:
-        """A child server that listens and has its token, but serves nothing yet."""
+        """A child server that listens and has its token, but serves nothing yet and
+        accepts nobody until :meth:`start_accepting` (a client that connects before
+        waits).
+        """
         child = cls.__new__(cls)
         child._listen()
         return child
+
+    def start_accepting(self) -> None:
+        """Start the threads that take connections."""
+        self._server.start()
 
     def _listen(self) -> None:
         #: set to make this child exit (SIGTERM does)
@@ -265,7 +273,6 @@ class ChildServer:
         self._server = _rpc.Server(
             address, self._authorize, name=f"child-{os.getpid()}", one_shot=True, tls=context
         )
-        self._server.start()
 
     def _authorize(self, given: str) -> _rpc.ServerSession | None:
         served = self._served

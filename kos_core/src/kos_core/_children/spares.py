@@ -12,7 +12,10 @@ args of the last spawn: it runs ``make(*args)`` with them at once and tells the 
 server the SBH of the object it serves, ``+SBH`` (nobody else knows it). A spawn with
 the same args then only sends it ``{"go": true}`` (its client timeout starts) and hands
 out that SBH without waiting for the spare; other args are an ordinary assignment, for
-which the object made ahead is dropped.
+which the object made ahead is dropped. Such a spare starts the threads that accept
+connections only once it has told its SBH: in a fresh fork, starting a thread costs
+as much as making the object, and a client that connects before waits in the listen
+backlog.
 
 A spare left idle for a moment warms up the code its first client will run: it serves
 itself a handshake and two calls through :mod:`~kos_core._rpc`, so the copy-on-write
@@ -178,6 +181,7 @@ def _live(
     assignment = _Assignment(sock, stop, wake_read)
     try:
         made = _make_ahead(make, ahead, typename, child, sock)
+        child.start_accepting()  # after the +SBH: the fork server may hand it out already
         try:
             message = assignment.wait(_IDLE_BEFORE_WARM_UP)
         except TimeoutError:
