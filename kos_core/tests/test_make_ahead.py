@@ -177,3 +177,15 @@ def test_without_make_ahead_a_spare_makes_nothing_before_its_spawn(made_dir: Pat
         factory.close()
         for pid in left | set(pids):
             wait_ended(pid, timeout=10)
+
+
+def test_a_spawn_that_finds_a_spare_does_not_wait_for_the_fork_server(made: Made) -> None:
+    made.spawn("a")
+    spare = made.spare_made(["a"])  # handed to the plugin as soon as it was forked
+    os.kill(made.fork_server, signal.SIGSTOP)
+    try:
+        counter, pid = made.spawn("a")  # the plugin hands it out itself
+        assert pid == spare
+        assert counter.Argv() == ["a"]
+    finally:
+        os.kill(made.fork_server, signal.SIGCONT)

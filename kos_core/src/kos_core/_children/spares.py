@@ -1,15 +1,16 @@
 """Spare children: forked by the fork server ahead of need, given their args on spawn.
 
 Right after its fork a spare does what does not depend on its args: it makes its
-token and listens on its one-shot socket. Then it waits on a private socket for its
-assignment, one JSON line ``{"args": [...]}``, runs ``make(*args)`` and answers on the
-same socket with its SBH line, or ``!why`` (see
+token and listens on its one-shot socket. Then it waits on a private socket, whose
+other end the fork server hands to the plugin (see :mod:`~kos_core._children.stock`),
+for its assignment, one JSON line ``{"args": [...]}``, runs ``make(*args)`` and
+answers on the same socket with its SBH line, or ``!why`` (see
 :func:`~kos_core._children.factory.report_failure`); from then on it is an ordinary factory
 child, whose client timeout counts from the assignment.
 
 A spare of a factory that makes its objects ahead (``make_ahead``) is forked with the
-args of the last spawn: it runs ``make(*args)`` with them at once and tells the fork
-server the SBH of the object it serves, ``+SBH`` (nobody else knows it). A spawn with
+args of the last spawn: it runs ``make(*args)`` with them at once and tells, on its
+private socket, the SBH of the object it serves, ``+SBH`` (nobody else knows it). A spawn with
 the same args then only sends it ``{"go": true}`` (its client timeout starts) and hands
 out that SBH without waiting for the spare; other args are an ordinary assignment, for
 which the object made ahead is dropped. Such a spare starts the threads that accept
@@ -23,13 +24,13 @@ faults and first-use costs are paid before anybody waits. One handed its args so
 (a burst of requests) skips that, and an assignment that arrives meanwhile cuts it
 short: there the warm-up would only take processor time from the children being served.
 
-An idle spare exits when the plugin dies (its lifeline closes), when the fork server
-closes its end of the private socket or dies (end-of-file), or on SIGTERM.
+An idle spare exits when the plugin dies (its lifeline closes), when the plugin closes
+its end of the private socket (end-of-file), when the fork server dies (a pipe only
+the fork server writes to closes), or on SIGTERM.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -55,122 +56,74 @@ _WARM_UP_TIMEOUT = 5.0
 _IDLE_BEFORE_WARM_UP = 0.01
 
 
-class Spare:
-    """The fork server's end of one idle spare child (``ahead``: the args it makes its
-    object with ahead of need, if any).
+class Spares:
+    """The fork server's spares: ``count`` of them forked ahead of need and handed to
+    the plugin (see :mod:`~kos_core._children.stock`), refilled by :meth:`fill` once the
+    plugin has taken one or one has died.
     """
 
-    def __init__(self, pid: int, sock: socket.socket, ahead: list[Any] | None = None) -> None:
-        self.pid = pid
-        self.sock = sock
-        self.ahead = ahead
-        self._data = b""
-
-    def assign(self, args: list[Any]) -> tuple[str, str] | None:
-        """Hand the spare its args; return ``(sbh, why)`` as
-        :func:`~kos_core._children.factory.read_sbh` does, or ``None`` if the spare was gone
-        before it could take them.
-        """
-        try:
-            made = self._made_ahead() if args == self.ahead else ""
-            try:
-                message = {"go": True} if made else {"args": args}
-                self.sock.sendall(json.dumps(message).encode() + b"\n")
-            except OSError:
-                return None
-            if made:
-                return made, ""
-            answer = self._answer(time.monotonic() + factory.SPAWN_TIMEOUT)
-            if answer is None:
-                return "", f"the child wrote no SBH within {factory.SPAWN_TIMEOUT:g} s"
-            return factory.sbh_of_line(answer)
-        finally:
-            self.sock.close()
-
-    def _made_ahead(self) -> str:
-        """The SBH of the object the spare made ahead, if it has said so ("" if not yet)."""
-        with contextlib.suppress(OSError):
-            self._data += self.sock.recv(factory.MAX_SBH, socket.MSG_DONTWAIT)
-        line, newline, rest = self._data.partition(b"\n")
-        if not newline or not line.startswith(b"+"):
-            return ""
-        self._data = rest
-        return factory.sbh_of_line(line[1:])[0]
-
-    def _answer(self, deadline: float) -> bytes | None:
-        """The spare's answer to its args (skipping its ``+SBH`` line); ``None`` if it
-        gave none before ``deadline``.
-        """
-        while True:
-            line, newline, rest = self._data.partition(b"\n")
-            if newline and not line.startswith(b"+"):
-                return line
-            if newline:
-                self._data = rest
-                continue
-            left = deadline - time.monotonic()
-            if len(self._data) > factory.MAX_SBH:
-                return line
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
-                return None
-            chunk = self.sock.recv(factory.MAX_SBH)
-            if not chunk:
-                return line
-            self._data += chunk
-
-
-class Spares:
-    """The fork server's idle spares, kept at ``count`` (refilled by :meth:`fill`)."""
-
-    def __init__(self, make: Callable[..., object], typename: str, count: int) -> None:
+    def __init__(
+        self, make: Callable[..., object], typename: str, count: int, server_watch: int
+    ) -> None:
         self._make = make
         self._typename = typename
         self.count = count
+        self._server_watch = server_watch
         #: the args new spares make their object with ahead of need (``None``: they wait)
         self.ahead: list[Any] | None = None
-        self._idle: list[Spare] = []
+        self._idle: set[int] = set()
 
-    def sockets(self) -> list[socket.socket]:
-        """The fork server's ends of the idle spares' sockets (no child may keep them)."""
-        return [spare.sock for spare in self._idle]
+    def handed_over(self) -> int:
+        """How many spares the plugin has, as far as this process knows."""
+        return len(self._idle)
 
-    def take(self) -> Spare | None:
-        """The oldest idle spare (most likely warmed up by now), if there is one."""
-        return self._idle.pop(0) if self._idle else None
+    def forget(self, gone: Iterable[int]) -> None:
+        """Stop counting the spares among ``gone`` (taken by the plugin, or exited)."""
+        self._idle -= set(gone)
 
-    def forget(self, exited: Iterable[int]) -> None:
-        """Drop the spares among ``exited`` (they died idle)."""
-        gone = set(exited)
-        for spare in [s for s in self._idle if s.pid in gone]:
-            self._idle.remove(spare)
-            spare.sock.close()
+    def fill(
+        self, plumbing: Sequence[forked.Closable | int]
+    ) -> list[tuple[int, socket.socket, list[Any] | None]]:
+        """Fork spares until there are ``count``; ``plumbing`` is what each must close.
 
-    def fill(self, plumbing: Sequence[forked.Closable | int]) -> None:
-        """Fork spares until there are ``count``; ``plumbing`` is what each must close."""
+        Returns ``(pid, socket, ahead)`` of each new one: the fork server's end of its
+        private socket, to hand to the plugin and close.
+        """
+        made: list[tuple[int, socket.socket, list[Any] | None]] = []
         while len(self._idle) < self.count:
             ours, theirs = socket.socketpair()
             ahead = self.ahead
             try:
                 pid = forked.fork(
-                    [*plumbing, *self.sockets(), ours],
-                    functools.partial(_live, self._make, self._typename, theirs, ahead),
+                    [*plumbing, *(sock for _, sock, _ in made), ours],
+                    functools.partial(
+                        _live, self._make, self._typename, theirs, ahead, self._server_watch
+                    ),
                 )
             except OSError as exc:
                 ours.close()
                 print(f"kos fork server: cannot fork a spare: {exc}", file=sys.stderr)
-                return
+                break
             finally:
                 theirs.close()
-            self._idle.append(Spare(pid, ours, ahead))
+            self._idle.add(pid)
+            made.append((pid, ours, ahead))
+        return made
 
 
 # ------------------------------------------------------------------ the spare itself
 
 
 def _live(
-    make: Callable[..., object], typename: str, sock: socket.socket, ahead: list[Any] | None
+    make: Callable[..., object],
+    typename: str,
+    sock: socket.socket,
+    ahead: list[Any] | None,
+    server_watch: int,
 ) -> None:
-    """The life of a spare child, in the forked process."""
+    """The life of a spare child, in the forked process (``server_watch``: the read end
+    of a pipe only the fork server writes to: end-of-file once it has died).
+    """
     stop = threading.Event()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -178,20 +131,20 @@ def _live(
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     child = factory.ChildServer.prepare()
     child.stop = stop  # a SIGTERM, however early, ends this child
-    assignment = _Assignment(sock, stop, wake_read)
+    assignment = _Assignment(sock, stop, wake_read, server_watch)
     try:
         made = _make_ahead(make, ahead, typename, child, sock)
-        child.start_accepting()  # after the +SBH: the fork server may hand it out already
+        child.start_accepting()  # after the +SBH: the plugin may hand it out already
         try:
             message = assignment.wait(_IDLE_BEFORE_WARM_UP)
         except TimeoutError:
             _warm_up_unless(assignment.pending)
             message = assignment.wait(None)
         signal.set_wakeup_fd(-1)
-        os.close(wake_read)
-        os.close(wake_write)
+        for fd in (wake_read, wake_write, server_watch):
+            os.close(fd)
         if message is not None and message.get("go") is True and made is not None:
-            child.start_clock()  # the fork server has handed out the SBH
+            child.start_clock()  # the plugin has handed out the SBH
             sock.close()
         elif message is not None:
             args = list(message["args"])
@@ -233,10 +186,13 @@ def _make_ahead(
 class _Assignment:
     """Where a spare's assignment comes from, and the reasons to stop waiting for it."""
 
-    def __init__(self, sock: socket.socket, stop: threading.Event, wake_fd: int) -> None:
+    def __init__(
+        self, sock: socket.socket, stop: threading.Event, wake_fd: int, server_watch: int
+    ) -> None:
         self._sock = sock
         self._stop = stop
         self._wake_fd = wake_fd
+        self._server_watch = server_watch
         self._lifeline = factory._lifeline_fd()
         self._data = b""
 
@@ -246,12 +202,12 @@ class _Assignment:
 
     def wait(self, timeout: float | None) -> dict[str, Any] | None:
         """The assignment (``{"args": [...]}``, or ``{"go": true}``); ``None`` if this
-        spare is to exit instead (the plugin or the fork server is gone, or SIGTERM).
+        spare is to exit instead (the plugin is gone or let go of it, or SIGTERM).
         Raises ``TimeoutError`` after ``timeout`` seconds (``None``: no limit) without
         either.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        watched = [self._sock.fileno(), self._wake_fd]
+        watched = [self._sock.fileno(), self._wake_fd, self._server_watch]
         if self._lifeline is not None:
             watched.append(self._lifeline)
         while not self._stop.is_set():
@@ -263,13 +219,15 @@ class _Assignment:
                 os.read(self._wake_fd, 512)
             if self._lifeline in ready and factory._parent_gone(self._lifeline, 0.0):
                 return None  # the plugin died
+            if self._server_watch in ready and factory._parent_gone(self._server_watch, 0.0):
+                return None  # the fork server died
             if self._sock.fileno() in ready:
                 try:
                     chunk = self._sock.recv(_MAX_ASSIGNMENT)
-                except ConnectionResetError:  # it closed our socket with our +SBH unread
+                except ConnectionResetError:  # our socket closed with our +SBH unread
                     chunk = b""
                 if not chunk:
-                    return None  # the fork server closed our socket or died
+                    return None  # the plugin closed our socket or died
                 self._data += chunk
                 if self._data.endswith(b"\n"):
                     message = json.loads(self._data)
