@@ -170,11 +170,11 @@ class ChildFactory:
                 return {"sbh": sbh, "pid": pid, "error": why}
             self._sock.sendall(json.dumps({"args": args}).encode() + b"\n")
             reply = self._stock.read(wait=True)
-            if reply is None or not reply.get("retry"):
-                break  # (the fork server had handed over spares not taken in yet: retry)
-        if reply is None:
-            raise ConnectionResetError("the fork server sent no reply")
-        return reply
+            if reply is None:
+                raise ConnectionResetError("the fork server sent no reply")
+            if not reply.get("retry"):  # else spares were on their way: take one
+                return reply
+        return {"sbh": "", "pid": 0, "error": "the fork server's spares could not be had"}
 
     def close(self) -> None:
         """Stop the fork server and its idle spares (children already made keep running
