@@ -2,13 +2,17 @@
 
 Measured through a real kernel with the http plugin (one ``Requester`` child per
 ``GetHTTPRequester()``), with the fork server (``child-start: fork``, the default) and
-with a fresh interpreter per child (``child-start: exec``), next to the floor of the
-exec approach: a fresh interpreter that imports rpyc and answers one call.
+with a fresh interpreter per child (``child-start: exec``), next to the floor of each
+approach: for the fork server, this process forking a child that answers one request
+over a socket pair (taken between the fork server's samples); for exec, a fresh
+interpreter that imports rpyc and answers one call.
 See ``README.md`` beside this file.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +31,8 @@ from kos_plugins_http import FactoryFailed
 
 TINY = b"0123456789"  # the 10-byte file every first Get fetches
 PACED_GAP_S = 0.03  # the pause before each request of the paced series
-FIRST_GET_TARGET_MS = 5.0
+FIRST_CALL_TARGET_MS = 2.0  # (a): the first call a new forked child answers
+FLOOR_RATIO_TARGET = 1.5  # (a) against the fork floor measured beside it
 MAX_SIZE = 200_000_000  # max-size for the http part's 50 MB body
 FRESH_SCRIPT = HERE / "fresh_rpyc_child.py"
 
@@ -63,6 +68,16 @@ class ChildrenResult:
 
     cases: list[LatencyCase] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: median of (a) ÷ median of the fork floor, and whether it met its target
+    floor_ratio: float | None = None
+    floor_ratio_passed: bool | None = None
+
+    def missed(self) -> list[str]:
+        """The targets of this part that the run missed."""
+        missed = [c.label for c in self.cases if c.passed is False]
+        if self.floor_ratio_passed is False:
+            missed.append(f"fork ÷ fork floor <= {FLOOR_RATIO_TARGET:g}")
+        return missed
 
 
 def http_setup(child_start: str) -> str:
@@ -104,15 +119,52 @@ def _one_child(make: MakeRequester, tiny_url: str, first_get: bool) -> int:
     return elapsed
 
 
+def one_fork_floor() -> int:
+    """The floor of a forked child (ns): this process forks a child that answers one
+    request over a socket pair; timed from the socket pair until the answer is read
+    (the child is reaped untimed).
+    """
+    clock = time.perf_counter_ns
+    start = clock()
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, then exit at once
+        status = 1
+        try:
+            ours.close()
+            theirs.sendall(theirs.recv(64))
+            status = 0
+        finally:
+            os._exit(status)
+    theirs.close()
+    try:
+        ours.sendall(b"ping")
+        reply = ours.recv(64)
+        elapsed = clock() - start
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
+    if reply != b"ping":
+        raise RuntimeError(f"the forked child answered {reply!r}")
+    return elapsed
+
+
 def time_children(
-    make: MakeRequester, tiny_url: str, settings: ChildSettings
+    make: MakeRequester,
+    tiny_url: str,
+    settings: ChildSettings,
+    floor: list[int] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Samples (ns) of ``make()`` alone and of ``make()`` + first Get, taken in
-    alternation (which goes first alternates too) after a warm-up of both.
+    alternation (which goes first alternates too) after a warm-up of both. With
+    ``floor``, a sample of :func:`one_fork_floor` is taken between each pair and
+    appended to it, so that the floor shares the machine's state with the samples.
     """
     for _ in range(settings.warmup):
         _one_child(make, tiny_url, False)
         _one_child(make, tiny_url, True)
+        if floor is not None:
+            one_fork_floor()
     alone: list[int] = []
     with_get: list[int] = []
     for i in range(settings.iterations):
@@ -122,6 +174,8 @@ def time_children(
         else:
             with_get.append(_one_child(make, tiny_url, True))
             alone.append(_one_child(make, tiny_url, False))
+        if floor is not None:
+            floor.append(one_fork_floor())
     return alone, with_get
 
 
@@ -212,18 +266,23 @@ def _add_pair(
 
 def measure_fork(
     tiny_url: str, settings: ChildSettings, log: Log
-) -> tuple[tuple[list[int], list[int]], list[int]]:
+) -> tuple[tuple[list[int], list[int]], list[int], list[int]]:
     """(a) and (b): the http plugin with its fork server (``child-start: fork``), back
-    to back; then (a) again, paced.
+    to back, with the fork floor between them; then (a) again, paced.
     """
     log("starting a kernel with the http plugin (child-start: fork) ...")
     with private_kernel("f", http_setup("fork"), "http", ["http"]), kos_core.connect() as kos:
         factory = kos.lookup("http")
-        log(f"timing {settings.iterations} forked requesters (and as many first Gets) ...")
-        back_to_back = time_children(factory.GetHTTPRequester, tiny_url, settings)
+        log(
+            f"timing {settings.iterations} forked requesters (and as many first Gets"
+            " and fork floors) ..."
+        )
+        floor: list[int] = []
+        back_to_back = time_children(factory.GetHTTPRequester, tiny_url, settings, floor)
         paced_count = settings.iterations // 2
         log(f"timing {paced_count} forked requesters, one every {PACED_GAP_S * 1000:g} ms ...")
-        return back_to_back, time_paced(factory.GetHTTPRequester, tiny_url, paced_count)
+        paced = time_paced(factory.GetHTTPRequester, tiny_url, paced_count)
+        return back_to_back, floor, paced
 
 
 def measure_exec(
@@ -251,8 +310,8 @@ def measure_exec(
 def run_children(tiny_url: str, settings: ChildSettings, log: Log) -> ChildrenResult:
     """Every factory-children case, in this order: fork, exec, the two baselines."""
     result = ChildrenResult()
-    fork, paced = measure_fork(tiny_url, settings, log)
-    _add_pair(result, "fork", fork, FIRST_GET_TARGET_MS)
+    fork, floor, paced = measure_fork(tiny_url, settings, log)
+    _add_pair(result, "fork", fork, FIRST_CALL_TARGET_MS)
     result.cases.append(
         LatencyCase(
             "fork_paced",
@@ -260,6 +319,12 @@ def run_children(tiny_url: str, settings: ChildSettings, log: Log) -> ChildrenRe
             Stats.of(paced),
         )
     )
+    floor_stats = Stats.of(floor)
+    result.cases.append(
+        LatencyCase("fork_floor", "fork floor: os.fork() + one answer, socketpair", floor_stats)
+    )
+    result.floor_ratio = Stats.of(fork[0]).median_us / floor_stats.median_us
+    result.floor_ratio_passed = result.floor_ratio <= FLOOR_RATIO_TARGET
     exec_samples, reason = measure_exec(tiny_url, settings, log)
     if exec_samples is not None:
         _add_pair(result, "exec", exec_samples, None)
@@ -286,15 +351,23 @@ def format_children(result: ChildrenResult) -> list[str]:
         "factory children: from asking for a child to its first answered call;"
         " times in ms per child",
         "",
-        f"{'case':<46}{'median':>9}{'p99':>9}{'n':>5}{'x (b)':>8}{'target':>9}  result",
+        f"{'case':<46}{'median':>9}{'p90':>9}{'p99':>9}{'n':>5}{'x (b)':>8}{'target':>9}  result",
     ]
     for c in result.cases:
         target = f"<= {c.target_ms:g}" if c.target_ms is not None else ""
         verdict = "" if c.passed is None else ("PASS" if c.passed else "MISS")
         lines.append(
-            f"{c.label:<46}{c.stats.median_ms:>9.2f}{c.stats.p99_ms:>9.2f}{c.stats.calls:>5}"
-            f"{c.stats.median_us / reference:>8.1f}{target:>9}  {verdict}".rstrip()
+            f"{c.label:<46}{c.stats.median_ms:>9.2f}{c.stats.p90_ms:>9.2f}{c.stats.p99_ms:>9.2f}"
+            f"{c.stats.calls:>5}{c.stats.median_us / reference:>8.1f}{target:>9}"
+            f"  {verdict}".rstrip()
         )
+    if result.floor_ratio is not None:
+        verdict = "PASS" if result.floor_ratio_passed else "MISS"
+        lines += [
+            "",
+            f"fork (a) / fork floor: {result.floor_ratio:.2f}"
+            f"  (target <= {FLOOR_RATIO_TARGET:g})  {verdict}",
+        ]
     for note in result.notes:
         lines += textwrap.wrap(note, 92, initial_indent="  ", subsequent_indent="    ")
     return lines

@@ -39,25 +39,32 @@ class Stats:
     p99_us: float
     mean_us: float
     max_us: float
+    p90_us: float = 0.0
 
     @classmethod
     def of(cls, samples_ns: Sequence[int]) -> Stats:
         ordered = sorted(samples_ns)
         if len(ordered) > 1:
-            p99 = statistics.quantiles(ordered, n=100, method="inclusive")[98]
+            cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+            p90, p99 = cuts[89], cuts[98]
         else:
-            p99 = float(ordered[0])
+            p90 = p99 = float(ordered[0])
         return cls(
             calls=len(ordered),
             median_us=statistics.median(ordered) / 1000,
             p99_us=p99 / 1000,
             mean_us=statistics.fmean(ordered) / 1000,
             max_us=ordered[-1] / 1000,
+            p90_us=p90 / 1000,
         )
 
     @property
     def median_ms(self) -> float:
         return self.median_us / 1000
+
+    @property
+    def p90_ms(self) -> float:
+        return self.p90_us / 1000
 
     @property
     def p99_ms(self) -> float:

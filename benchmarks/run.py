@@ -147,7 +147,7 @@ class Report:
         """The targets this run missed."""
         missed = [c.case for c in self.cases if not c.passed]
         if self.children is not None:
-            missed += [c.label for c in self.children.cases if c.passed is False]
+            missed += self.children.missed()
         if self.http_read is not None and not self.http_read.passed:
             missed.append(f"http read {self.http_read.size // 1_000_000} MB")
         if self.startup is not None:

@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 from kos_core import pluginlib
@@ -33,6 +34,9 @@ WIRE_NAME = "ChildTest.Counter"
 FLAG_ENV = "CHILDAPI_FLAG"
 #: ``garbage``: the child writes something that is not an SBH, then waits forever.
 MODE_ENV = "CHILDAPI_MODE"
+#: A directory: each ``make_counter`` call appends ``[time.monotonic(), args]``, as a
+#: JSON line, to a file there named after the calling process's pid.
+MADE_ENV = "CHILDAPI_MADE_DIR"
 
 
 class Counter(Interface, wire_name=WIRE_NAME):
@@ -90,6 +94,10 @@ def make_counter(*args: str) -> CounterImpl:
     PATH)`` first waits until the Unix socket listening at ``PATH`` goes away (it
     connects and waits for the connection to end), so a test decides when it is built.
     """
+    made_dir = os.environ.get(MADE_ENV)
+    if made_dir:
+        with open(Path(made_dir) / str(os.getpid()), "a") as made:
+            made.write(json.dumps([time.monotonic(), list(args)]) + "\n")
     if args[:1] == ("fail",):
         raise RuntimeError("make_counter was asked to fail")
     if args[:1] == ("wait-for",):

@@ -447,9 +447,21 @@ def test_child_factory_restarts_a_dead_fork_server(
     wait_ended(pid, timeout=10)
 
 
+@pytest.fixture
+def no_spares(track: Tracker) -> Iterator[pluginlib.ChildFactory]:
+    """A factory whose fork server forks each child on demand, inside the request."""
+    made = pluginlib.ChildFactory(TARGET, WIRE_NAME, spares=0)
+    try:
+        yield made
+    finally:
+        track.close()
+        close_factory(made)
+
+
 def test_spawn_does_not_hang_when_the_fork_server_dies_during_a_request(
-    factory: pluginlib.ChildFactory, track: Tracker
+    no_spares: pluginlib.ChildFactory, track: Tracker
 ) -> None:
+    factory = no_spares  # a spawn that finds a spare does not ask the fork server
     # A live child made earlier, with its client.
     counter, pid, fork_server = forked_counter(factory, track)
     # The next child waits, inside the fork server's request, until the test lets it go.

@@ -52,6 +52,7 @@ class Factory:
                 Requester.wire_name,
                 spares=spares,
                 limits=self._limits,
+                make_ahead=True,  # a Requester is only a connection pool, made empty
             )
             if child_start == "fork"
             else None

@@ -39,7 +39,8 @@ LIFELINE_ENV = "KOS_LIFELINE_FD"
 CHILD_TCP_ENV = "KOS_CHILD_TCP"
 SPAWN_TIMEOUT = float(os.environ.get("KOS_SPAWN_TIMEOUT", "10"))
 CLIENT_TIMEOUT = float(os.environ.get("KOS_CHILD_CLIENT_TIMEOUT", "5"))
-_MAX_SBH = 4096
+#: the longest line a child writes on its SBH pipe
+MAX_SBH = 4096
 
 
 class _Lifeline:
@@ -135,18 +136,25 @@ def read_sbh(fd: int, timeout: float) -> tuple[str, str]:
     """
     deadline = time.monotonic() + timeout
     data = b""
-    while b"\n" not in data and len(data) < _MAX_SBH:
+    while b"\n" not in data and len(data) < MAX_SBH:
         left = deadline - time.monotonic()
         if left <= 0:
             return "", f"the child wrote no SBH within {timeout:g} s"
         ready, _, _ = select.select([fd], [], [], left)
         if not ready:
             return "", f"the child wrote no SBH within {timeout:g} s"
-        chunk = os.read(fd, _MAX_SBH)
+        chunk = os.read(fd, MAX_SBH)
         if not chunk:
             break
         data += chunk
-    line = data.partition(b"\n")[0].decode("utf-8", "replace").strip()
+    return sbh_of_line(data.partition(b"\n")[0])
+
+
+def sbh_of_line(data: bytes) -> tuple[str, str]:
+    """What a child's line says: ``(sbh, "")``, or ``("", why)`` on a reported failure,
+    nothing (the child exited) or garbage.
+    """
+    line = data.decode("utf-8", "replace").strip()
     if line.startswith("!"):
         return "", line[1:]
     if not line:
@@ -237,14 +245,22 @@ class ChildServer:
 
     def __init__(self, obj: object, typename: str | type[Interface], sbh_fd: int) -> None:
         self._listen()
+        self.start_accepting()
         self.assign(obj, typename, sbh_fd)
 
     @classmethod
     def prepare(cls) -> ChildServer:
-        """A child server that listens and has its token, but serves nothing yet."""
+        """A child server that listens and has its token, but serves nothing yet and
+        accepts nobody until :meth:`start_accepting` (a client that connects before
+        waits).
+        """
         child = cls.__new__(cls)
         child._listen()
         return child
+
+    def start_accepting(self) -> None:
+        """Start the threads that take connections."""
+        self._server.start()
 
     def _listen(self) -> None:
         #: set to make this child exit (SIGTERM does)
@@ -257,7 +273,6 @@ class ChildServer:
         self._server = _rpc.Server(
             address, self._authorize, name=f"child-{os.getpid()}", one_shot=True, tls=context
         )
-        self._server.start()
 
     def _authorize(self, given: str) -> _rpc.ServerSession | None:
         served = self._served
@@ -270,13 +285,23 @@ class ChildServer:
 
         The client timeout counts from here.
         """
+        sbh = self.offer(obj, typename)
+        self.start_clock()
+        os.write(sbh_fd, (sbh + "\n").encode("ascii"))
+        os.close(sbh_fd)
+
+    def offer(self, obj: object, typename: str | type[Interface]) -> str:
+        """Serve ``obj`` as ``typename`` from now on; return the SBH, which only the
+        caller knows (a spare tells it to the fork server ahead of need). The client
+        timeout does not count until :meth:`start_clock`.
+        """
         iface = find_interface(typename) if isinstance(typename, str) else typename
         self._served = (obj, iface)
+        return wire.format_sbh(self._server.address, self._token)
+
+    def start_clock(self) -> None:
+        """Start the client timeout: the SBH is out."""
         self._deadline = time.monotonic() + CLIENT_TIMEOUT
-        os.write(
-            sbh_fd, (wire.format_sbh(self._server.address, self._token) + "\n").encode("ascii")
-        )
-        os.close(sbh_fd)
 
     def poll(self, timeout: float = 0.0) -> bool:
         """Wait up to ``timeout`` seconds for a reason to exit; True once there is one

@@ -1,11 +1,22 @@
 """Spare children: forked by the fork server ahead of need, given their args on spawn.
 
 Right after its fork a spare does what does not depend on its args: it makes its
-token and listens on its one-shot socket. Then it waits on a private socket for its
-assignment, one JSON line ``{"args": [...]}``, runs ``make(*args)`` and answers on the
-same socket with its SBH line, or ``!why`` (see
+token and listens on its one-shot socket. Then it waits on a private socket, whose
+other end the fork server hands to the plugin (see :mod:`~kos_core._children.stock`),
+for its assignment, one JSON line ``{"args": [...]}``, runs ``make(*args)`` and
+answers on the same socket with its SBH line, or ``!why`` (see
 :func:`~kos_core._children.factory.report_failure`); from then on it is an ordinary factory
 child, whose client timeout counts from the assignment.
+
+A spare of a factory that makes its objects ahead (``make_ahead``) is forked with the
+args of the last spawn: it runs ``make(*args)`` with them at once and tells, on its
+private socket, the SBH of the object it serves, ``+SBH`` (nobody else knows it). A spawn with
+the same args then only sends it ``{"go": true}`` (its client timeout starts) and hands
+out that SBH without waiting for the spare; other args are an ordinary assignment, for
+which the object made ahead is dropped. Such a spare starts the threads that accept
+connections only once it has told its SBH: in a fresh fork, starting a thread costs
+as much as making the object, and a client that connects before waits in the listen
+backlog.
 
 A spare left idle for a moment warms up the code its first client will run: it serves
 itself a handshake and two calls through :mod:`~kos_core._rpc`, so the copy-on-write
@@ -13,8 +24,9 @@ faults and first-use costs are paid before anybody waits. One handed its args so
 (a burst of requests) skips that, and an assignment that arrives meanwhile cuts it
 short: there the warm-up would only take processor time from the children being served.
 
-An idle spare exits when the plugin dies (its lifeline closes), when the fork server
-closes its end of the private socket or dies (end-of-file), or on SIGTERM.
+An idle spare exits when the plugin dies (its lifeline closes), when the plugin closes
+its end of the private socket (end-of-file), when the fork server dies (a pipe only
+the fork server writes to closes), or on SIGTERM.
 """
 
 from __future__ import annotations
@@ -44,75 +56,74 @@ _WARM_UP_TIMEOUT = 5.0
 _IDLE_BEFORE_WARM_UP = 0.01
 
 
-class Spare:
-    """The fork server's end of one idle spare child."""
-
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid = pid
-        self.sock = sock
-
-    def assign(self, args: list[Any]) -> tuple[str, str] | None:
-        """Hand the spare its args; return ``(sbh, why)`` as
-        :func:`~kos_core._children.factory.read_sbh` does, or ``None`` if the spare was gone
-        before it could take them.
-        """
-        try:
-            try:
-                self.sock.sendall(json.dumps({"args": args}).encode() + b"\n")
-            except OSError:
-                return None
-            return factory.read_sbh(self.sock.fileno(), factory.SPAWN_TIMEOUT)
-        finally:
-            self.sock.close()
-
-
 class Spares:
-    """The fork server's idle spares, kept at ``count`` (refilled by :meth:`fill`)."""
+    """The fork server's spares: ``count`` of them forked ahead of need and handed to
+    the plugin (see :mod:`~kos_core._children.stock`), refilled by :meth:`fill` once the
+    plugin has taken one or one has died.
+    """
 
-    def __init__(self, make: Callable[..., object], typename: str, count: int) -> None:
+    def __init__(
+        self, make: Callable[..., object], typename: str, count: int, server_watch: int
+    ) -> None:
         self._make = make
         self._typename = typename
         self.count = count
-        self._idle: list[Spare] = []
+        self._server_watch = server_watch
+        #: the args new spares make their object with ahead of need (``None``: they wait)
+        self.ahead: list[Any] | None = None
+        self._idle: set[int] = set()
 
-    def sockets(self) -> list[socket.socket]:
-        """The fork server's ends of the idle spares' sockets (no child may keep them)."""
-        return [spare.sock for spare in self._idle]
+    def handed_over(self) -> int:
+        """How many spares the plugin has, as far as this process knows."""
+        return len(self._idle)
 
-    def take(self) -> Spare | None:
-        """The oldest idle spare (most likely warmed up by now), if there is one."""
-        return self._idle.pop(0) if self._idle else None
+    def forget(self, gone: Iterable[int]) -> None:
+        """Stop counting the spares among ``gone`` (taken by the plugin, or exited)."""
+        self._idle -= set(gone)
 
-    def forget(self, exited: Iterable[int]) -> None:
-        """Drop the spares among ``exited`` (they died idle)."""
-        gone = set(exited)
-        for spare in [s for s in self._idle if s.pid in gone]:
-            self._idle.remove(spare)
-            spare.sock.close()
+    def fill(
+        self, plumbing: Sequence[forked.Closable | int]
+    ) -> list[tuple[int, socket.socket, list[Any] | None]]:
+        """Fork spares until there are ``count``; ``plumbing`` is what each must close.
 
-    def fill(self, plumbing: Sequence[forked.Closable | int]) -> None:
-        """Fork spares until there are ``count``; ``plumbing`` is what each must close."""
+        Returns ``(pid, socket, ahead)`` of each new one: the fork server's end of its
+        private socket, to hand to the plugin and close.
+        """
+        made: list[tuple[int, socket.socket, list[Any] | None]] = []
         while len(self._idle) < self.count:
             ours, theirs = socket.socketpair()
+            ahead = self.ahead
             try:
                 pid = forked.fork(
-                    [*plumbing, *self.sockets(), ours],
-                    functools.partial(_live, self._make, self._typename, theirs),
+                    [*plumbing, *(sock for _, sock, _ in made), ours],
+                    functools.partial(
+                        _live, self._make, self._typename, theirs, ahead, self._server_watch
+                    ),
                 )
             except OSError as exc:
                 ours.close()
                 print(f"kos fork server: cannot fork a spare: {exc}", file=sys.stderr)
-                return
+                break
             finally:
                 theirs.close()
-            self._idle.append(Spare(pid, ours))
+            self._idle.add(pid)
+            made.append((pid, ours, ahead))
+        return made
 
 
 # ------------------------------------------------------------------ the spare itself
 
 
-def _live(make: Callable[..., object], typename: str, sock: socket.socket) -> None:
-    """The life of a spare child, in the forked process."""
+def _live(
+    make: Callable[..., object],
+    typename: str,
+    sock: socket.socket,
+    ahead: list[Any] | None,
+    server_watch: int,
+) -> None:
+    """The life of a spare child, in the forked process (``server_watch``: the read end
+    of a pipe only the fork server writes to: end-of-file once it has died).
+    """
     stop = threading.Event()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
@@ -120,36 +131,68 @@ def _live(make: Callable[..., object], typename: str, sock: socket.socket) -> No
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     child = factory.ChildServer.prepare()
     child.stop = stop  # a SIGTERM, however early, ends this child
-    assignment = _Assignment(sock, stop, wake_read)
+    assignment = _Assignment(sock, stop, wake_read, server_watch)
     try:
+        made = _make_ahead(make, ahead, typename, child, sock)
+        child.start_accepting()  # after the +SBH: the plugin may hand it out already
         try:
-            args = assignment.wait(_IDLE_BEFORE_WARM_UP)
+            message = assignment.wait(_IDLE_BEFORE_WARM_UP)
         except TimeoutError:
             _warm_up_unless(assignment.pending)
-            args = assignment.wait(None)
+            message = assignment.wait(None)
         signal.set_wakeup_fd(-1)
-        os.close(wake_read)
-        os.close(wake_write)
-        if args is not None:
+        for fd in (wake_read, wake_write, server_watch):
+            os.close(fd)
+        if message is not None and message.get("go") is True and made is not None:
+            child.start_clock()  # the plugin has handed out the SBH
+            sock.close()
+        elif message is not None:
+            args = list(message["args"])
             sbh_fd = sock.detach()
-            obj = forked.make_object(make, args, sbh_fd, before_report=child.close)
-            child.assign(obj, typename, sbh_fd)
+            if made is None or args != ahead:
+                made = forked.make_object(make, args, sbh_fd, before_report=child.close)
+            child.assign(made, typename, sbh_fd)
     except BaseException:
         child.close()
         raise
-    if args is None:
+    if message is None:
         child.close()  # not wanted any more
     else:
         child.run()
 
 
+def _make_ahead(
+    make: Callable[..., object],
+    ahead: list[Any] | None,
+    typename: str,
+    child: factory.ChildServer,
+    sock: socket.socket,
+) -> object | None:
+    """``make(*ahead)``, served by ``child`` and its SBH told on ``sock``; ``None`` if
+    there are no args to make it with or it failed (the assignment makes it again, and
+    reports why it fails).
+    """
+    if ahead is None:
+        return None
+    try:
+        made = make(*ahead)
+        sbh = child.offer(made, typename)
+        sock.sendall(b"+" + sbh.encode("ascii") + b"\n")
+    except Exception:
+        return None
+    return made
+
+
 class _Assignment:
     """Where a spare's assignment comes from, and the reasons to stop waiting for it."""
 
-    def __init__(self, sock: socket.socket, stop: threading.Event, wake_fd: int) -> None:
+    def __init__(
+        self, sock: socket.socket, stop: threading.Event, wake_fd: int, server_watch: int
+    ) -> None:
         self._sock = sock
         self._stop = stop
         self._wake_fd = wake_fd
+        self._server_watch = server_watch
         self._lifeline = factory._lifeline_fd()
         self._data = b""
 
@@ -157,13 +200,14 @@ class _Assignment:
         """True if the assignment (or end-of-file) is there to read."""
         return bool(select.select([self._sock], [], [], 0.0)[0])
 
-    def wait(self, timeout: float | None) -> list[Any] | None:
-        """The assignment's args; ``None`` if this spare is to exit instead (the plugin
-        or the fork server is gone, or SIGTERM). Raises ``TimeoutError`` after
-        ``timeout`` seconds (``None``: no limit) without either.
+    def wait(self, timeout: float | None) -> dict[str, Any] | None:
+        """The assignment (``{"args": [...]}``, or ``{"go": true}``); ``None`` if this
+        spare is to exit instead (the plugin is gone or let go of it, or SIGTERM).
+        Raises ``TimeoutError`` after ``timeout`` seconds (``None``: no limit) without
+        either.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        watched = [self._sock.fileno(), self._wake_fd]
+        watched = [self._sock.fileno(), self._wake_fd, self._server_watch]
         if self._lifeline is not None:
             watched.append(self._lifeline)
         while not self._stop.is_set():
@@ -175,13 +219,19 @@ class _Assignment:
                 os.read(self._wake_fd, 512)
             if self._lifeline in ready and factory._parent_gone(self._lifeline, 0.0):
                 return None  # the plugin died
+            if self._server_watch in ready and factory._parent_gone(self._server_watch, 0.0):
+                return None  # the fork server died
             if self._sock.fileno() in ready:
-                chunk = self._sock.recv(_MAX_ASSIGNMENT)
+                try:
+                    chunk = self._sock.recv(_MAX_ASSIGNMENT)
+                except ConnectionResetError:  # our socket closed with our +SBH unread
+                    chunk = b""
                 if not chunk:
-                    return None  # the fork server closed our socket or died
+                    return None  # the plugin closed our socket or died
                 self._data += chunk
                 if self._data.endswith(b"\n"):
-                    return list(json.loads(self._data)["args"])
+                    message = json.loads(self._data)
+                    return message if isinstance(message, dict) else None
         return None
 
 

@@ -15,6 +15,14 @@ it ignores it.
 Before rpyc speaks, the client sends ``KOS/<version> <token>\\n`` and the server answers
 ``OK KOS/<version>\\n`` or ``NO <reason>\\n`` and hangs up. Anything else is refused
 without reaching rpyc, so stray or hostile bytes cost the server one short-lived thread.
+
+A client waits for that answer before it sends more, unless the SBH says the server
+reads a request *pipelined* behind the opening line (``kos+unix:///...?pipeline=1#...``,
+a factory child's): then it sends its first request at once and reads the answer
+before the reply. Such a server reads the opening line alone (peeking for its end)
+and checks the token before a byte of the request is read; one that refuses never
+reads it. A reader that predates the mark ignores it and waits for the answer, as
+every other server still requires.
 """
 
 from __future__ import annotations
@@ -38,7 +46,8 @@ HANDSHAKE_TIMEOUT = 5.0
 LISTEN_BACKLOG = min(socket.SOMAXCONN, 4096)
 #: seconds a client goes on retrying a Unix-socket connect refused for a full backlog
 CONNECT_RETRY = 1.0
-_MAX_LINE = 256
+#: the longest handshake line either side reads
+MAX_LINE = 256
 _MAX_UNIX_PATH = 107
 
 
@@ -54,6 +63,8 @@ class Address(NamedTuple):
     host: str | None = None
     port: int = 0
     kernel: str | None = None
+    #: the server reads a request pipelined behind the opening line (a Unix socket's)
+    pipeline: bool = False
 
     @classmethod
     def parse(cls, text: str) -> Address:
@@ -198,7 +209,8 @@ def format_sbh(address: Address, token: str) -> str:
     from urllib.parse import quote  # SBHs are made by servers; a plain client never does
 
     if address.path is not None:
-        return f"kos+unix://{quote(address.path)}#{token}"
+        pipeline = "?pipeline=1" if address.pipeline else ""
+        return f"kos+unix://{quote(address.path)}{pipeline}#{token}"
     host = f"[{address.host}]" if address.host and ":" in address.host else address.host
     kernel = f"?kernel={quote(address.kernel, safe='')}" if address.kernel else ""
     return f"kos+tcp://{host}:{address.port}{kernel}#{token}"
@@ -227,7 +239,8 @@ def _parse_url(sbh: str) -> tuple[Address, str]:
         parts = urlsplit(sbh)
         token = parts.fragment
         if parts.scheme == "kos+unix" and parts.path.startswith("/") and not parts.netloc:
-            address = Address(path=unquote(parts.path))
+            pipeline = parse_qs(parts.query).get("pipeline", [""])[-1] == "1"
+            address = Address(path=unquote(parts.path), pipeline=pipeline)
         elif parts.scheme == "kos+tcp" and parts.hostname and parts.port is not None:
             kernel = parse_qs(parts.query).get("kernel", [None])[-1]
             address = Address(host=parts.hostname, port=parts.port, kernel=kernel or None)
@@ -243,8 +256,22 @@ def client_handshake(sock: socket.socket, token: str, *, stream: bool = False) -
 
     With ``stream``, bytes may follow the server's answer (a stream's, left unread).
     """
+    send_opening(sock, token)
+    read_answer(sock, leave_rest=stream)
+
+
+def send_opening(sock: socket.socket, token: str) -> None:
+    """Send the opening line that presents ``token`` (the first half of
+    :func:`client_handshake`).
+    """
     sock.sendall(f"KOS/{PROTOCOL_VERSION} {token}\n".encode("ascii"))
-    reply = _read_line(sock, leave_rest=stream)
+
+
+def read_answer(sock: socket.socket, *, leave_rest: bool = False) -> None:
+    """Read the server's answer to the opening line (the second half of
+    :func:`client_handshake`); with ``leave_rest``, what follows it stays unread.
+    """
+    reply = _read_line(sock, leave_rest=leave_rest)
     if reply == f"OK KOS/{PROTOCOL_VERSION}":
         return
     if reply.startswith("NO protocol"):
@@ -254,14 +281,16 @@ def client_handshake(sock: socket.socket, token: str, *, stream: bool = False) -
     raise AuthenticationFailed(f"the peer is not a kos server (it answered {reply[:40]!r})")
 
 
-def server_handshake(sock: socket.socket) -> str:
+def server_handshake(sock: socket.socket, *, pipelined: bool = False) -> str:
     """Read the client's opening line and return its token (not yet checked).
 
     Raises :class:`AuthenticationFailed` (after telling the peer) on anything but a
-    well-formed opening line of our protocol version.
+    well-formed opening line of our protocol version. With ``pipelined`` (a Unix
+    socket's server whose SBH says so), bytes may follow the line (the client's first
+    request): they stay unread.
     """
     try:
-        line = _read_line(sock)
+        line = _read_line(sock, leave_rest=pipelined)
     except (OSError, AuthenticationFailed) as exc:
         raise AuthenticationFailed(f"bad opening: {exc}") from None
     version, _, token = line.partition(" ")
@@ -300,16 +329,16 @@ def _read_line(sock: socket.socket, *, leave_rest: bool = False) -> str:
     # peeking for its end, and what follows it stays unread.
     data = b""
     while b"\n" not in data:
-        if len(data) >= _MAX_LINE:
+        if len(data) >= MAX_LINE:
             raise AuthenticationFailed("handshake line too long")
         if leave_rest and is_tls(sock):
             chunk = sock.recv(1)  # TLS cannot peek; the line is a dozen bytes
         elif leave_rest:
-            peeked = sock.recv(_MAX_LINE, socket.MSG_PEEK)
+            peeked = sock.recv(MAX_LINE, socket.MSG_PEEK)
             end = peeked.find(b"\n")
             chunk = sock.recv(len(peeked) if end < 0 else end + 1) if peeked else b""
         else:
-            chunk = sock.recv(_MAX_LINE)
+            chunk = sock.recv(MAX_LINE)
         if not chunk:
             raise AuthenticationFailed("connection closed during the handshake")
         data += chunk

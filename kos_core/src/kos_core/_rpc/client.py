@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar, cast
 
 from kos_core._net import wire
-from kos_core._rpc import streams
+from kos_core._rpc import dial, streams
 from kos_core._rpc.client_peer import ClientPeer, NoReply
 from kos_core._rpc.connection import (
     DECLARED,
@@ -26,7 +26,6 @@ from kos_core._rpc.connection import (
     RpcConfig,
 )
 from kos_core.errors import (
-    AuthenticationFailed,
     CallTimeout,
     CommunicationError,
     ConnectionLost,
@@ -81,47 +80,45 @@ class ClientConnection:
         conn = self._conn
         if conn is not None:
             return conn
+        return self._open(None)[0]
+
+    def _open(self, first: dial.First | None) -> tuple[ClientPeer, Callable[[], Any] | None]:
+        """The connection, opened unless another thread has; and, if ``first`` (which
+        sends a request) sent it pipelined behind the opening line (a server whose SBH
+        allows it: one round trip instead of two), the function that waits for its reply.
+        """
         with self._lock:
             if self._conn is not None:
-                return self._conn
+                return self._conn, None
             if self._closed:
                 raise ServiceUnavailable("connection already closed", target=self.what)
-            self._conn = ClientPeer(self._open_socket(self.token), self._config.call_timeout)
+            pipelined = first is not None and self.address.pipeline
+            sock = self._open_socket(self.token, pipelined=pipelined)
+            conn = ClientPeer(sock, self._config.call_timeout)
+            reply = None
+            if first is not None and pipelined:
+                try:
+                    reply = dial.pipeline(conn, sock, first, self.what)
+                except BaseException:
+                    conn.close()
+                    raise
+            self._conn = conn
             # Dropping the last proxy hangs up: a factory child sees its client go.
-            weakref.finalize(self, self._conn.hang_up)
-            return self._conn
+            weakref.finalize(self, conn.hang_up)
+            return conn, reply
 
-    def _open_socket(self, token: str, *, stream: bool = False) -> socket.socket:
-        """A new socket to :attr:`address`, past the handshake with ``token`` (for a
-        stream's bytes, with ``stream``).
-        """
-        try:
-            sock = self.address.connect(self._config.connect_timeout)
-        except AuthenticationFailed as exc:  # a certificate of another kernel
-            raise exc.concerning(self.what) from None
-        except OSError as exc:
-            if wire.certificate_refused(exc):
-                raise AuthenticationFailed(
-                    f"the server at {self.address} presented a certificate that no"
-                    f" authority this client trusts has signed ({exc.verify_message})",
-                    target=self.what,
-                ) from None
-            raise ServiceUnavailable(
-                f"cannot connect to {self.address}: {exc.strerror or exc}", target=self.what
-            ) from exc
-        try:
-            wire.client_handshake(sock, token, stream=stream)
-            sock.settimeout(None)
-        except OSError as exc:
-            sock.close()
-            raise ServiceUnavailable(f"handshake failed: {exc}", target=self.what) from exc
-        except CommunicationError as exc:
-            sock.close()
-            raise exc.concerning(self.what) from exc.__cause__
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+    def _open_socket(
+        self, token: str, *, stream: bool = False, pipelined: bool = False
+    ) -> socket.socket:
+        """A new socket to :attr:`address` past the handshake (see :func:`.dial.open_socket`)."""
+        return dial.open_socket(
+            self.address,
+            token,
+            self._config.connect_timeout,
+            self.what,
+            stream=stream,
+            pipelined=pipelined,
+        )
 
     def read_stream(self, handle: int, spec: MethodSpec, size: int) -> Any:
         """A large ``read(size)`` of the object ``handle`` names, inline or on a second
@@ -131,9 +128,9 @@ class ClientConnection:
         reply = self._request(HANDLE_KOS_STREAM, spec, (handle, size))
         if reply is None:
             return None
-        if _is_inline(reply):
+        if streams.is_inline(reply):
             return reply[1]
-        if not _is_stream(reply):
+        if not streams.is_stream(reply):
             message = "malformed reply to a stream request"
             raise ProtocolMismatch(message, target=self.what, method=spec.name)
         _, token, length = reply
@@ -157,9 +154,14 @@ class ClientConnection:
         conn = self._conn
         timeout = self._config.call_timeout
         try:
+            reply = None
             if conn is None:
-                conn = self.connect()
-            if handle is None:
+                conn, reply = self._open(
+                    lambda peer: _begin(peer, handler, spec, args, handle=handle, timeout=timeout)
+                )
+            if reply is not None:
+                status, payload = reply()
+            elif handle is None:
                 status, payload = conn.request(handler, args, timeout)
             else:
                 status, payload = conn.call(handler, handle, spec.name, args, timeout)
@@ -280,20 +282,19 @@ class ClientConnection:
                 conn.close()
 
 
-def _is_inline(reply: Any) -> bool:
-    return (
-        type(reply) is tuple
-        and len(reply) == 2
-        and reply[0] == "i"
-        and isinstance(reply[1], (bytes, str))
-    )
-
-
-def _is_stream(reply: Any) -> bool:
-    if type(reply) is not tuple or len(reply) != 3 or reply[0] != "s":
-        return False
-    _, token, length = reply
-    return type(token) is str and (length is None or (type(length) is int and length >= 0))
+def _begin(
+    peer: ClientPeer,
+    handler: int,
+    spec: MethodSpec,
+    args: tuple[Any, ...],
+    *,
+    handle: int | None,
+    timeout: float,
+) -> Callable[[], Any]:
+    """Send what :meth:`ClientConnection._request` sends, without waiting for the reply."""
+    if handle is None:
+        return peer.begin_request(handler, args, timeout)
+    return peer.begin(handler, handle, spec.name, args, timeout)
 
 
 class RemoteObject:

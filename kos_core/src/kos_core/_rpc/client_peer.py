@@ -74,10 +74,7 @@ class ClientPeer:
         """Send one request and wait for its reply; raises :class:`NoReply` after
         ``timeout`` seconds, :class:`EOFError` if the connection breaks.
         """
-        deadline = time.monotonic() + timeout
-        seq = next(self._seq)
-        self._send(seq, pieces(MSG_REQUEST, seq, (handler, (LABEL_VALUE, args))), _PENDING)
-        return self._wait(seq, deadline, timeout)
+        return self.begin_request(handler, args, timeout)()
 
     def call(
         self, handler: int, handle: int, method: str, args: tuple[Any, ...], timeout: float
@@ -88,13 +85,22 @@ class ClientPeer:
         self._send(seq, call_pieces(seq, handler, handle, method, args), _PENDING)
         return self._wait(seq, deadline, timeout)
 
-    def begin(
-        self, handler: int, handle: int, method: str, args: tuple[Any, ...], timeout: float
+    def begin_request(
+        self, handler: int, args: tuple[Any, ...], timeout: float
     ) -> Callable[[], Any]:
-        """Send a :meth:`call`; the returned function waits for its reply.
+        """Send one request; the returned function waits for its reply (as :meth:`request`).
 
         Several requests in flight on one connection overlap their round trips.
         """
+        deadline = time.monotonic() + timeout
+        seq = next(self._seq)
+        self._send(seq, pieces(MSG_REQUEST, seq, (handler, (LABEL_VALUE, args))), _PENDING)
+        return lambda: self._wait(seq, deadline, timeout)
+
+    def begin(
+        self, handler: int, handle: int, method: str, args: tuple[Any, ...], timeout: float
+    ) -> Callable[[], Any]:
+        """Send a :meth:`call`; the returned function waits for its reply."""
         deadline = time.monotonic() + timeout
         seq = next(self._seq)
         self._send(seq, call_pieces(seq, handler, handle, method, args), _PENDING)

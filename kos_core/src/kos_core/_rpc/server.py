@@ -3,6 +3,13 @@
 Before its handshake a connection costs little (see :mod:`kos_core._net.handshakes`);
 when the process runs out of file descriptors the listener closes pending connections
 or pauses for :data:`ACCEPT_BACKOFF`, and never spins on a failing ``accept()``.
+
+A one-shot server on a Unix socket (a factory child's) accepts on two threads and
+serves its one client on the thread that accepted it, when the client's opening line
+is there as it connects (a kos client sends it at once): that thread is awake already,
+where a new one would first have to be scheduled. The other thread goes on accepting
+(large reads' stream connections, refusals of anybody else); a connection whose
+opening line is not there at once gets its own thread as on any server.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import contextlib
 import errno
 import logging
 import os
+import select
 import socket
 import ssl
 import struct
@@ -38,6 +46,9 @@ log = logging.getLogger("kos.rpc")
 ACCEPT_BACKOFF = 0.05
 _WARN_EVERY = 10.0  # seconds between two warnings that the process is out of descriptors
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+#: seconds a one-shot server waits, on its accepting thread, for a new connection's
+#: opening line before giving the connection a thread of its own
+INLINE_WAIT = 0.02
 
 
 class Server:
@@ -50,7 +61,9 @@ class Server:
     Garbage, wrong credentials and wrong protocol versions are refused during the
     handshake and never reach the rpc layer. A TCP listener needs ``tls``: every
     connection to it speaks TLS (its handshake inside the same deadline) before a byte of
-    kos's own; plaintext TCP does not exist.
+    kos's own; plaintext TCP does not exist. A ``one_shot`` server on a Unix socket
+    reads a first request pipelined behind the opening line (see
+    :mod:`kos_core._net.wire`); its :attr:`address` says so.
     """
 
     def __init__(
@@ -81,6 +94,9 @@ class Server:
             raise KosError(f"cannot listen on {address}: {exc.strerror or exc}") from None
         if address.path is not None:
             os.chmod(address.path, 0o600)
+        self._pipelined = one_shot and address.path is not None
+        if self._pipelined:
+            self.address = self.address._replace(pipeline=True)
         self._closed = threading.Event()
         self._connections: set[RpcPeer] = set()
         self._stream_sockets: set[socket.socket] = set()
@@ -88,13 +104,16 @@ class Server:
         self.streams = StreamTable()
         self._pending = PendingHandshakes()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(
-            target=self._accept_loop, name=f"{name}-accept", daemon=True
-        )
+        accepting = 2 if one_shot and self._tls is None else 1
+        self._threads = [
+            threading.Thread(target=self._accept_loop, name=f"{name}-accept", daemon=True)
+            for _ in range(accepting)
+        ]
 
     def start(self) -> Server:
         """Start accepting in a background thread."""
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def _accept_loop(self) -> None:
@@ -122,6 +141,10 @@ class Server:
                     self._closed.wait(ACCEPT_BACKOFF)
                 continue
             self._pending.admit(sock)
+            if self._inline(sock):
+                if self._serve_here(sock):
+                    return  # the one client was served here; the other thread accepts
+                continue
             try:
                 threading.Thread(
                     target=self._serve_client,
@@ -134,7 +157,45 @@ class Server:
                 self._pending.done(sock, failed=True)
                 self._closed.wait(ACCEPT_BACKOFF)
 
+    def _inline(self, sock: socket.socket) -> bool:
+        """True if this (accepting) thread is to take ``sock``'s handshake: a one-shot
+        Unix server's first connection whose whole opening line is there already.
+        """
+        if not self._one_shot or self._tls is not None or self.connected.is_set():
+            return False
+        try:
+            if not select.select([sock], [], [], INLINE_WAIT)[0]:
+                return False
+            return b"\n" in sock.recv(wire.MAX_LINE, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+
+    def _serve_here(self, sock: socket.socket) -> bool:
+        """Take ``sock`` on this accepting thread; True once the session it opened has
+        ended (the other accepting thread goes on), False if it opened none.
+        """
+        sock, accepted = self._admit(sock)
+        if accepted is None:
+            return False
+        if isinstance(accepted, PendingStream):
+            self._send_stream(sock, accepted)
+            return False
+        self._serve_session(sock, accepted)
+        return True
+
     def _serve_client(self, sock: socket.socket) -> None:
+        sock, accepted = self._admit(sock)
+        if isinstance(accepted, PendingStream):
+            self._send_stream(sock, accepted)
+        elif accepted is not None:
+            self._serve_session(sock, accepted)
+
+    def _admit(
+        self, sock: socket.socket
+    ) -> tuple[socket.socket, ServerSession | PendingStream | None]:
+        """The socket to go on with (``sock``, or the TLS socket wrapping it) and the
+        session or stream its handshake opens; ``None`` (the socket closed) if refused.
+        """
         if self._tls is not None:
             try:
                 wrapped = self._tls.wrap_socket(
@@ -143,7 +204,7 @@ class Server:
             except OSError as exc:
                 log.info("%s: refused a connection: %s", self._name, exc)
                 self._pending.done(sock, failed=True)
-                return
+                return sock, None
             self._pending.replace(sock, wrapped)
             sock = wrapped
         try:
@@ -151,16 +212,13 @@ class Server:
         except (KosError, OSError) as exc:
             log.info("%s: refused a connection: %s", self._name, exc)
             self._pending.done(sock, failed=True)
-            return
+            return sock, None
         except Exception:
             log.exception("%s: a handshake failed", self._name)
             self._pending.done(sock, failed=True)
-            return
+            return sock, None
         self._pending.done(sock, failed=False)
-        if isinstance(accepted, PendingStream):
-            self._send_stream(sock, accepted)
-        else:
-            self._serve_session(sock, accepted)
+        return sock, accepted
 
     def _handshake(self, sock: socket.socket) -> ServerSession | PendingStream:
         """The session (or the stream) a new connection's credential opens."""
@@ -169,7 +227,7 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(sock, ssl.SSLSocket):
             sock.do_handshake()
-        token = wire.server_handshake(sock)
+        token = wire.server_handshake(sock, pipelined=self._pipelined)
         stream = self.streams.take(token)
         if stream is not None:
             return stream
@@ -237,8 +295,9 @@ class Server:
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
-        if self._thread.ident is not None and self._thread is not threading.current_thread():
-            self._thread.join(1.0)  # a fork server forks only once it is single-threaded
+        for thread in self._threads:  # a fork server forks only once it is single-threaded
+            if thread.ident is not None and thread is not threading.current_thread():
+                thread.join(1.0)
         self._pending.cut_all()
         if self.address.path is not None:
             with contextlib.suppress(FileNotFoundError):

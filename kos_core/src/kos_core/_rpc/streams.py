@@ -215,3 +215,21 @@ def _receive_tls(sock: ssl.SSLSocket, length: int | None) -> bytes:
                 break
             got += n
     return bytes(buffer[:got]) if got != length else bytes(buffer)
+
+
+def is_inline(reply: Any) -> bool:
+    """``reply`` to ``KOS_STREAM`` carries the read's bytes: ``("i", data)``."""
+    return (
+        type(reply) is tuple
+        and len(reply) == 2
+        and reply[0] == "i"
+        and isinstance(reply[1], (bytes, str))
+    )
+
+
+def is_stream(reply: Any) -> bool:
+    """``reply`` to ``KOS_STREAM`` opens a stream: ``("s", token, length or None)``."""
+    if type(reply) is not tuple or len(reply) != 3 or reply[0] != "s":
+        return False
+    _, token, length = reply
+    return type(token) is str and (length is None or (type(length) is int and length >= 0))
