@@ -10,7 +10,8 @@ from pathlib import Path
 from types import ModuleType
 
 import kos_core
-from kos_core.testing import KosEnv, StartKernel, descendants_of
+from kos_core.errors import NameNotFound
+from kos_core.testing import KosEnv, StartKernel, descendants_of, wait_for
 from kos_helpers import Cli
 from kp_helpers import row
 
@@ -24,6 +25,14 @@ def load_example() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def bound(kos: kos_core.Kos, path: str, interface: type) -> bool:
+    try:
+        kos.lookup(path, interface)
+    except NameNotFound:
+        return False
+    return True
 
 
 def test_network_serves_as_a_plugin_and_as_a_kp(
@@ -40,6 +49,8 @@ def test_network_serves_as_a_plugin_and_as_a_kp(
         as_plugin = kos.lookup("foo", network.NetworkAPI)
         assert as_plugin.Where() == ("plugin", kos_env.kernel, "plugins/foo")
         assert as_plugin.Pid() == plugin_pid
+        # submit returns once the station took the KP; its __main__ binds a moment later
+        wait_for(lambda: bound(kos, f"kps/{kp_id}/foo", network.NetworkAPI), 10, "the KP's bind")
         as_kp = kos.lookup(f"kps/{kp_id}/foo", network.NetworkAPI)
         assert as_kp.Where() == ("kp", kos_env.kernel, "")
         found = row(kos, kp_id)
