@@ -41,6 +41,7 @@ from kos_core._rpc.rpyc_seam.codec import (
 
 __all__ = ["ClientPeer", "NoReply"]
 
+_REPLY_KIND = REPLY[0]
 _PENDING = object()  # a request whose reply is awaited and not in yet
 _DROPPED = object()  # a request whose reply nobody waits for
 
@@ -192,7 +193,7 @@ class ClientPeer:
                 raise
             try:
                 kind = data[:1]
-                if kind == REPLY:
+                if data[0] == _REPLY_KIND:
                     got, value = self._reply(data)
                     if got == seq:
                         del awaited[seq]
