@@ -106,6 +106,12 @@ class MethodSpec:
         types = tuple(p.type for p in self.params)
         return types if all(tp in _EXACT for tp in types) else None
 
+    def takes_as_is(self, args: tuple[Any, ...]) -> bool:
+        """True if each of ``args`` is exactly its parameter's scalar type (see
+        :attr:`exact_types`): they are their own wire form, with nothing to check.
+        """
+        return tuple(map(type, args)) == self.exact_types
+
     @functools.cached_property
     def result_what(self) -> str:
         """How errors about its result name it."""

@@ -346,14 +346,12 @@ def proxy_class(interface: type[Interface]) -> type[RemoteObject]:
 
 def _proxy_method(spec: MethodSpec) -> Callable[..., Any]:
     checks = tuple((tp, what) for tp, what, _, _ in spec.arg_checks)
-    exact = spec.exact_types
 
     def method(self: RemoteObject, *args: Any, **kwargs: Any) -> Any:
-        if kwargs or exact is None or tuple(map(type, args)) != exact:
+        if kwargs or not spec.takes_as_is(args):
             bound = spec.bind(args, kwargs)
             pairs = zip(bound, checks, strict=True)
             args = tuple([check_value(v, tp, what) for v, (tp, what) in pairs])
-        # else each argument is exactly of its declared scalar type: its own wire form
         return self._kos_link.invoke(self._kos_handle, spec, args)
 
     method.__name__ = spec.name

@@ -82,9 +82,7 @@ class ClientPeer:
     ) -> Any:
         """``request(handler, (handle, method, args), timeout)``, the request made faster."""
         deadline = time.monotonic() + timeout
-        seq = next(self._seq)
-        self._send(seq, call_pieces(seq, handler, handle, method, args), _PENDING)
-        return self._wait(seq, deadline, timeout)
+        return self._wait(self._start_call(handler, handle, method, args), deadline, timeout)
 
     def begin_request(
         self, handler: int, args: tuple[Any, ...], timeout: float
@@ -94,8 +92,7 @@ class ClientPeer:
         Several requests in flight on one connection overlap their round trips.
         """
         deadline = time.monotonic() + timeout
-        seq = next(self._seq)
-        self._send(seq, pieces(MSG_REQUEST, seq, (handler, (LABEL_VALUE, args))), _PENDING)
+        seq = self._start_request(handler, args, _PENDING)
         return lambda: self._wait(seq, deadline, timeout)
 
     def begin(
@@ -103,14 +100,12 @@ class ClientPeer:
     ) -> Callable[[], Any]:
         """Send a :meth:`call`; the returned function waits for its reply."""
         deadline = time.monotonic() + timeout
-        seq = next(self._seq)
-        self._send(seq, call_pieces(seq, handler, handle, method, args), _PENDING)
+        seq = self._start_call(handler, handle, method, args)
         return lambda: self._wait(seq, deadline, timeout)
 
     def post(self, handler: int, args: tuple[Any, ...]) -> None:
         """Send one request whose reply nobody waits for."""
-        seq = next(self._seq)
-        self._send(seq, pieces(MSG_REQUEST, seq, (handler, (LABEL_VALUE, args))), _DROPPED)
+        self._start_request(handler, args, _DROPPED)
 
     def hang_up(self) -> None:
         """Close the socket now (a thread reading it sees the connection end)."""
@@ -128,6 +123,16 @@ class ClientPeer:
             self._ended()
 
     # -- sending -------------------------------------------------------------------------
+
+    def _start_call(self, handler: int, handle: int, method: str, args: tuple[Any, ...]) -> int:
+        seq = next(self._seq)
+        self._send(seq, call_pieces(seq, handler, handle, method, args), _PENDING)
+        return seq
+
+    def _start_request(self, handler: int, args: tuple[Any, ...], marker: object) -> int:
+        seq = next(self._seq)
+        self._send(seq, pieces(MSG_REQUEST, seq, (handler, (LABEL_VALUE, args))), marker)
+        return seq
 
     def _send(self, seq: int, message: list[bytes], marker: object) -> None:
         """Send request ``seq``, noting ``marker`` for its reply.

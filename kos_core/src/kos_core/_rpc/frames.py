@@ -28,7 +28,6 @@ send from a thread that is sending already).
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import struct
 import threading
@@ -95,19 +94,6 @@ class Frames:
         if self._closed:
             raise EOFError("connection closed")
         return self.sock.fileno()
-
-    def poll(self, timeout: float | None) -> bool:
-        """Whether there is something to read within ``timeout`` seconds (bytes TLS has
-        already decrypted count, though the socket itself has none to read).
-        """
-        if self._end > self._start:
-            return True
-        pending = getattr(self.sock, "pending", None)
-        if pending is not None and pending() > 0:
-            return True
-        poller = select.poll()
-        poller.register(self.fileno(), select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(None if timeout is None else timeout * 1000))
 
     def send(self, data: bytes) -> None:
         """Send one frame of ``data``."""

@@ -215,7 +215,7 @@ class _Refused(Exception):
 def _check_args(spec: MethodSpec, args: Any) -> tuple[Any, ...]:
     if type(args) is not tuple:
         raise TypeError("arguments must be a tuple")
-    if tuple(map(type, args)) == spec.exact_types:  # each exactly its declared scalar type
+    if spec.takes_as_is(args):
         return args
     if not spec.required <= len(args) <= len(spec.params):
         raise TypeError(f"{spec.name}() takes {len(spec.params)} arguments, {len(args)} given")

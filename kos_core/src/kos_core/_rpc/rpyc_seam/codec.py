@@ -48,9 +48,8 @@ LARGE = 64 * 1024
 _MAX_BOX_DEPTH = 32
 _TUPLE_TAGS = (TAG_EMPTY_TUPLE, TAG_TUP1, TAG_TUP2, TAG_TUP3, TAG_TUP4)
 _STR_TAGS = (TAG_EMPTY_STR, TAG_STR1, TAG_STR2, TAG_STR3, TAG_STR4)
-_IMM_INTS = IMM_INTS
 _IMM_ZERO = 0x50
-_IMM_FIRST, _IMM_LAST = min(_IMM_INTS) + _IMM_ZERO, max(_IMM_INTS) + _IMM_ZERO
+_IMM_FIRST, _IMM_LAST = min(IMM_INTS) + _IMM_ZERO, max(IMM_INTS) + _IMM_ZERO
 _TUP1, _TUP2, _TUP_L1, _TUP_L4 = (t[0] for t in (TAG_TUP1, TAG_TUP2, TAG_TUP_L1, TAG_TUP_L4))
 _STR1, _STR4, _STR_L1, _STR_L4 = (t[0] for t in (TAG_STR1, TAG_STR4, TAG_STR_L1, TAG_STR_L4))
 _UNICODE = TAG_UNICODE[0]
@@ -155,8 +154,8 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
         else:
             out.append(TAG_TUP_L4 + I4.pack(count))
         for item in value:
-            if type(item) is int and item in _IMM_INTS:  # the commonest leaf, inline
-                out.append(_IMM_INTS[item])
+            if type(item) is int and item in IMM_INTS:  # the commonest leaf, inline
+                out.append(IMM_INTS[item])
             else:
                 _dump(item, out, large)
     elif kind is bytes:
@@ -165,8 +164,8 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
         out.append(TAG_UNICODE)
         _dump_bytes(value.encode("utf8"), out, large)
     elif kind is int:
-        if value in _IMM_INTS:
-            out.append(_IMM_INTS[value])
+        if value in IMM_INTS:
+            out.append(IMM_INTS[value])
         else:  # its decimal digits, after their count
             digits = str(value).encode("ascii")
             count = len(digits)
