@@ -221,7 +221,24 @@ def test_call_and_reply_pieces_are_the_generic_ones(
     assert b"".join(reply) == whole
     assert repr(codec.reply_of(memoryview(whole))) == repr((seq, value))
     request = memoryview(b"".join(parts))
-    assert repr(codec.request_of(request)) == repr((seq, HANDLE_KOS_CALL, (handle, method, value)))
+    expected = repr((seq, HANDLE_KOS_CALL, (handle, method, value)))
+    assert repr(codec.request_of(request)) == expected
+    heads = codec.RequestHeads()
+    for _ in range(2):  # the second time from the head kept in ``heads``
+        assert repr(codec.request_of(request, heads)) == expected
+
+
+def test_a_kept_request_head_is_used_only_for_the_same_call() -> None:
+    heads = codec.RequestHeads()
+    calls = [(0, "Get", ("a",)), (0, "Get", ("b", 2)), (0, "Set", ("a", b"x")), (7, "Get", ())]
+    for seq, (handle, method, args) in enumerate(calls * 2, start=200):
+        parts = codec.call_pieces(seq, HANDLE_KOS_CALL, handle, method, args)
+        got = codec.request_of(memoryview(b"".join(parts)), heads)
+        assert got == (seq, HANDLE_KOS_CALL, (handle, method, args))
+    # a request of another handler, whose body is no call, is read as before
+    other = b"".join(codec.pieces(consts.MSG_REQUEST, 5, (66, (consts.LABEL_VALUE, (1, 9)))))
+    assert codec.request_of(memoryview(other), heads) == (5, 66, (1, 9))
+    assert heads.target == (7, "Get")
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,9 @@ _TUPLE_TAGS = (TAG_EMPTY_TUPLE, TAG_TUP1, TAG_TUP2, TAG_TUP3, TAG_TUP4)
 _STR_TAGS = (TAG_EMPTY_STR, TAG_STR1, TAG_STR2, TAG_STR3, TAG_STR4)
 _IMM_ZERO = 0x50
 _IMM_FIRST, _IMM_LAST = min(IMM_INTS) + _IMM_ZERO, max(IMM_INTS) + _IMM_ZERO
-_TUP1, _TUP2, _TUP_L1, _TUP_L4 = (t[0] for t in (TAG_TUP1, TAG_TUP2, TAG_TUP_L1, TAG_TUP_L4))
+_TUP1, _TUP2, _TUP3 = TAG_TUP1[0], TAG_TUP2[0], TAG_TUP3[0]
+_TUP_L1, _TUP_L4 = TAG_TUP_L1[0], TAG_TUP_L4[0]
+_INT_L1 = TAG_INT_L1[0]
 _STR1, _STR4, _STR_L1, _STR_L4 = (t[0] for t in (TAG_STR1, TAG_STR4, TAG_STR_L1, TAG_STR_L4))
 _UNICODE = TAG_UNICODE[0]
 _SIZED = {_STR_L1: 1, _STR_L4: 4, TAG_INT_L1[0]: 1, TAG_INT_L4[0]: 4}
@@ -69,6 +71,7 @@ _REQUEST_HEAD = REQUEST + TAG_TUP2
 _REPLY_HEAD = REPLY + TAG_TUP2
 _VALUE_BOX = TAG_TUP2 + IMM_INTS[LABEL_VALUE]  # (LABEL_VALUE, ...): a box of plain values
 _VALUE_LABEL = IMM_INTS[LABEL_VALUE][0]
+_SHORT = 10**254  # ints of fewer digits than this have a 1-byte count
 _INT_L1_HEADS = [TAG_INT_L1 + I1.pack(n) for n in range(256)]
 _STR_L1_HEADS = [TAG_STR_L1 + I1.pack(n) for n in range(256)]
 _CALL_HEADS: dict[tuple[int, int, str], bytes] = {}
@@ -113,9 +116,15 @@ def reply_pieces(seq: int, value: Any) -> list[bytes]:
 def _message(head: bytes, seq: int, middle: bytes, value: Any) -> list[bytes]:
     """The pieces of ``head``, ``seq``, ``middle`` (made already) and ``value``."""
     out: list[bytes] = [head]
-    large: list[int] = []
-    _dump(seq, out, large)
+    if seq in IMM_INTS:
+        out.append(IMM_INTS[seq])
+    elif type(seq) is int and -_SHORT < seq < _SHORT:  # its digits after their count
+        digits = str(seq).encode("ascii")
+        out.append(_INT_L1_HEADS[len(digits)] + digits)
+    else:
+        _dump(seq, out, [])
     out.append(middle)
+    large: list[int] = []
     _dump(value, out, large)
     return _joined(out, large)
 
@@ -210,7 +219,7 @@ def reply_of(data: bytes | memoryview) -> tuple[Any, Any]:
     """
     try:
         if data[1] == _TUP2:  # what a kos peer sends: (seq, (LABEL_VALUE, value))
-            seq, at = _load(data, 2)
+            seq, at = _seq(data)
             if data[at] == _TUP2 and data[at + 1] == _VALUE_LABEL:
                 return seq, _load(data, at + 2)[0]
         seq, boxed = load_message(data)
@@ -219,21 +228,56 @@ def reply_of(data: bytes | memoryview) -> tuple[Any, Any]:
     return seq, unboxed(boxed)
 
 
-def request_of(data: bytes | memoryview) -> tuple[Any, Any, Any]:
+class RequestHeads:
+    """The head of the last call one connection was sent: the bytes between its seq and
+    its arguments, and what they say. A connection's calls mostly repeat a few heads
+    (as :func:`call_pieces` makes them), so the next is compared, not decoded again.
+    """
+
+    __slots__ = ("handler", "head", "target")
+
+    def __init__(self) -> None:
+        self.head = b"\xff"  # no request's: 0xff is no brine tag
+        self.handler: Any = None
+        self.target: tuple[Any, Any] = (None, None)  # (handle, method)
+
+
+def request_of(data: bytes | memoryview, heads: RequestHeads | None = None) -> tuple[Any, Any, Any]:
     """``(seq, handler, args)`` of a request message of plain values; :class:`Refused`
-    if it is unreadable or boxes its arguments otherwise.
+    if it is unreadable or boxes its arguments otherwise. A call's head is compared with
+    the last one in ``heads`` (and kept there).
     """
     try:
         if data[1] == _TUP2:  # what a kos peer sends: (seq, (handler, (LABEL_VALUE, args)))
-            seq, at = _load(data, 2)
+            seq, at = _seq(data)
+            if heads is not None:
+                end = at + len(heads.head)
+                if data[at:end] == heads.head:
+                    return seq, heads.handler, (*heads.target, _load(data, end)[0])
             if data[at] == _TUP2:
-                handler, at = _load(data, at + 1)
-                if data[at] == _TUP2 and data[at + 1] == _VALUE_LABEL:
-                    return seq, handler, _load(data, at + 2)[0]
+                handler, box = _load(data, at + 1)
+                if data[box] == _TUP2 and data[box + 1] == _VALUE_LABEL:
+                    if data[box + 2] != _TUP3:
+                        return seq, handler, _load(data, box + 2)[0]
+                    # a call: (handle, method, args)
+                    handle, end = _load(data, box + 3)
+                    method, end = _load(data, end)
+                    if heads is not None:
+                        heads.head, heads.handler = bytes(data[at:end]), handler
+                        heads.target = (handle, method)
+                    return seq, handler, (handle, method, _load(data, end)[0])
         seq, (handler, boxed) = load_message(data)
     except Exception:
         raise Refused("an unreadable request") from None
     return seq, handler, unboxed(boxed)
+
+
+def _seq(data: bytes | memoryview) -> tuple[Any, int]:
+    """A message's seq (its brine from offset 2) and the offset after it."""
+    if data[2] == _INT_L1:  # seqs past the small ints: decimal digits after their count
+        end = 4 + data[3]
+        return int(bytes(data[4:end])), end
+    return _load(data, 2)
 
 
 def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
@@ -259,6 +303,9 @@ def _load(data: bytes | memoryview, at: int) -> tuple[Any, int]:
     if _STR1 <= tag <= _STR4:
         end = at + tag - _STR1 + 1
         return bytes(data[at:end]), end
+    if tag == _STR_L1:  # bytes of 5 to 255
+        end = at + 1 + data[at]
+        return bytes(data[at + 1 : end]), end
     if tag == _UNICODE:  # its UTF-8 as bytes; a short one decoded straight from ``data``
         inner = data[at]
         if _STR1 <= inner <= _STR4:

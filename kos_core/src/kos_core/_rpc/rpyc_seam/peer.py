@@ -29,14 +29,20 @@ from rpyc.core import consts
 from rpyc.core.protocol import Connection
 
 from kos_core._rpc.frames import OVERSIZED, Frames
-from kos_core._rpc.rpyc_seam.codec import REPLY as _REPLY
-from kos_core._rpc.rpyc_seam.codec import REQUEST as _REQUEST
 from kos_core._rpc.rpyc_seam.codec import Refused as _Refused
-from kos_core._rpc.rpyc_seam.codec import peek_call, pieces, reply_of, reply_pieces, request_of
+from kos_core._rpc.rpyc_seam.codec import (
+    RequestHeads,
+    peek_call,
+    pieces,
+    reply_of,
+    reply_pieces,
+    request_of,
+)
 
 __all__ = ["RPYC_HANDLERS", "RpcPeer", "Served"]
 
 log = logging.getLogger("kos.rpc")
+_REQUEST, _REPLY, _OVERSIZED = consts.MSG_REQUEST, consts.MSG_REPLY, OVERSIZED[0]
 
 _MAX_WORKERS = 4
 _MAX_QUEUED = 64  # calls of one concurrent connection waiting for a worker
@@ -108,6 +114,7 @@ class RpcPeer(Connection):  # type: ignore[misc]
             **requests,
         }
         self._concurrent = served.concurrent is True
+        self._heads = RequestHeads()
         self._queued = threading.BoundedSemaphore(_MAX_QUEUED)
 
     @classmethod
@@ -166,18 +173,18 @@ class RpcPeer(Connection):  # type: ignore[misc]
         # serve_all reads a serving connection, so no other thread waits for its turn.
         # A request is decoded here, before the next frame is read into the channel's
         # buffer (which ``data`` is a view of).
-        kind = bytes(data[:1])
+        kind = data[0]
         if kind == _REPLY:
             callback, value = self._reply(data)
             callback(False, value)
             return
         if kind == _REQUEST:
             seq, handler, args = self._request(data)
-        elif kind == OVERSIZED:
+        elif kind == _OVERSIZED:
             data = bytes(data)
         else:
-            raise _Refused(f"an unsolicited rpyc message of type {kind.hex()}")
-        if kind == OVERSIZED:
+            raise _Refused(f"an unsolicited rpyc message of type {kind:02x}")
+        if kind == _OVERSIZED:
             self._refuse_oversized(data)
         elif not self._concurrent:
             self._serve_request(seq, handler, args)
@@ -195,7 +202,7 @@ class RpcPeer(Connection):  # type: ignore[misc]
         self._channel.send_pieces(pieces(msg, seq, args))
 
     def _request(self, data: bytes | memoryview) -> tuple[int, Callable[..., Any], tuple[Any, ...]]:
-        seq, handler, args = request_of(data)
+        seq, handler, args = request_of(data, self._heads)
         answer = self._answers.get(handler) if type(handler) is int else None
         if answer is None:
             raise _Refused(f"rpyc request {handler!r}, which kos does not serve")
