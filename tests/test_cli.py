@@ -199,3 +199,22 @@ def test_kernel_name_defaults_to_the_short_host_name(kos_env: KosEnv, cli: Cli) 
 def test_connect_to_an_unknown_kernel_raises(kos_env: KosEnv) -> None:
     with pytest.raises(KernelUnreachable, match="nosuchkernel"):
         kos_core.connect("nosuchkernel")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("KOS_CALL_TIMEOUT", "soon", "number of seconds"),
+        ("KOS_CALL_TIMEOUT", "nan", "number of seconds"),
+        ("KOS_MAX_REQUEST", "-1", "number of bytes"),
+        ("KOS_CHILD_CLIENT_TIMEOUT", "inf", "number of seconds"),
+    ],
+)
+def test_a_bad_number_in_the_environment_is_one_line(
+    kos_env: KosEnv, cli: Cli, variable: str, value: str, fragment: str
+) -> None:
+    for args in (("ls",), ("call", "bitbucket", "List"), ("run", "-n", "never")):
+        if variable == "KOS_CHILD_CLIENT_TIMEOUT" and args[0] != "run":
+            continue  # read by plugins' factories only, checked by kos run
+        result = cli(*args, extra_env={variable: value})
+        assert_one_line_error(result, 2, variable, fragment, repr(value))

@@ -30,15 +30,15 @@ from pathlib import Path
 
 from kos_core import _rpc
 from kos_core._net import tls, wire
-from kos_core._os import paths, processes
+from kos_core._os import environment, paths, processes
 from kos_core.interface import Interface, find_interface
 
 LIFELINE_ENV = "KOS_LIFELINE_FD"
 #: "KERNEL HOST": children listen on TCP+TLS on HOST with KERNEL's certificate (the
 #: children of a plugin a world exports); unset, they listen on a Unix socket
 CHILD_TCP_ENV = "KOS_CHILD_TCP"
-SPAWN_TIMEOUT = float(os.environ.get("KOS_SPAWN_TIMEOUT", "10"))
-CLIENT_TIMEOUT = float(os.environ.get("KOS_CHILD_CLIENT_TIMEOUT", "5"))
+SPAWN_TIMEOUT = environment.spawn_timeout()
+CLIENT_TIMEOUT = environment.child_client_timeout()
 #: the longest line a child writes on its SBH pipe
 MAX_SBH = 4096
 

@@ -8,10 +8,11 @@ back. Reply statuses: ``0`` result, ``1`` a declared exception ``(wire_name, arg
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+from kos_core._os import environment
 
 if TYPE_CHECKING:
     from kos_core._rpc.session import ServerSession
@@ -22,7 +23,7 @@ HANDLE_KOS_STREAM = 66
 HANDLE_KOS_STREAM_END = 67
 OK, DECLARED, FAULT = 0, 1, 2
 #: The largest request a service accepts unless it says otherwise (``kos_max_request``).
-DEFAULT_MAX_REQUEST = int(os.environ.get("KOS_MAX_REQUEST", str(64 * 1024 * 1024)))
+DEFAULT_MAX_REQUEST = environment.max_request()
 #: the reply sent in place of one that is not a plain value
 UNSENDABLE = (FAULT, ("TypeError", "the reply is not a plain value"))
 
@@ -32,7 +33,7 @@ class RpcConfig(NamedTuple):
     dataclass takes longer to make).
     """
 
-    call_timeout: float = float(os.environ.get("KOS_CALL_TIMEOUT", "30"))
+    call_timeout: float = environment.call_timeout()
     connect_timeout: float = 5.0
 
 

@@ -219,8 +219,9 @@ def run(
     from kos_core._kernel.reload import install_reload_signal
     from kos_core._kernel.setup_files import default_config_dir, load_setup, log_setup_read
     from kos_core._net import wire
-    from kos_core._os import paths
+    from kos_core._os import environment, paths
 
+    environment.check()  # a bad number would stop every plugin as it starts
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s kos %(levelname)s: %(message)s"
     )

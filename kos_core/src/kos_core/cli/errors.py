@@ -77,6 +77,8 @@ def run_command_line(group: click.Group) -> NoReturn:
     """Run the ``kos`` command line; click's usage errors become one line and exit 2."""
     try:
         result = group.main(prog_name="kos", standalone_mode=False)
+    except (UsageError, SetupFileError) as exc:  # raised before a command ran (a bad
+        _fail(str(exc), 2)  # environment variable read as its module loaded, say)
     except click.UsageError as exc:
         path = exc.ctx.command_path if exc.ctx is not None else "kos"
         message = exc.format_message().rstrip(".")
