@@ -55,7 +55,7 @@ _TUP_L1, _TUP_L4 = TAG_TUP_L1[0], TAG_TUP_L4[0]
 _INT_L1 = TAG_INT_L1[0]
 _STR1, _STR4, _STR_L1, _STR_L4 = (t[0] for t in (TAG_STR1, TAG_STR4, TAG_STR_L1, TAG_STR_L4))
 _UNICODE = TAG_UNICODE[0]
-_SIZED = {_STR_L1: 1, _STR_L4: 4, TAG_INT_L1[0]: 1, TAG_INT_L4[0]: 4}
+_SIZED = {_STR_L1: 1, _STR_L4: 4, _INT_L1: 1, TAG_INT_L4[0]: 4}
 _STRINGS = (_STR_L1, _STR_L4)
 _FLOAT = TAG_FLOAT[0]
 _SINGLETONS: dict[int, Any] = {
@@ -71,7 +71,6 @@ _REQUEST_HEAD = REQUEST + TAG_TUP2
 _REPLY_HEAD = REPLY + TAG_TUP2
 _VALUE_BOX = TAG_TUP2 + IMM_INTS[LABEL_VALUE]  # (LABEL_VALUE, ...): a box of plain values
 _VALUE_LABEL = IMM_INTS[LABEL_VALUE][0]
-_SHORT = 10**254  # ints of fewer digits than this have a 1-byte count
 _INT_L1_HEADS = [TAG_INT_L1 + I1.pack(n) for n in range(256)]
 _STR_L1_HEADS = [TAG_STR_L1 + I1.pack(n) for n in range(256)]
 _CALL_HEADS: dict[tuple[int, int, str], bytes] = {}
@@ -115,15 +114,7 @@ def reply_pieces(seq: int, value: Any) -> list[bytes]:
 
 def _message(head: bytes, seq: int, middle: bytes, value: Any) -> list[bytes]:
     """The pieces of ``head``, ``seq``, ``middle`` (made already) and ``value``."""
-    out: list[bytes] = [head]
-    if seq in IMM_INTS:
-        out.append(IMM_INTS[seq])
-    elif type(seq) is int and -_SHORT < seq < _SHORT:  # its digits after their count
-        digits = str(seq).encode("ascii")
-        out.append(_INT_L1_HEADS[len(digits)] + digits)
-    else:
-        _dump(seq, out, [])
-    out.append(middle)
+    out: list[bytes] = [head, _int_bytes(seq), middle]
     large: list[int] = []
     _dump(value, out, large)
     return _joined(out, large)
@@ -173,21 +164,24 @@ def _dump(value: Any, out: list[bytes], large: list[int]) -> None:
         out.append(TAG_UNICODE)
         _dump_bytes(value.encode("utf8"), out, large)
     elif kind is int:
-        if value in IMM_INTS:
-            out.append(IMM_INTS[value])
-        else:  # its decimal digits, after their count
-            digits = str(value).encode("ascii")
-            count = len(digits)
-            if count < 256:
-                out.append(_INT_L1_HEADS[count] + digits)
-            else:
-                out.append(TAG_INT_L4 + I4.pack(count) + digits)
+        out.append(_int_bytes(value))
     elif value is None:
         out.append(TAG_NONE)
     else:
         from rpyc.core import brine  # rpyc 6.0: what kos does not send itself
 
         out.append(brine.dump(value))
+
+
+def _int_bytes(value: int) -> bytes:
+    """An int as brine writes it: one byte if small, else its digits after their count."""
+    if value in IMM_INTS:
+        return IMM_INTS[value]
+    digits = str(value).encode("ascii")
+    count = len(digits)
+    if count < 256:
+        return _INT_L1_HEADS[count] + digits
+    return TAG_INT_L4 + I4.pack(count) + digits
 
 
 def _dump_bytes(value: bytes, out: list[bytes], large: list[int]) -> None:
